@@ -1,0 +1,38 @@
+# Every target bootstraps what it needs: a .venv, the Cython build, system libraries.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+PYX    := $(shell find src -name '*.pyx' -o -name '*.pxd')
+
+.PHONY: demo test bench lint typecheck build sysdeps flatbuffers clean
+
+demo: build
+	$(BIN)/theta demo
+
+test: build
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/mypy
+	$(BIN)/python -m pytest
+
+bench: build
+	$(BIN)/python benchmarks/ecs_bench.py --json --out benchmarks/results/ecs.json
+
+sysdeps:
+	@bash .ci/sysdeps
+
+$(STAMP): pyproject.toml setup.py | sysdeps
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip "setuptools>=69" wheel "Cython>=3.0" "numpy>=1.26"
+	$(BIN)/python -m pip install -q --no-build-isolation -e ".[all,dev]"
+	touch $@
+
+# Rebuild compiled modules whose .pyx/.pxd changed since the install.
+build: $(STAMP) $(VENV)/.built
+
+$(VENV)/.built: $(STAMP) $(PYX)
+	cd . && $(BIN)/python setup.py -q build_ext --inplace -j 2
+	touch $@
+
+clean:
+	rm -rf build $(VENV) src/*/*.c src/*/*.so src/*/*/*.c src/*/*/*.so

@@ -1,0 +1,310 @@
+"""The scheduler: stages in a fixed order, systems ordered by declared dependencies.
+
+Systems declare the components they read and write. Read columns reach them as read-only views,
+so a write through one fails at once and is counted as a policy violation. Structural changes
+(spawn, despawn, insert, remove) go through a per-system command buffer applied at the end of
+the stage, so they never disturb an iteration in progress.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from enum import IntEnum
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from .component import Component
+from .errors import AccessPolicyViolation, ScheduleError, StaleEntityError, ThetaError
+from .events import EventReader
+from .query import QueryBatch
+
+if TYPE_CHECKING:
+    from .world import World
+
+T = TypeVar("T")
+E = TypeVar("E")
+SystemFn = Callable[["SystemContext"], None]
+
+
+class Stage(IntEnum):
+    """Frame stages, run in this order; STARTUP runs on the first frame only."""
+
+    STARTUP = 0
+    SIMULATION = 1
+    RENDER = 2
+    EDITOR = 3
+
+
+@dataclass
+class SystemSpec:
+    name: str
+    fn: SystemFn
+    stage: Stage
+    reads: frozenset[Component]
+    writes: frozenset[Component]
+    after: tuple[str, ...]
+    before: tuple[str, ...]
+    exclusive: bool = False
+    last_run_tick: int = 0
+    readers: dict[type, EventReader[Any]] = field(default_factory=dict)
+
+    def conflicts_with(self, other: SystemSpec) -> bool:
+        """Whether the two may not run at the same time."""
+        if self.exclusive or other.exclusive:
+            return True
+        return bool(
+            self.writes & (other.reads | other.writes) or other.writes & (self.reads | self.writes)
+        )
+
+
+class DeferredCommands:
+    """Structural changes recorded during a system and applied at the stage boundary."""
+
+    def __init__(self, world: World) -> None:
+        self._world = world
+        self._ops: list[Callable[[World], None]] = []
+
+    def spawn(self, components: Mapping[Component, object] | None = None) -> int:
+        """Reserve an id now; the entity exists from the end of the stage."""
+        entity = self._world.reserve_entity()
+        values = dict(components or {})
+        self._ops.append(lambda w: w.spawn_reserved(entity, values))
+        return entity
+
+    def despawn(self, entity: int) -> None:
+        self._ops.append(lambda w: w.despawn(entity))
+
+    def insert(self, entity: int, comp: Component, value: object) -> None:
+        self._ops.append(lambda w: w.insert(entity, comp, value))
+
+    def remove(self, entity: int, comp: Component) -> None:
+        self._ops.append(lambda w: w.remove(entity, comp))
+
+    def run(self, op: Callable[[World], None]) -> None:
+        """Any other world mutation, deferred the same way."""
+        self._ops.append(op)
+
+    def __len__(self) -> int:
+        return len(self._ops)
+
+    def apply(self) -> None:
+        """Apply in order; an op on an entity that died meanwhile is dropped and counted."""
+        ops, self._ops = self._ops, []
+        for op in ops:
+            try:
+                op(self._world)
+            except StaleEntityError:
+                self._world.telemetry.count("deferred_stale_drops")
+
+
+class SystemContext:
+    """What a system sees: its declared columns, resources, events and a command buffer."""
+
+    def __init__(self, world: World, spec: SystemSpec, dt: float) -> None:
+        self._world = world
+        self._spec = spec
+        self.dt = dt
+        self.tick = world.tick
+        self.last_run_tick = spec.last_run_tick
+        self.commands = DeferredCommands(world)
+
+    @property
+    def name(self) -> str:
+        return self._spec.name
+
+    def _violation(self, message: str) -> AccessPolicyViolation:
+        self._world.telemetry.count("policy_violations")
+        return AccessPolicyViolation(f"system {self._spec.name!r}: {message}")
+
+    def _allowed(self, components: Sequence[Component]) -> None:
+        declared = self._spec.reads | self._spec.writes
+        for comp in components:
+            if comp not in declared:
+                raise self._violation(f"queried {comp.name}, which it did not declare")
+
+    def query(self, *components: Component, without: Sequence[Component] = ()) -> Iterator[
+        QueryBatch
+    ]:
+        """Per-archetype batches; declared writes are writable views, reads are read-only."""
+        self._allowed(components)
+        q = self._world.query(*components, without=without)
+        return q.iter(write=[c for c in components if c in self._spec.writes])
+
+    def changed(self, *components: Component, since: int | None = None) -> Iterator[QueryBatch]:
+        """Rows whose components changed since this system last ran (or ``since``)."""
+        self._allowed(components)
+        q = self._world.query(*components)
+        return q.changed_since(self.last_run_tick if since is None else since)
+
+    def get(self, entity: int, comp: Component) -> Any:
+        self._allowed((comp,))
+        return self._world.get(entity, comp)
+
+    def set(self, entity: int, comp: Component, value: object) -> None:
+        if comp not in self._spec.writes:
+            raise self._violation(f"set {comp.name}, which it declared read-only or not at all")
+        self._world.set(entity, comp, value)
+
+    def resource(self, kind: type[T]) -> T:
+        return self._world.resource(kind)
+
+    def send(self, event: object) -> None:
+        self._world.events.send(event)
+
+    def read(self, kind: type[E]) -> list[E]:
+        """Events of ``kind`` this system has not seen yet."""
+        reader = self._spec.readers.get(kind)
+        if reader is None:
+            reader = self._spec.readers[kind] = EventReader(self._world.events.channel(kind))
+        events: list[E] = reader.read()
+        return events
+
+
+def _order(systems: list[SystemSpec]) -> list[SystemSpec]:
+    """Topological order by after/before; ties keep insertion order. Raises on a cycle."""
+    names = {s.name for s in systems}
+    deps: dict[str, set[str]] = {s.name: set() for s in systems}
+    for s in systems:
+        for a in s.after:
+            if a in names:
+                deps[s.name].add(a)
+        for b in s.before:
+            if b in names:
+                deps[b].add(s.name)
+    done: list[SystemSpec] = []
+    placed: set[str] = set()
+    pending = list(systems)
+    while pending:
+        ready = [s for s in pending if deps[s.name] <= placed]
+        if not ready:
+            cycle = ", ".join(s.name for s in pending)
+            raise ScheduleError(f"dependency cycle among systems: {cycle}")
+        first = ready[0]
+        done.append(first)
+        placed.add(first.name)
+        pending.remove(first)
+    return done
+
+
+class Scheduler:
+    """Runs systems stage by stage; optionally runs non-conflicting systems on threads."""
+
+    def __init__(self, parallel: bool = False, workers: int = 2) -> None:
+        self.parallel = parallel
+        self._workers = workers
+        self._pool: ThreadPoolExecutor | None = None
+        self._systems: dict[str, SystemSpec] = {}
+        self._ordered: dict[Stage, list[SystemSpec]] | None = None
+        self._started = False
+
+    def add(
+        self,
+        fn: SystemFn,
+        *,
+        stage: Stage,
+        reads: Sequence[Component],
+        writes: Sequence[Component],
+        after: Sequence[str],
+        before: Sequence[str],
+        name: str | None,
+        exclusive: bool,
+    ) -> str:
+        name = name or getattr(fn, "__qualname__", None) or repr(fn)
+        if name in self._systems:
+            raise ScheduleError(f"a system named {name!r} is already scheduled")
+        writes_set = frozenset(writes)
+        self._systems[name] = SystemSpec(
+            name=name,
+            fn=fn,
+            stage=Stage(stage),
+            reads=frozenset(reads) - writes_set,
+            writes=writes_set,
+            after=tuple(after),
+            before=tuple(before),
+            exclusive=exclusive,
+        )
+        self._ordered = None
+        return name
+
+    def remove(self, name: str) -> None:
+        if self._systems.pop(name, None) is None:
+            raise ScheduleError(f"no system named {name!r}")
+        self._ordered = None
+
+    def systems(self, stage: Stage) -> list[SystemSpec]:
+        if self._ordered is None:
+            known = set(self._systems)
+            for s in self._systems.values():
+                for dep in (*s.after, *s.before):
+                    if dep not in known:
+                        raise ScheduleError(f"system {s.name!r} is ordered against unknown {dep!r}")
+            self._ordered = {
+                st: _order([s for s in self._systems.values() if s.stage == st]) for st in Stage
+            }
+        return self._ordered[stage]
+
+    def _waves(self, systems: list[SystemSpec]) -> list[list[SystemSpec]]:
+        """Split an ordered stage into consecutive groups whose members may run together."""
+        waves: list[list[SystemSpec]] = []
+        for s in systems:
+            wave = waves[-1] if waves else None
+            if (
+                wave is None
+                or any(s.conflicts_with(o) for o in wave)
+                or any(o.name in s.after or s.name in o.before for o in wave)
+            ):
+                waves.append([s])
+            else:
+                wave.append(s)
+        return waves
+
+    def _run_one(self, world: World, spec: SystemSpec, dt: float) -> SystemContext:
+        ctx = SystemContext(world, spec, dt)
+        t0 = time.perf_counter()
+        try:
+            spec.fn(ctx)
+        except ValueError as exc:
+            if "read-only" in str(exc) and not isinstance(exc, ThetaError):
+                world.telemetry.count("policy_violations")
+                raise AccessPolicyViolation(
+                    f"system {spec.name!r} wrote to a column it declared read-only"
+                ) from exc
+            raise
+        finally:
+            world.telemetry.record_system(spec.name, time.perf_counter() - t0)
+            spec.last_run_tick = world.tick
+        return ctx
+
+    def run_stage(self, world: World, stage: Stage, dt: float) -> None:
+        systems = self.systems(stage)
+        t0 = time.perf_counter()
+        contexts: list[SystemContext] = []
+        if self.parallel and len(systems) > 1:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(self._workers, thread_name_prefix="theta-system")
+            for wave in self._waves(systems):
+                if len(wave) == 1:
+                    contexts.append(self._run_one(world, wave[0], dt))
+                else:
+                    futures = [self._pool.submit(self._run_one, world, s, dt) for s in wave]
+                    contexts.extend(f.result() for f in futures)
+        else:
+            contexts = [self._run_one(world, s, dt) for s in systems]
+        for ctx in contexts:
+            ctx.commands.apply()
+        world.telemetry.record_stage(stage.name.lower(), time.perf_counter() - t0)
+
+    def run_frame(self, world: World, dt: float) -> None:
+        t0 = time.perf_counter()
+        stages = list(Stage) if not self._started else list(Stage)[1:]
+        self._started = True
+        for stage in stages:
+            self.run_stage(world, stage, dt)
+        world.telemetry.record_frame(time.perf_counter() - t0)
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown()
+            self._pool = None

@@ -1,0 +1,1 @@
+"""theta_xr: a theta backend package (plugs into theta_ecs through entry points)."""
