@@ -36,3 +36,11 @@ $(VENV)/.built: $(STAMP) $(PYX)
 
 clean:
 	rm -rf build $(VENV) src/*/*.c src/*/*.so src/*/*/*.c src/*/*/*.so
+
+# Regenerate the checked-in FlatBuffers Python code (flatc 2.0.8). flatc writes every namespace
+# level, so generate into a scratch folder and copy only the generated packages.
+flatbuffers: sysdeps
+	rm -rf build/flatc && mkdir -p build/flatc
+	flatc --python -o build/flatc schemas/component_manifest.fbs
+	rm -rf src/theta_ecs/_generated/manifest
+	cp -r build/flatc/theta_ecs/_generated/manifest src/theta_ecs/_generated/

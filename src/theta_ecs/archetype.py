@@ -8,13 +8,14 @@ per-entity access, and a whole-column tick written when a system receives the co
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from .component import Component
 
-Column = npt.NDArray[np.generic]
+Column = npt.NDArray[Any]
 Ticks = npt.NDArray[np.uint32]
 EntityIds = npt.NDArray[np.uint64]
 
@@ -94,7 +95,7 @@ class Archetype:
         self.count = end
         return start
 
-    def append_one(self, entity: int, values: Mapping[int, object], tick: int) -> int:
+    def append_one(self, entity: int, values: Mapping[int, Any], tick: int) -> int:
         self.reserve(1)
         row = self.count
         self.entities[row] = entity

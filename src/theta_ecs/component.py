@@ -147,7 +147,7 @@ class Component:
         return {
             "id": f"{self.id:016x}",
             "name": self.name,
-            "dtype": self.dtype.descr if self.dtype.names else self.dtype.str,
+            "dtype": self.dtype.descr if self.dtype.names else self.column_dtype.str,
             "shape": list(self.row_shape),
             "fields": list(self.fields),
             "quantization": {k: q.describe() for k, q in sorted(self.quantization.items())},

@@ -211,7 +211,7 @@ class Scheduler:
         name: str | None,
         exclusive: bool,
     ) -> str:
-        name = name or getattr(fn, "__qualname__", None) or repr(fn)
+        name = name or getattr(fn, "__name__", None) or repr(fn)
         if name in self._systems:
             raise ScheduleError(f"a system named {name!r} is already scheduled")
         writes_set = frozenset(writes)

@@ -52,7 +52,10 @@ def coerce_rows(comp: Component, values: npt.ArrayLike, n: int) -> Column:
     else:
         arr = np.asarray(values)
         target = comp.column_dtype
-        if arr.dtype.kind in "OUSV" or not np.can_cast(arr.dtype, target, "same_kind"):
+        int_to_int = arr.dtype.kind in "iub" and target.kind in "iu"
+        if arr.dtype.kind in "OUSV" or not (
+            int_to_int or np.can_cast(arr.dtype, target, "same_kind")
+        ):
             raise ComponentDataError(f"{comp.name}: cannot store dtype {arr.dtype} as {target}")
         if not _fits_integer_range(arr, target):
             raise ComponentDataError(f"{comp.name}: values out of range for {target}")
@@ -179,7 +182,7 @@ class World:
         self._place_new(entity, arch, {c.id: v for c, v in values.items()})
         return entity
 
-    def _place_new(self, entity: int, arch: Archetype, values: Mapping[int, object]) -> None:
+    def _place_new(self, entity: int, arch: Archetype, values: Mapping[int, Any]) -> None:
         row = arch.append_one(entity, values, self.tick)
         self._entities.place(entity, arch.id, row)
 
@@ -277,7 +280,7 @@ class World:
         self._move(entity, arch, row, self._without(arch, comp), {})
 
     def _move(
-        self, entity: int, src: Archetype, row: int, dest: Archetype, extra: Mapping[int, object]
+        self, entity: int, src: Archetype, row: int, dest: Archetype, extra: Mapping[int, Any]
     ) -> None:
         dest.reserve(1)
         new_row = dest.count

@@ -1,0 +1,1 @@
+"""Benchmarks run by ``theta bench`` and ``make bench`` (never by the test suite)."""
