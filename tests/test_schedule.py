@@ -186,8 +186,8 @@ def test_telemetry_snapshot_exports_json(world: World) -> None:
     world.add_system(lambda ctx: None, name="noop", reads=[Pos])
     for _ in range(5):
         world.step()
-    snap = world.telemetry.snapshot(world.tick, world.entity_count)
-    data = json.loads(snap.to_json())
+    data = json.loads(world.metrics().to_json())
+    assert data["archetype_count"] == len(world.archetypes)
     assert data["frame"] == 5
     assert data["entity_count"] == 3
     assert set(data["stages"]) == {"startup", "simulation", "render", "editor"}

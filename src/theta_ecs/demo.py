@@ -103,7 +103,7 @@ def run(cfg: DemoConfig, out: TextIO = sys.stdout) -> World:
         world.step(period)
         if time.perf_counter() >= next_report:
             next_report += 0.5
-            snap = world.telemetry.snapshot(world.tick, world.entity_count)
+            snap = world.metrics()
             st = snap.stages
             print(
                 f"{time.perf_counter() - start:7.2f} {snap.frame:6d} {snap.entity_count:9d} "
@@ -113,7 +113,7 @@ def run(cfg: DemoConfig, out: TextIO = sys.stdout) -> World:
                 file=out,
                 flush=True,
             )
-    snap = world.telemetry.snapshot(world.tick, world.entity_count, len(world.archetypes))
+    snap = world.metrics()
     print("\nper-system mean ms: " + ", ".join(
         f"{name} {s.mean_ms:.3f}" for name, s in snap.systems.items()), file=out)
     return world

@@ -15,7 +15,7 @@ from .errors import ComponentDataError, StaleEntityError, UnknownComponentError
 from .events import Events
 from .query import Query
 from .schedule import Scheduler, Stage, SystemFn
-from .telemetry import Telemetry
+from .telemetry import MetricsSnapshot, Telemetry
 
 T = TypeVar("T")
 
@@ -402,6 +402,10 @@ class World:
             return fn
 
         return register
+
+    def metrics(self) -> MetricsSnapshot:
+        """Frame telemetry plus entity and archetype counts, frozen for export."""
+        return self.telemetry.snapshot(self.tick, self.entity_count, len(self._archetypes))
 
     def step(self, dt: float = 1.0 / 60.0) -> None:
         """Run one frame: every stage in order, then advance the change tick."""
