@@ -252,7 +252,7 @@ def bench_parallel(n: int, repeats: int) -> dict[str, float]:
         world.add_system(decay, writes=[Mass])
         world.step()
         key = "parallel_ms" if parallel else "serial_ms"
-        out[key] = _best(lambda w=world: _timed(w.step), repeats * 3) * 1e3
+        out[key] = statistics.median(_timed(world.step) for _ in range(repeats * 3)) * 1e3
         world.schedule.close()
     out["speedup"] = out["serial_ms"] / out["parallel_ms"]
     return out
