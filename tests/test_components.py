@@ -132,3 +132,13 @@ def test_insert_and_remove_batch(world: World) -> None:
         np.testing.assert_array_equal(world.get(int(ents[i]), Pos), [3 * i, 3 * i + 1, 3 * i + 2])
     with pytest.raises(UnknownComponentError):
         world.remove_batch(ents[:2], Health)
+
+
+def test_failed_remove_batch_changes_nothing(world: World) -> None:
+    with_hp = world.spawn_batch({Pos: np.zeros((4, 3), np.float32), Health: np.ones(4, np.int32)})
+    without = world.spawn_batch({Pos: np.zeros((4, 3), np.float32)})
+    mixed = np.concatenate([with_hp, without[:1]])
+    with pytest.raises(UnknownComponentError, match="no test.Health"):
+        world.remove_batch(mixed, Health)
+    assert all(world.has(int(e), Health) for e in with_hp)
+    assert world.query(Health).count() == 4

@@ -317,16 +317,17 @@ class World:
         archs, rows = self._entities.locate_batch(ents)
         order = np.argsort(archs, kind="stable")
         bounds = np.flatnonzero(np.diff(archs[order])) + 1
-        for group in np.split(order, bounds):
-            if not len(group):
-                continue
+        groups = [g for g in np.split(order, bounds) if len(g)]
+        if vals is None:  # check every group before changing anything
+            for group in groups:
+                if comp.id not in self._archetypes[int(archs[group[0]])].component_ids:
+                    raise UnknownComponentError(
+                        f"entity {int(ents[group[0]]):#x} has no {comp.name} to remove"
+                    )
+        for group in groups:
             src = self._archetypes[int(archs[group[0]])]
             src_rows = rows[group]
             has = comp.id in src.component_ids
-            if vals is None and not has:
-                raise UnknownComponentError(
-                    f"entity {int(ents[group[0]]):#x} has no {comp.name} to remove"
-                )
             if vals is not None and has:
                 src.columns[comp.id][src_rows] = vals[group]
                 src.row_ticks[comp.id][src_rows] = self.tick
