@@ -17,48 +17,47 @@ cdef inline uint64_t _load64(const uint8_t* p) noexcept nogil:
     return v
 
 
+cdef inline void _sipround(uint64_t* v, int rounds) noexcept nogil:
+    """``rounds`` SipRounds over the state v[0..3]."""
+    cdef int r
+    for r in range(rounds):
+        v[0] += v[1]; v[1] = _rotl(v[1], 13); v[1] ^= v[0]; v[0] = _rotl(v[0], 32)
+        v[2] += v[3]; v[3] = _rotl(v[3], 16); v[3] ^= v[2]
+        v[0] += v[3]; v[3] = _rotl(v[3], 21); v[3] ^= v[0]
+        v[2] += v[1]; v[1] = _rotl(v[1], 17); v[1] ^= v[2]; v[2] = _rotl(v[2], 32)
+
+
 cdef uint64_t _siphash24(const uint8_t* key, const uint8_t* data, Py_ssize_t n) noexcept nogil:
     cdef uint64_t k0 = _load64(key)
     cdef uint64_t k1 = _load64(key + 8)
-    cdef uint64_t v0 = k0 ^ 0x736F6D6570736575ULL
-    cdef uint64_t v1 = k1 ^ 0x646F72616E646F6DULL
-    cdef uint64_t v2 = k0 ^ 0x6C7967656E657261ULL
-    cdef uint64_t v3 = k1 ^ 0x7465646279746573ULL
+    cdef uint64_t v[4]
+    v[0] = k0 ^ 0x736F6D6570736575ULL
+    v[1] = k1 ^ 0x646F72616E646F6DULL
+    v[2] = k0 ^ 0x6C7967656E657261ULL
+    v[3] = k1 ^ 0x7465646279746573ULL
     cdef uint64_t m
     cdef Py_ssize_t blocks = n - (n % 8)
     cdef Py_ssize_t i
-    cdef int r
+    cdef int i8
     cdef uint8_t tail[8]
 
     for i in range(0, blocks, 8):
         m = _load64(data + i)
-        v3 ^= m
-        for r in range(2):
-            v0 += v1; v1 = _rotl(v1, 13); v1 ^= v0; v0 = _rotl(v0, 32)
-            v2 += v3; v3 = _rotl(v3, 16); v3 ^= v2
-            v0 += v3; v3 = _rotl(v3, 21); v3 ^= v0
-            v2 += v1; v1 = _rotl(v1, 17); v1 ^= v2; v2 = _rotl(v2, 32)
-        v0 ^= m
+        v[3] ^= m
+        _sipround(v, 2)
+        v[0] ^= m
 
-    for r in range(8):
-        tail[r] = 0
+    for i8 in range(8):
+        tail[i8] = 0
     if n - blocks:
         memcpy(tail, data + blocks, n - blocks)
     m = _load64(tail) | ((<uint64_t>(n & 0xFF)) << 56)
-    v3 ^= m
-    for r in range(2):
-        v0 += v1; v1 = _rotl(v1, 13); v1 ^= v0; v0 = _rotl(v0, 32)
-        v2 += v3; v3 = _rotl(v3, 16); v3 ^= v2
-        v0 += v3; v3 = _rotl(v3, 21); v3 ^= v0
-        v2 += v1; v1 = _rotl(v1, 17); v1 ^= v2; v2 = _rotl(v2, 32)
-    v0 ^= m
-    v2 ^= 0xFF
-    for r in range(4):
-        v0 += v1; v1 = _rotl(v1, 13); v1 ^= v0; v0 = _rotl(v0, 32)
-        v2 += v3; v3 = _rotl(v3, 16); v3 ^= v2
-        v0 += v3; v3 = _rotl(v3, 21); v3 ^= v0
-        v2 += v1; v1 = _rotl(v1, 17); v1 ^= v2; v2 = _rotl(v2, 32)
-    return v0 ^ v1 ^ v2 ^ v3
+    v[3] ^= m
+    _sipround(v, 2)
+    v[0] ^= m
+    v[2] ^= 0xFF
+    _sipround(v, 4)
+    return v[0] ^ v[1] ^ v[2] ^ v[3]
 
 
 def siphash24(const uint8_t[::1] key not None, const uint8_t[::1] data not None) -> int:
