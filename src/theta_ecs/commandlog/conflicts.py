@@ -1,0 +1,129 @@
+"""Conflict strategies per scope, resolved as a deterministic fold over the total order.
+
+Two commands conflict when they touch the same (entity, component) and the later one was not
+based on the earlier: its ``base`` (the entry its author saw as current for that scope) is not
+the entry that precedes it in the total order. Walking a scope's entries in order:
+
+- last-writer-wins: the conflicting entry is accepted and replaces the value whole;
+- merge: it is accepted and its value is merged field-wise (see :mod:`.editor`);
+- reject: it is refused, so is every entry based on it, and its author is told.
+
+Because the outcome is a function of the set of entries and their order, every peer that holds
+the same entries computes the same outcome, whatever order they arrived in.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import Enum
+
+from .entry import NO_BASE, Entry, EntryId, Scope
+
+
+class Strategy(Enum):
+    LWW = "lww"
+    MERGE = "merge"
+    REJECT = "reject"
+
+
+class ConflictPolicy:
+    """Which strategy applies to a scope: per (entity, component), per component, or default.
+
+    Like the roster, it is shared configuration: every peer must hold the same policy.
+    """
+
+    def __init__(
+        self,
+        default: Strategy = Strategy.LWW,
+        components: Mapping[int, Strategy] | None = None,
+    ) -> None:
+        self.default = default
+        self._components: dict[int, Strategy] = dict(components or {})
+        self._scopes: dict[tuple[int, int], Strategy] = {}
+
+    def set_component(self, component_id: int, strategy: Strategy) -> None:
+        self._components[component_id] = strategy
+
+    def set_scope(self, entity: int, component_id: int, strategy: Strategy) -> None:
+        self._scopes[(entity, component_id)] = strategy
+
+    def strategy_for(self, scope: Scope) -> Strategy:
+        found = self._scopes.get(scope.group)
+        if found is not None:
+            return found
+        return self._components.get(scope.component, self.default)
+
+
+@dataclass
+class Resolution:
+    """The fold's outcome for one scope, in total order."""
+
+    accepted: list[Entry] = field(default_factory=list)
+    rejected: list[Entry] = field(default_factory=list)
+    #: accepted entries that conflicted (overwrote or merged with a concurrent write)
+    conflicted: list[Entry] = field(default_factory=list)
+
+    @property
+    def head(self) -> EntryId:
+        """The entry a new command on this scope should name as its base."""
+        return self.accepted[-1].id if self.accepted else NO_BASE
+
+
+class ScopeLog:
+    """The entries of one (entity, component) scope in total order, with their resolution.
+
+    Appends in order (the common case) extend the resolution in O(1); an entry that arrives
+    before entries already integrated makes the next read refold the scope from its start.
+    """
+
+    __slots__ = ("_entries", "_keys", "_resolution", "_stale", "strategy")
+
+    def __init__(self, strategy: Strategy) -> None:
+        self.strategy = strategy
+        self._entries: list[Entry] = []
+        self._keys: list[tuple[int, int, int]] = []
+        self._resolution = Resolution()
+        self._stale = False
+
+    def add(self, entry: Entry) -> None:
+        key = entry.key
+        if not self._keys or key > self._keys[-1]:
+            self._keys.append(key)
+            self._entries.append(entry)
+            if not self._stale:
+                self._step(self._resolution, entry)
+            return
+        at = bisect.bisect_left(self._keys, key)
+        if at < len(self._keys) and self._keys[at] == key:
+            return  # already integrated
+        self._keys.insert(at, key)
+        self._entries.insert(at, entry)
+        self._stale = True
+
+    def _step(self, res: Resolution, entry: Entry) -> None:
+        concurrent = entry.base != res.head
+        if concurrent and self.strategy is Strategy.REJECT:
+            res.rejected.append(entry)
+            return
+        if concurrent:
+            res.conflicted.append(entry)
+        res.accepted.append(entry)
+
+    @property
+    def resolution(self) -> Resolution:
+        if self._stale:
+            res = Resolution()
+            for entry in self._entries:
+                self._step(res, entry)
+            self._resolution = res
+            self._stale = False
+        return self._resolution
+
+    @property
+    def entries(self) -> list[Entry]:
+        return list(self._entries)
+
+    def __len__(self) -> int:
+        return len(self._entries)
