@@ -1,0 +1,200 @@
+"""The receiving side: decode state packets, apply the newest to a local World, acknowledge.
+
+Network ids are the server's entity ids; the receiver spawns its own local entities and keeps
+the mapping as an array aligned with the applied snapshot (so applying a delta is a handful of
+batched World calls, not a loop over entities). Packets may arrive late, twice, out of order,
+or not at all: stale and duplicate ones are counted and ignored, a delta whose baseline we no
+longer hold is dropped (the sender will move to a newer acked baseline), malformed bytes are a
+counted drop, and a schema mismatch or unknown dictionary is refused with our exception.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from ..serialization.chunking import Reassembler
+from ..serialization.codec import StateCodec
+from ..serialization.compression import DictionaryRegistry
+from ..serialization.errors import (
+    DecodeError,
+    SchemaMismatchError,
+    UnknownDictionaryError,
+)
+from ..serialization.packet import (
+    AckPacket,
+    ChunkPacket,
+    StatePacket,
+    decode_packet,
+    encode_packet,
+)
+from ..serialization.schema import ReplicationSchema
+from ..serialization.snapshot import Snapshot, diff
+from ..world import World
+
+
+@dataclass
+class ReceiverStats:
+    packets: int = 0
+    bytes: int = 0
+    applied: int = 0
+    stale: int = 0
+    duplicate: int = 0
+    missing_baseline: int = 0
+    malformed: int = 0
+    chunks: int = 0
+    acks_sent: int = 0
+    chunk_requests: int = 0
+
+
+class Receiver:
+    """Client-side replication endpoint for one server."""
+
+    def __init__(
+        self,
+        schema: ReplicationSchema,
+        world: World | None = None,
+        *,
+        dictionaries: DictionaryRegistry | None = None,
+        max_history: int = 64,
+        ack_interval: float = 0.0,
+        reack_interval: float = 0.1,
+    ) -> None:
+        self.schema = schema
+        self.world = world if world is not None else World()
+        self.codec = StateCodec(schema, dictionaries)
+        self.stats = ReceiverStats()
+        self.max_history = max_history
+        self.ack_interval = ack_interval
+        self.reack_interval = reack_interval
+        self.reassembler = Reassembler()
+        self._history: dict[int, Snapshot] = {}
+        self._floor = -1  # sequences below this can no longer serve as baselines
+        self._dirty = False
+        self._last_ack = -1e18
+        self.applied: Snapshot = Snapshot.empty(schema)
+        self.applied_sequence = -1
+        self.local_ids: npt.NDArray[np.uint64] = np.zeros(0, np.uint64)
+
+    # -- incoming ------------------------------------------------------------------------------
+    def receive(self, data: bytes, now: float = 0.0) -> bool:
+        """Handle one datagram; True when it changed the applied state."""
+        self.stats.packets += 1
+        self.stats.bytes += len(data)
+        try:
+            pkt = decode_packet(data)
+            if isinstance(pkt, ChunkPacket):
+                self.stats.chunks += 1
+                message = self.reassembler.add(pkt, now)
+                if message is None:
+                    return False
+                pkt = decode_packet(message)
+            if not isinstance(pkt, StatePacket):
+                raise DecodeError("a client expects state packets")
+            return self._on_state(pkt)
+        except (SchemaMismatchError, UnknownDictionaryError):
+            raise
+        except DecodeError:
+            self.stats.malformed += 1
+            return False
+
+    def _on_state(self, pkt: StatePacket) -> bool:
+        self.codec.check(pkt)
+        seq = pkt.sequence
+        if seq in self._history:
+            self.stats.duplicate += 1
+            self._dirty = True  # re-ack: our previous ack may have been lost
+            return False
+        if seq <= self.applied_sequence:
+            self.stats.stale += 1
+            return False
+        base = None
+        if pkt.baseline is not None:
+            base = self._history.get(pkt.baseline)
+            if base is None:
+                self.stats.missing_baseline += 1
+                return False
+        state = self.codec.decode(pkt, base)
+        self._history[seq] = state
+        self._dirty = True
+        if pkt.baseline is not None and pkt.baseline > self._floor:
+            # The sender only ever moves its baseline forward: older states are dead weight.
+            self._floor = pkt.baseline
+        self._evict()
+        self.reassembler.discard_before(seq)
+        self._apply(state)
+        return True
+
+    def _evict(self) -> None:
+        for s in [s for s in self._history if s < self._floor and s != self.applied_sequence]:
+            del self._history[s]
+        while len(self._history) > self.max_history:
+            del self._history[min(self._history)]
+
+    # -- applying to the world -----------------------------------------------------------------
+    def _apply(self, new: Snapshot) -> None:
+        world = self.world
+        schema = self.schema
+        old, old_local = self.applied, self.local_ids
+        d = diff(schema, new, old)
+        if len(d.removed):
+            world.despawn_batch(old_local[d.removed])
+        local = np.zeros(len(new), np.uint64)
+        matched = d.cur_to_base >= 0
+        local[matched] = old_local[d.cur_to_base[matched]]
+        if len(d.added):
+            pres = new.presence[d.added]
+            patterns, which = np.unique(pres, axis=0, return_inverse=True)
+            for p, pattern in enumerate(patterns):
+                rows = d.added[np.asarray(which).reshape(-1) == p]
+                cols = {
+                    schema.components[int(ci)]: self._column(int(ci), new, rows)
+                    for ci in np.flatnonzero(pattern)
+                }
+                local[rows] = world.spawn_batch(cols)
+        if len(d.changed):
+            rows = d.changed
+            old_rows = d.cur_to_base[rows]
+            for ci, comp in enumerate(schema.components):
+                upd = rows[d.component_changed[rows, ci] != 0]
+                if len(upd):
+                    world.insert_batch(local[upd], comp, self._column(ci, new, upd))
+                lost = rows[(new.presence[rows, ci] == 0) & (old.presence[old_rows, ci] != 0)]
+                if len(lost):
+                    world.remove_batch(local[lost], comp)
+        self.applied = new
+        self.applied_sequence = new.tick
+        self.local_ids = local
+        self.stats.applied += 1
+
+    def _column(
+        self, ci: int, state: Snapshot, rows: npt.NDArray[np.int64]
+    ) -> npt.NDArray[np.generic]:
+        lanes = state.values[rows][:, self.schema.lane_slices[ci]]
+        return self.schema.codecs[ci].from_lanes(np.ascontiguousarray(lanes))
+
+    def local_entity(self, net_id: int) -> int | None:
+        """The local entity standing for server entity ``net_id``, if replicated."""
+        row = int(self.applied.rows_of(np.array([net_id], np.uint64))[0])
+        return None if row < 0 else int(self.local_ids[row])
+
+    # -- outgoing ------------------------------------------------------------------------------
+    def produce(self, now: float) -> list[bytes]:
+        """An ack (when something new arrived, or periodically: acks get lost too) and requests
+        for missing chunks."""
+        out = [encode_packet(r) for r in self.reassembler.requests(now)]
+        self.stats.chunk_requests += len(out)
+        due = self._dirty or now - self._last_ack >= self.reack_interval
+        if due and self._history and now - self._last_ack >= self.ack_interval:
+            latest = max(self._history)
+            mask = 0
+            for i in range(32):
+                if latest - 1 - i in self._history:
+                    mask |= 1 << i
+            out.append(encode_packet(AckPacket(latest, mask)))
+            self.stats.acks_sent += 1
+            self._dirty = False
+            self._last_ack = now
+        return out

@@ -1,0 +1,42 @@
+"""Snapshot and delta serialization: quantization, bit-packing, zstd dictionaries, chunking.
+
+Sans-I/O throughout: snapshots in, bytes out, and back. See :mod:`.snapshot` for the body
+layout and :mod:`.packet` for the framing.
+"""
+
+from .chunking import DEFAULT_BUDGET, Reassembler, split
+from .codec import StateCodec
+from .compression import DictionaryRegistry, train_dictionary
+from .errors import (
+    ChunkError,
+    DecodeError,
+    EncodeError,
+    SchemaMismatchError,
+    SerializationError,
+    UnknownDictionaryError,
+)
+from .schema import ComponentCodec, ReplicationSchema, schema_hash
+from .snapshot import Snapshot, capture, decode_body, diff, encode_body
+
+__all__ = [
+    "DEFAULT_BUDGET",
+    "ChunkError",
+    "ComponentCodec",
+    "DecodeError",
+    "DictionaryRegistry",
+    "EncodeError",
+    "Reassembler",
+    "ReplicationSchema",
+    "SchemaMismatchError",
+    "SerializationError",
+    "Snapshot",
+    "StateCodec",
+    "UnknownDictionaryError",
+    "capture",
+    "decode_body",
+    "diff",
+    "encode_body",
+    "schema_hash",
+    "split",
+    "train_dictionary",
+]

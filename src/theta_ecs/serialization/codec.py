@@ -1,0 +1,69 @@
+"""The state pipeline end to end: snapshot body, optional zstd, packet framing, schema check."""
+
+from __future__ import annotations
+
+from .compression import NO_DICTIONARY, DictionaryRegistry
+from .errors import DecodeError, SchemaMismatchError
+from .packet import StatePacket, decode_packet, encode_packet
+from .schema import ReplicationSchema
+from .snapshot import Snapshot, decode_body, encode_body
+
+
+class StateCodec:
+    """Encodes snapshots into state packets and back, for one schema."""
+
+    def __init__(
+        self, schema: ReplicationSchema, dictionaries: DictionaryRegistry | None = None
+    ) -> None:
+        self.schema = schema
+        self.dictionaries = dictionaries if dictionaries is not None else DictionaryRegistry()
+
+    def encode(
+        self,
+        state: Snapshot,
+        sequence: int,
+        base: Snapshot | None = None,
+        base_sequence: int | None = None,
+        *,
+        compress: bool = False,
+        dictionary_id: int = NO_DICTIONARY,
+    ) -> bytes:
+        """One packet; compressed only when that makes it smaller."""
+        if (base is None) != (base_sequence is None):
+            raise ValueError("base and base_sequence go together")
+        body = encode_body(self.schema, state, base)
+        packed = False
+        if compress and body:
+            squeezed = self.dictionaries.compress(body, dictionary_id)
+            if len(squeezed) + 1 < len(body):
+                body, packed = squeezed, True
+        return encode_packet(
+            StatePacket(
+                sequence, base_sequence, self.schema.wire_hash, body, packed,
+                dictionary_id if packed else NO_DICTIONARY,
+            )
+        )
+
+    def check(self, pkt: StatePacket) -> None:
+        if pkt.schema_hash != self.schema.wire_hash:
+            raise SchemaMismatchError(
+                f"packet schema {pkt.schema_hash:08x} differs from ours {self.schema.wire_hash:08x}"
+            )
+
+    def body(self, pkt: StatePacket) -> bytes:
+        """The packet's body, decompressed (raises UnknownDictionaryError / DecodeError)."""
+        if not pkt.compressed:
+            return pkt.body
+        return self.dictionaries.decompress(pkt.body, pkt.dictionary_id)
+
+    def decode(self, pkt: StatePacket, base: Snapshot | None = None) -> Snapshot:
+        self.check(pkt)
+        if (pkt.baseline is None) != (base is None):
+            raise DecodeError("baseline presence disagrees with the packet")
+        return decode_body(self.schema, self.body(pkt), base, tick=pkt.sequence)
+
+    def decode_bytes(self, data: bytes, base: Snapshot | None = None) -> Snapshot:
+        pkt = decode_packet(data)
+        if not isinstance(pkt, StatePacket):
+            raise DecodeError("not a state packet")
+        return self.decode(pkt, base)

@@ -1,0 +1,260 @@
+"""The replication schema: how each replicated component becomes a row of ``uint32`` lanes.
+
+A component's value is split into groups (one per declared field, or one for the whole value
+when quantization is keyed ``"*"``). A group becomes lanes: one per element for quantized
+floats, four (index + three) for smallest-three quaternions, and for anything unquantized the
+raw bits (1 for bool, 8/16 for narrow types, 32-bit words otherwise). Both peers derive the same
+lanes from the same component declarations; the schema hash proves they did.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from ..component import Component, Quantization, QuantizedFloat, SmallestThree
+from .errors import EncodeError
+from .quantize import (
+    dequantize_float,
+    float_error_bound,
+    quantize_float,
+    smallest_three_decode,
+    smallest_three_encode,
+    smallest_three_error_bound,
+)
+
+U32 = npt.NDArray[np.uint32]
+
+
+@dataclass(frozen=True)
+class LaneGroup:
+    """One field (or the whole value) of a component and how it maps to lanes."""
+
+    field: str | None  # structured-dtype field name, or None for plain/sub-array dtypes
+    elements: tuple[int, ...]  # flat element positions within the field's value
+    element_dtype: np.dtype[np.generic]
+    quantization: Quantization | None
+    lane_bits: tuple[int, ...]
+
+    @property
+    def width(self) -> int:
+        return len(self.lane_bits)
+
+
+def _raw_lane_bits(dt: np.dtype[np.generic], count: int) -> tuple[int, ...]:
+    if dt.kind == "b":
+        per: tuple[int, ...] = (1,)
+    elif dt.itemsize == 1:
+        per = (8,)
+    elif dt.itemsize == 2:
+        per = (16,)
+    elif dt.itemsize % 4 == 0:
+        per = (32,) * (dt.itemsize // 4)
+    else:
+        raise EncodeError(f"cannot replicate element type {dt}")
+    return per * count
+
+
+def _raw_view(dt: np.dtype[np.generic]) -> np.dtype[np.generic]:
+    if dt.kind == "b" or dt.itemsize == 1:
+        return np.dtype(np.uint8)
+    if dt.itemsize == 2:
+        return np.dtype(np.uint16)
+    return np.dtype(np.uint32)
+
+
+class ComponentCodec:
+    """Converts one component's column to and from its lanes."""
+
+    def __init__(self, comp: Component, quantize: bool = True) -> None:
+        self.component = comp
+        self.groups: list[LaneGroup] = []
+        dt = comp.dtype
+        quant = dict(comp.quantization) if quantize else {}
+        if dt.names:
+            for name in dt.names:
+                sub = dt.fields[name][0] if dt.fields else dt
+                base = sub.base if sub.shape else sub
+                count = int(np.prod(sub.shape)) if sub.shape else 1
+                self._add_group(name, tuple(range(count)), base, quant.get(name, quant.get("*")))
+        else:
+            base = comp.column_dtype
+            count = int(np.prod(dt.shape)) if dt.shape else 1
+            if "*" in quant:
+                self._add_group(None, tuple(range(count)), base, quant["*"])
+            else:
+                for i, fname in enumerate(comp.fields):
+                    self._add_group(None, (i,), base, quant.get(fname))
+        self.lane_bits: tuple[int, ...] = tuple(b for g in self.groups for b in g.lane_bits)
+
+    def _add_group(
+        self,
+        field: str | None,
+        elements: tuple[int, ...],
+        base: np.dtype[np.generic],
+        q: Quantization | None,
+    ) -> None:
+        name = f"{self.component.name}.{field or '*'}"
+        if base.kind not in "biuf":
+            raise EncodeError(f"{name}: cannot replicate dtype {base}")
+        if isinstance(q, SmallestThree):
+            if len(elements) != 4 or base.kind != "f":
+                raise EncodeError(f"{name}: smallest-three needs four floats")
+            bits: tuple[int, ...] = (2, q.bits, q.bits, q.bits)
+        elif isinstance(q, QuantizedFloat):
+            if base.kind not in "fiu":
+                raise EncodeError(f"{name}: cannot quantize dtype {base}")
+            bits = (q.bits,) * len(elements)
+        else:
+            q = None
+            bits = _raw_lane_bits(base, len(elements))
+        self.groups.append(LaneGroup(field, elements, base, q, bits))
+
+    @property
+    def width(self) -> int:
+        return len(self.lane_bits)
+
+    def _flat(self, column: npt.NDArray[np.generic], group: LaneGroup) -> npt.NDArray[np.generic]:
+        n = column.shape[0]
+        part = column[group.field] if group.field is not None else column  # type: ignore[call-overload]
+        flat = np.asarray(part).reshape(n, -1)
+        if group.field is None and len(group.elements) != flat.shape[1]:
+            flat = flat[:, list(group.elements)]
+        return flat
+
+    def to_lanes(self, column: npt.NDArray[np.generic]) -> U32:
+        """(n, width) lanes of an (n, ...) column."""
+        n = column.shape[0]
+        out = np.empty((n, self.width), np.uint32)
+        at = 0
+        for g in self.groups:
+            flat = self._flat(column, g)
+            if isinstance(g.quantization, SmallestThree):
+                out[:, at : at + 4] = smallest_three_encode(flat, g.quantization)
+            elif isinstance(g.quantization, QuantizedFloat):
+                out[:, at : at + g.width] = quantize_float(flat, g.quantization)
+            else:
+                native = np.ascontiguousarray(flat, dtype=g.element_dtype.newbyteorder("="))
+                if g.element_dtype.kind == "b":
+                    raw = native.astype(np.uint8)
+                else:
+                    raw = native.view(_raw_view(g.element_dtype))
+                out[:, at : at + g.width] = raw.reshape(n, g.width)
+            at += g.width
+        return out
+
+    def from_lanes(self, lanes: U32) -> npt.NDArray[np.generic]:
+        """The (n, ...) column that ``lanes`` stand for (dequantized)."""
+        n = lanes.shape[0]
+        column = self.component.empty(n)
+        at = 0
+        for g in self.groups:
+            block = lanes[:, at : at + g.width]
+            at += g.width
+            if isinstance(g.quantization, SmallestThree):
+                values: npt.NDArray[np.generic] = smallest_three_decode(block, g.quantization)
+            elif isinstance(g.quantization, QuantizedFloat):
+                values = dequantize_float(block, g.quantization)
+                if g.element_dtype.kind in "iu":
+                    values = np.rint(values)
+            else:
+                raw = np.ascontiguousarray(block.astype(_raw_view(g.element_dtype)))
+                if g.element_dtype.kind == "b":
+                    values = raw.astype(np.bool_)
+                else:
+                    values = raw.view(g.element_dtype.newbyteorder("=")).reshape(n, -1)
+            values = np.asarray(values).astype(g.element_dtype, copy=False)
+            self._assign(column, g, values.reshape(n, -1))
+        return column
+
+    def _assign(
+        self, column: npt.NDArray[np.generic], g: LaneGroup, values: npt.NDArray[np.generic]
+    ) -> None:
+        n = column.shape[0]
+        if g.field is not None:
+            target = column[g.field]  # type: ignore[call-overload]
+            column[g.field] = values.reshape(target.shape)  # type: ignore[index]
+            return
+        flat = column.reshape(n, -1)
+        if len(g.elements) == flat.shape[1]:
+            flat[:, :] = values
+        else:
+            flat[:, list(g.elements)] = values
+
+    def error_bounds(self) -> dict[str, float]:
+        """Worst-case absolute error per group (0 for lossless groups), for checks and tests."""
+        out: dict[str, float] = {}
+        for g in self.groups:
+            key = g.field or ("*" if len(g.elements) > 1 else self.component.fields[g.elements[0]])
+            if isinstance(g.quantization, SmallestThree):
+                out[key] = smallest_three_error_bound(g.quantization)
+            elif isinstance(g.quantization, QuantizedFloat):
+                out[key] = float_error_bound(g.quantization, g.element_dtype)
+            else:
+                out[key] = 0.0
+        return out
+
+
+class ReplicationSchema:
+    """Replicated components in stable-id order, with their lane layout and schema hash."""
+
+    def __init__(self, components: Iterable[Component], *, quantize: bool = True) -> None:
+        comps = sorted({c.id: c for c in components if c.replicated}.values(), key=lambda c: c.id)
+        if not comps:
+            raise EncodeError("a replication schema needs at least one replicated component")
+        self.components: tuple[Component, ...] = tuple(comps)
+        self.quantize = quantize
+        self.codecs: tuple[ComponentCodec, ...] = tuple(ComponentCodec(c, quantize) for c in comps)
+        self.index_of: dict[int, int] = {c.id: i for i, c in enumerate(comps)}
+        lane_comp: list[int] = []
+        lane_bits: list[int] = []
+        self.lane_slices: list[slice] = []
+        for ci, codec in enumerate(self.codecs):
+            start = len(lane_bits)
+            lane_bits.extend(codec.lane_bits)
+            lane_comp.extend([ci] * codec.width)
+            self.lane_slices.append(slice(start, len(lane_bits)))
+        self.lane_comp = np.asarray(lane_comp, np.int32)
+        self.lane_bits = np.asarray(lane_bits, np.uint8)
+        self.hash = schema_hash(self.components, quantize)
+        self.wire_hash = self.hash & 0xFFFFFFFF
+
+    @property
+    def n_components(self) -> int:
+        return len(self.components)
+
+    @property
+    def n_lanes(self) -> int:
+        return len(self.lane_bits)
+
+    @property
+    def bits_per_entity(self) -> int:
+        """Value bits of an entity that has every component (no ids, no flags)."""
+        return int(self.lane_bits.sum())
+
+    def codec(self, comp: Component) -> ComponentCodec:
+        return self.codecs[self.index_of[comp.id]]
+
+    def __repr__(self) -> str:
+        names = ", ".join(c.name for c in self.components)
+        return f"ReplicationSchema([{names}], lanes={self.n_lanes}, hash={self.hash:016x})"
+
+
+def schema_hash(components: Sequence[Component], quantize: bool = True) -> int:
+    """64-bit hash of everything that shapes the wire format of ``components``.
+
+    Kept local (over ``Component.describe()``) so the codec does not depend on how the manifest
+    module hashes the full registry; the lane layout is part of it through ``quantize``.
+    """
+    doc = {
+        "format": "theta.replication/1",
+        "quantize": quantize,
+        "components": [c.describe() for c in sorted(components, key=lambda c: c.id)],
+    }
+    text = json.dumps(doc, sort_keys=True, separators=(",", ":"), default=str)
+    return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "little")
