@@ -1,0 +1,186 @@
+"""Guards, signatures and permissions: each refusal is a counted drop, never applied."""
+
+from __future__ import annotations
+
+import pytest
+
+from theta_ecs.commandlog import (
+    CommandPayloadError,
+    GuardConfig,
+    PermissionDeniedError,
+    RateLimitedError,
+    Role,
+    Scope,
+    Selection,
+    Transform,
+)
+from theta_ecs.commandlog.editor import SET_TRANSFORM
+from theta_ecs.commandlog.entry import decode_packet, encode_batches_packet
+from theta_ecs.commandlog.guards import SequenceWindow, SeqVerdict, TokenBucket
+from theta_ecs.commandlog.log import CommandType
+from theta_ecs.commandlog.roles import Permissions
+
+from .test_commandlog_support import FakeClock, make_peer, roster
+
+
+def counters(peer: object) -> dict[str, int]:
+    return peer.world.telemetry.counters  # type: ignore[attr-defined, no-any-return]
+
+
+def test_sequence_window_exact_and_bounded() -> None:
+    w = SequenceWindow(span=10)
+    for s in (1, 2, 4):
+        assert w.check(s) is SeqVerdict.NEW
+        w.mark(s)
+    assert w.floor == 2
+    assert w.check(2) is SeqVerdict.REPLAY and w.check(4) is SeqVerdict.REPLAY
+    assert w.check(3) is SeqVerdict.NEW
+    w.mark(3)
+    assert w.floor == 4 and w.highest == 4
+    assert w.check(15) is SeqVerdict.TOO_FAR and w.check(14) is SeqVerdict.NEW
+
+
+def test_token_bucket_refills_at_its_rate() -> None:
+    b = TokenBucket(rate=10.0, burst=2.0, now=0.0)
+    assert b.take(0.0) and b.take(0.0) and not b.take(0.0)
+    assert not b.take(0.05)  # half a token
+    assert b.take(0.1)
+    assert b.take(100.0) and b.take(100.0) and not b.take(100.0)  # capped at burst
+
+
+def test_replayed_packets_are_dropped_and_counted() -> None:
+    r = roster(2)
+    a, b = make_peer(0, r), make_peer(1, r)
+    nid = a.editor.create_entity({"px": 1.0})
+    packets = a.flush()
+    b.receive(packets)
+    before = b.fingerprint()
+    b.receive(packets)
+    b.receive(packets)
+    assert counters(b)["replay_rejections"] == 2 * 2  # two entries, replayed twice
+    assert b.fingerprint() == before
+    assert b.editor.transform(nid)["px"] == 1.0
+
+
+def test_rate_limit_drops_excess_and_sync_recovers_it() -> None:
+    r = roster(2)
+    clock = FakeClock()
+    a = make_peer(0, r)
+    b = make_peer(1, r, now=clock, guards=GuardConfig(rate=5.0, burst=5.0))
+    nid = a.editor.create_entity()
+    for i in range(9):
+        a.editor.set_transform(nid, px=float(i))
+    b.receive(a.flush())
+    assert counters(b)["rate_limit_drops"] == 5  # 10 entries, 5 tokens
+    assert len(b.log) == 5
+    clock.t += 1.0  # the bucket refills; the dropped entries were not marked seen
+    for reply in a.log.receive(b.log.sync_request()):
+        b.receive([reply])
+    assert len(b.log) == 10
+    assert b.fingerprint() == (a.editor.digest(), [e.encode() for e in a.log.ordered()])
+
+
+def test_local_flood_raises_typed_error() -> None:
+    clock = FakeClock()
+    a = make_peer(0, roster(1), now=clock, guards=GuardConfig(local_rate=2.0, local_burst=3.0))
+    nid = a.editor.create_entity()
+    a.editor.set_transform(nid, px=1.0)
+    a.editor.set_transform(nid, px=2.0)
+    with pytest.raises(RateLimitedError):
+        a.editor.set_transform(nid, px=3.0)
+    assert counters(a)["rate_limit_drops"] == 1
+    clock.t += 0.5
+    a.editor.set_transform(nid, px=3.0)  # one token back
+
+
+def test_payload_guard_local_and_remote() -> None:
+    r = roster(2)
+    big = CommandType("test.blob", Role.EDITOR, lambda e: None)
+    a = make_peer(0, r, guards=GuardConfig(max_payload=64 * 1024 * 2))
+    b = make_peer(1, r)  # default guard: 64 KiB
+    for p in (a, b):
+        p.log.register(big)
+    a.log.append("test.blob", Scope(1, 1), b"x" * 100_000)
+    b.receive(a.flush())
+    assert counters(b)["payload_guard_drops"] == 1
+    assert len(b.log) == 0
+    with pytest.raises(CommandPayloadError):
+        b.log.append("test.blob", Scope(1, 1), b"x" * (64 * 1024 + 1))
+    assert counters(b)["payload_guard_drops"] == 2
+    tiny = make_peer(1, r, guards=GuardConfig(max_packet=100))
+    tiny.log.register(big)
+    a.log.append("test.blob", Scope(1, 1), b"y" * 200)
+    tiny.receive(a.flush())
+    assert counters(tiny)["payload_guard_drops"] == 1 and len(tiny.log) == 0
+
+
+def test_tampered_entry_is_rejected() -> None:
+    r = roster(2)
+    a, b = make_peer(0, r), make_peer(1, r)
+    nid = a.editor.create_entity()
+    a.editor.set_transform(nid, px=1.0)
+    (packet,) = a.flush()
+    raw = decode_packet(packet).batches[0]
+    # change the last float of the transform payload (inside the signed bytes)
+    tampered = bytearray(raw)
+    tampered[-64 - 1] ^= 0x40
+    b.receive([encode_batches_packet([bytes(tampered)])])
+    assert counters(b)["signature_rejections"] == 2
+    assert len(b.log) == 0 and b.editor.entity(nid) is None
+    b.receive([packet])  # the genuine one still goes in
+    assert b.editor.transform(nid)["px"] == 1.0
+
+
+def test_forged_author_and_garbage() -> None:
+    r = roster(2)
+    outsider = make_peer(2, roster(3))  # knows itself, but is not in r
+    b = make_peer(1, r)
+    outsider.editor.create_entity()
+    b.receive(outsider.flush())
+    assert counters(b)["permission_rejections"] == 1 and len(b.log) == 0
+    b.receive([b"\x00garbage", b"TP\x01\x01\xff\xff"])
+    assert counters(b)["malformed_packets"] == 2
+
+
+def test_viewer_cannot_edit() -> None:
+    r = roster(2, {1: Role.VIEWER})
+    a = make_peer(0, r)
+    viewer = make_peer(1, r)
+    nid = a.editor.create_entity()
+    viewer.receive(a.flush())
+    with pytest.raises(PermissionDeniedError):
+        viewer.editor.set_transform(nid, px=3.0)
+    viewer.editor.select(nid)  # viewers may select
+    a.receive(viewer.flush())
+    sel = a.world.get(a.editor.entity(nid), Selection)
+    assert int(sel["author"]) == viewer.log.author
+
+
+def test_remote_entry_beyond_role_is_rejected_and_counted() -> None:
+    """A viewer whose own permission table is tampered with still cannot edit others' worlds."""
+    r = roster(2, {1: Role.VIEWER})
+    a = make_peer(0, r)
+    rogue = make_peer(1, r)
+    rogue.log.permissions = Permissions({SET_TRANSFORM: Role.VIEWER})
+    nid = a.editor.create_entity({"px": 1.0})
+    rogue.receive(a.flush())
+    rogue.editor.set_transform(nid, px=99.0)
+    rogue.editor.set_transform(nid, py=99.0)
+    a.receive(rogue.flush())
+    assert counters(a)["permission_rejections"] == 2
+    assert a.editor.transform(nid)["px"] == 1.0
+    assert a.world.get(a.editor.entity(nid), Transform)["px"] == 1.0
+
+
+def test_invalid_payload_from_remote_is_dropped() -> None:
+    r = roster(2)
+    a, b = make_peer(0, r), make_peer(1, r)
+    nid = a.editor.create_entity()
+    b.receive(a.flush())
+    # bypass the local check by registering a permissive validator on the sender only
+    a.log.register(CommandType(SET_TRANSFORM, Role.EDITOR, lambda e: None))
+    nan = b"\xff\x03" + b"\x00\x00\xc0\x7f" * 10  # mask all, NaN values
+    a.log.append(SET_TRANSFORM, Scope(nid, Transform.id), nan)
+    b.receive(a.flush())
+    assert counters(b)["invalid_command_drops"] == 1
+    assert b.editor.transform(nid)["px"] == 0.0
