@@ -98,7 +98,11 @@ def mutate(world: World, ents: np.ndarray, rng: np.random.Generator) -> np.ndarr
     gain = [int(e) for e in alive[:15] if not world.has(int(e), Mass)]
     if gain:
         world.insert_batch(np.array(gain, np.uint64), Mass, _values(Mass, len(gain), rng))
-    lose = [int(e) for e in alive[15:40] if world.has(int(e), Flag) and len(world.components_of(int(e))) > 1]
+    lose = [
+        int(e)
+        for e in alive[15:40]
+        if world.has(int(e), Flag) and len(world.components_of(int(e))) > 1
+    ]
     if lose:
         world.remove_batch(np.array(lose, np.uint64), Flag)
     world.tick += 1

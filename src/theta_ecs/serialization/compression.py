@@ -25,6 +25,8 @@ NO_DICTIONARY = 0
 #: Decompressed bodies larger than this are refused (a decompression bomb is hostile input).
 MAX_BODY_BYTES = 64 << 20
 DEFAULT_LEVEL = 3
+#: Largest zstd window a packet may ask the decoder for.
+MAX_WINDOW = 1 << 23
 
 
 def dictionary_id(data: bytes) -> int:
@@ -97,10 +99,14 @@ class DictionaryRegistry:
         d = self._decompressors.get(did)
         if d is None:
             if did == NO_DICTIONARY:
-                d = zstandard.ZstdDecompressor(format=zstandard.FORMAT_ZSTD1_MAGICLESS)
+                d = zstandard.ZstdDecompressor(
+                    format=zstandard.FORMAT_ZSTD1_MAGICLESS, max_window_size=MAX_WINDOW
+                )
             else:
                 d = zstandard.ZstdDecompressor(
-                    dict_data=self._dict(did), format=zstandard.FORMAT_ZSTD1_MAGICLESS
+                    dict_data=self._dict(did),
+                    format=zstandard.FORMAT_ZSTD1_MAGICLESS,
+                    max_window_size=MAX_WINDOW,
                 )
             self._decompressors[did] = d
         return d
@@ -121,8 +127,9 @@ class DictionaryRegistry:
         dec = self.decompressor(did)
         try:
             out = dec.decompress(data, max_output_size=limit)
-        except zstandard.ZstdError as exc:
-            raise DecodeError(f"corrupt zstd body: {exc}") from None
+        except (zstandard.ZstdError, MemoryError) as exc:
+            # A forged frame header can ask for a huge window: that is hostile input too.
+            raise DecodeError(f"corrupt zstd body: {exc!r}") from None
         return bytes(out)
 
 
