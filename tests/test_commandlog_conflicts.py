@@ -50,7 +50,7 @@ def test_merge_keeps_both_fields() -> None:
     for p in (a, b):
         t = p.editor.transform(nid)
         assert (t["px"], t["py"]) == (10.0, 20.0)
-        assert p.world.get(p.editor.entity(nid), Transform)["py"] == 20.0
+        assert p.world.get(p.editor.local_entity(nid), Transform)["py"] == 20.0
         assert p.world.telemetry.counters["command_conflicts"] == 1
 
 

@@ -33,7 +33,7 @@ def test_create_set_delete_reach_the_other_world() -> None:
     assert (float(t["px"]), float(t["sy"]), float(t["sx"])) == (1.0, 2.0, 1.0)
     b.editor.set_transform(nid, pz=-3.5)
     exchange(a, b)
-    assert a.world.get(a.editor.entity(nid), Transform)["pz"] == -3.5
+    assert a.world.get(a.editor.local_entity(nid), Transform)["pz"] == -3.5
     b.editor.delete_entity(nid)
     exchange(a, b)
     assert a.editor.entity(nid) is None and a.world.entity_count == 0
@@ -56,7 +56,7 @@ def test_select_and_tool_state() -> None:
     b.editor.select(nid, highlight=3)
     b.editor.set_tool(7, 0.25, (1.0, 2.0, 3.0))
     exchange(a, b)
-    sel = a.world.get(a.editor.entity(nid), Selection)
+    sel = a.world.get(a.editor.local_entity(nid), Selection)
     assert (int(sel["author"]), int(sel["highlight"])) == (b.log.author, 3)
     presence = a.editor.entity(presence_id(b.log.author))
     assert presence is not None
@@ -64,7 +64,7 @@ def test_select_and_tool_state() -> None:
     assert (int(tool["tool"]), float(tool["param"]), float(tool["cz"])) == (7, 0.25, 3.0)
     b.editor.select(nid, selected=False)
     exchange(a, b)
-    assert not a.world.has(a.editor.entity(nid), Selection)
+    assert not a.world.has(a.editor.local_entity(nid), Selection)
 
 
 def test_mesh_vertices_and_faces_from_two_authors() -> None:
@@ -81,7 +81,7 @@ def test_mesh_vertices_and_faces_from_two_authors() -> None:
         mesh = p.editor.meshes.get(nid)
         assert mesh is not None and mesh.vertices.shape == (3, 3) and mesh.faces.shape == (1, 3)
         assert sorted(map(tuple, mesh.vertices.tolist())) == [(0, 0, 0), (0, 1, 0), (1, 0, 0)]
-        ref = p.world.get(p.editor.entity(nid), MeshRef)
+        ref = p.world.get(p.editor.local_entity(nid), MeshRef)
         assert (int(ref["vertices"]), int(ref["faces"])) == (3, 1)
     assert a.fingerprint() == b.fingerprint()
     a_mesh = a.editor.meshes.get(nid)
@@ -122,7 +122,7 @@ def test_undo_delete_and_mesh_edits() -> None:
     assert a.editor.entity(nid) is None
     b.editor.undo()  # ... and undoing it restores it, mesh flag included
     exchange(a, b)
-    assert a.world.has(a.editor.entity(nid), MeshRef)
+    assert a.world.has(a.editor.local_entity(nid), MeshRef)
     v = [a.editor.mesh_add_vertex(nid, (float(i), 0.0, 0.0)) for i in range(3)]
     a.editor.mesh_add_face(nid, *v)
     exchange(a, b)

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from theta_ecs.commandlog import DecodeError, Entry, EntryId, Scope
+from theta_ecs.commandlog import CommandPayloadError, DecodeError, Entry, EntryId, Scope
 from theta_ecs.commandlog.clock import MAX_CLOCK, LamportClock
 from theta_ecs.commandlog.entry import (
     PacketType,
@@ -68,11 +68,11 @@ def test_packets_round_trip() -> None:
 
 
 def test_encoder_refuses_out_of_range_fields() -> None:
-    with pytest.raises(DecodeError):
+    with pytest.raises(CommandPayloadError):
         Entry(0, 1, 1, "k", Scope(0, 0), b"").encode()  # clock 0
-    with pytest.raises(DecodeError):
+    with pytest.raises(CommandPayloadError):
         Entry(1, 1, 1, "k" * 65, Scope(0, 0), b"").encode()
-    with pytest.raises(DecodeError):
+    with pytest.raises(CommandPayloadError):
         encode_batch_body(1, (Entry(1, 2, 1, "k", Scope(0, 0), b""),))  # foreign author
 
 

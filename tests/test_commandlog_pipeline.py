@@ -20,7 +20,7 @@ def test_commands_issued_in_a_frame_reach_the_other_world_next_frame() -> None:
     a.editor.set_transform(nid, py=3.0)
     assert a.editor.entity(nid) is None  # applied at the stage boundary
     a.world.step()
-    assert a.world.get(a.editor.entity(nid), Transform)["py"] == 3.0
+    assert a.world.get(a.editor.local_entity(nid), Transform)["py"] == 3.0
     packets = a.outgoing()
     assert len(packets) == 1  # the frame's commands went out as one signed batch
     assert a.outgoing() == []
@@ -53,7 +53,7 @@ def test_inbox_budget_spreads_a_flood_over_frames() -> None:
     for _ in range(5):
         b.world.step()
     assert b.world.telemetry.gauges["command_inbox_depth"] == 0
-    assert b.world.get(b.editor.entity(nid), Transform)["px"] == 4.0
+    assert b.world.get(b.editor.local_entity(nid), Transform)["px"] == 4.0
     assert b.editor.digest() == a.editor.digest()
 
 

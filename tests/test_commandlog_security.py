@@ -152,7 +152,7 @@ def test_viewer_cannot_edit() -> None:
         viewer.editor.set_transform(nid, px=3.0)
     viewer.editor.select(nid)  # viewers may select
     a.receive(viewer.flush())
-    sel = a.world.get(a.editor.entity(nid), Selection)
+    sel = a.world.get(a.editor.local_entity(nid), Selection)
     assert int(sel["author"]) == viewer.log.author
 
 
@@ -169,7 +169,7 @@ def test_remote_entry_beyond_role_is_rejected_and_counted() -> None:
     a.receive(rogue.flush())
     assert counters(a)["permission_rejections"] == 2
     assert a.editor.transform(nid)["px"] == 1.0
-    assert a.world.get(a.editor.entity(nid), Transform)["px"] == 1.0
+    assert a.world.get(a.editor.local_entity(nid), Transform)["px"] == 1.0
 
 
 def test_invalid_payload_from_remote_is_dropped() -> None:

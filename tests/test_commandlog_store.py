@@ -75,7 +75,7 @@ def test_restart_from_sqlite_rebuilds_the_same_world(tmp_path: Path) -> None:
     assert a2.log.restore() == len(before[1])
     a2.editor.apply_changes()
     assert a2.fingerprint() == before
-    assert a2.world.get(a2.editor.entity(other), Transform)["py"] == 2.0
+    assert a2.world.get(a2.editor.local_entity(other), Transform)["py"] == 2.0
     # the restarted author continues its sequence and net ids: peers accept its new commands
     nid2 = a2.editor.create_entity()
     assert nid2 != nid

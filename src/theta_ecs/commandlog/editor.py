@@ -22,6 +22,7 @@ import numpy as np
 import numpy.typing as npt
 
 from ..component import Component
+from ..errors import StaleEntityError
 from ..world import World
 from .components import (
     COMPONENTS,
@@ -173,11 +174,17 @@ def register_commands(log: CommandLog) -> None:
 
 
 # --- the fold ------------------------------------------------------------------------------
+def _accepted(res: Resolution, *kinds: str) -> list[Entry]:
+    """Accepted entries of the editor's own kinds (other command types may share a scope)."""
+    return [e for e in res.accepted if e.kind in kinds]
+
+
 def fold_existence(res: Resolution) -> tuple[bool, int]:
     """(alive, flags): the last accepted create or delete wins."""
-    if not res.accepted:
+    accepted = _accepted(res, CREATE, DELETE)
+    if not accepted:
         return False, 0
-    last = res.accepted[-1]
+    last = accepted[-1]
     if last.kind == CREATE:
         return True, last.payload[0] & FLAG_MESH
     return False, 0
@@ -186,12 +193,13 @@ def fold_existence(res: Resolution) -> tuple[bool, int]:
 def fold_transform(res: Resolution, strategy: Strategy) -> tuple[float, ...] | None:
     """Last-writer-wins and reject: the winner's full value. Merge: each field from the last
     accepted entry that set it (fields nobody set keep the identity)."""
-    if not res.accepted:
+    accepted = _accepted(res, SET_TRANSFORM)
+    if not accepted:
         return None
     if strategy is not Strategy.MERGE:
-        return tuple(float(v) for v in _TRANSFORM.unpack(res.accepted[-1].payload)[1:])
+        return tuple(float(v) for v in _TRANSFORM.unpack(accepted[-1].payload)[1:])
     values = list(IDENTITY_TRANSFORM)
-    for e in res.accepted:
+    for e in accepted:
         mask, *fields = _TRANSFORM.unpack(e.payload)
         for i, v in enumerate(fields):
             if mask >> i & 1:
@@ -200,17 +208,19 @@ def fold_transform(res: Resolution, strategy: Strategy) -> tuple[float, ...] | N
 
 
 def fold_selection(res: Resolution) -> tuple[int, int] | None:
-    if not res.accepted:
+    accepted = _accepted(res, SELECT)
+    if not accepted:
         return None
-    last = res.accepted[-1]
+    last = accepted[-1]
     selected, highlight = _SELECT.unpack(last.payload)
     return (last.author, highlight) if selected else None
 
 
 def fold_tool(res: Resolution) -> tuple[int, float, float, float, float] | None:
-    if not res.accepted:
+    accepted = _accepted(res, SET_TOOL)
+    if not accepted:
         return None
-    tool, param, cx, cy, cz = _TOOL.unpack(res.accepted[-1].payload)
+    tool, param, cx, cy, cz = _TOOL.unpack(accepted[-1].payload)
     return (tool, param, cx, cy, cz)
 
 
@@ -230,7 +240,7 @@ def fold_mesh(res: Resolution) -> Mesh:
     verts: dict[EntryId, tuple[float, float, float]] = {}
     faces: dict[EntryId, tuple[EntryId, EntryId, EntryId]] = {}
     live: dict[EntryId, bool] = {}
-    for e in res.accepted:
+    for e in _accepted(res, MESH_ADD_VERTEX, MESH_ADD_FACE, MESH_SET_ELEMENT):
         if e.kind == MESH_ADD_VERTEX:
             x, y, z = _VERTEX.unpack(e.payload)
             verts[e.id] = (x, y, z)
@@ -306,6 +316,13 @@ class Editor:
     def entity(self, net_id: int) -> int | None:
         """The local entity of ``net_id`` (after :meth:`apply_changes`)."""
         return self.index.local.get(net_id)
+
+    def local_entity(self, net_id: int) -> int:
+        """Like :meth:`entity`, but raises StaleEntityError when the net id has no entity here."""
+        local = self.index.local.get(net_id)
+        if local is None:
+            raise StaleEntityError(f"net id {net_id:#x} has no entity in this world")
+        return local
 
     def alive(self, net_id: int) -> bool:
         return fold_existence(self.log.resolution((net_id, EXISTENCE)))[0]

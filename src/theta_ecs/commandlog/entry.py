@@ -16,7 +16,7 @@ from enum import IntEnum
 from typing import NamedTuple
 
 from .clock import MAX_CLOCK
-from .errors import DecodeError
+from .errors import CommandLogError, CommandPayloadError, DecodeError
 
 ENTRY_VERSION = 1
 MAX_KIND_BYTES = 64
@@ -76,7 +76,9 @@ class Entry:
     def encode(self) -> bytes:
         kind = self.kind.encode("utf-8")
         field = self.scope.field.encode("utf-8")
-        _check_entry_limits(self.clock, self.author, self.seq, kind, field, len(self.payload))
+        _check_entry_limits(
+            self.clock, self.author, self.seq, kind, field, len(self.payload), CommandPayloadError
+        )
         return b"".join(
             (
                 _ENTRY_HEAD.pack(
@@ -97,18 +99,24 @@ _ENTRY_HEAD = struct.Struct("<QQQQQQQBBI")
 
 
 def _check_entry_limits(
-    clock: int, author: int, seq: int, kind: bytes, field: bytes, payload_len: int
+    clock: int,
+    author: int,
+    seq: int,
+    kind: bytes,
+    field: bytes,
+    payload_len: int,
+    error: type[CommandLogError] = DecodeError,
 ) -> None:
     if not 1 <= clock < MAX_CLOCK:
-        raise DecodeError(f"entry clock {clock} outside 1..2^53")
+        raise error(f"entry clock {clock} outside 1..2^53")
     if author == 0 or seq == 0:
-        raise DecodeError("entry author and seq must be non-zero")
+        raise error("entry author and seq must be non-zero")
     if not 1 <= len(kind) <= MAX_KIND_BYTES:
-        raise DecodeError(f"command type of {len(kind)} bytes (1..{MAX_KIND_BYTES})")
+        raise error(f"command type of {len(kind)} bytes (1..{MAX_KIND_BYTES})")
     if len(field) > MAX_FIELD_BYTES:
-        raise DecodeError(f"scope field of {len(field)} bytes (max {MAX_FIELD_BYTES})")
+        raise error(f"scope field of {len(field)} bytes (max {MAX_FIELD_BYTES})")
     if payload_len > MAX_PAYLOAD_BYTES:
-        raise DecodeError(f"payload of {payload_len} bytes exceeds {MAX_PAYLOAD_BYTES}")
+        raise error(f"payload of {payload_len} bytes exceeds {MAX_PAYLOAD_BYTES}")
 
 
 def decode_entry(data: bytes | memoryview) -> Entry:
@@ -162,11 +170,13 @@ class SignedBatch:
 def encode_batch_body(author: int, entries: tuple[Entry, ...]) -> bytes:
     """The bytes a batch's signature covers."""
     if not 1 <= len(entries) <= MAX_BATCH_ENTRIES:
-        raise DecodeError(f"a batch holds 1..{MAX_BATCH_ENTRIES} entries, not {len(entries)}")
+        raise CommandPayloadError(
+            f"a batch holds 1..{MAX_BATCH_ENTRIES} entries, not {len(entries)}"
+        )
     parts = [_BATCH_HEAD.pack(_BATCH_MAGIC, ENTRY_VERSION, 0, author, len(entries))]
     for entry in entries:
         if entry.author != author:
-            raise DecodeError("every entry of a batch must have the batch's author")
+            raise CommandPayloadError("every entry of a batch must have the batch's author")
         body = entry.encode()
         parts.append(_LEN.pack(len(body)))
         parts.append(body)
@@ -230,7 +240,7 @@ class Packet:
 
 def encode_batches_packet(batches: list[bytes] | tuple[bytes, ...]) -> bytes:
     if len(batches) > MAX_PACKET_ITEMS:
-        raise DecodeError(f"a packet holds at most {MAX_PACKET_ITEMS} batches")
+        raise CommandPayloadError(f"a packet holds at most {MAX_PACKET_ITEMS} batches")
     parts = [_PACKET_HEAD.pack(_PACKET_MAGIC, ENTRY_VERSION, PacketType.BATCHES, len(batches))]
     for raw in batches:
         parts.append(_LEN.pack(len(raw)))
