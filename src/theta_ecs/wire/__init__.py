@@ -1,0 +1,41 @@
+"""What travels between peers: the FlatBuffers envelope of each packet (schemas/network.fbs)."""
+
+from .envelope import (
+    FILE_IDENTIFIER,
+    PROTOCOL_VERSION,
+    Ack,
+    Body,
+    CommandLogEntry,
+    ComponentDelta,
+    Compression,
+    Envelope,
+    EnvelopeError,
+    Header,
+    Heartbeat,
+    SchemaMismatchError,
+    SessionAck,
+    SessionHello,
+    SnapshotChunk,
+    decode_envelope,
+    encode_envelope,
+)
+
+__all__ = [
+    "FILE_IDENTIFIER",
+    "PROTOCOL_VERSION",
+    "Ack",
+    "Body",
+    "CommandLogEntry",
+    "ComponentDelta",
+    "Compression",
+    "Envelope",
+    "EnvelopeError",
+    "Header",
+    "Heartbeat",
+    "SchemaMismatchError",
+    "SessionAck",
+    "SessionHello",
+    "SnapshotChunk",
+    "decode_envelope",
+    "encode_envelope",
+]

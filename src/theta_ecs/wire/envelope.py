@@ -1,0 +1,616 @@
+"""The FlatBuffers wire envelope (``schemas/network.fbs``): frozen dataclasses in, bytes out, back.
+
+Encoding uses the flatc-generated builders in :mod:`theta_ecs._generated.network`. Decoding first
+runs a structural verifier of our own over the bytes (flatbuffers' Python runtime has none and
+reads wherever an offset points): every offset, vtable, vector and string must lie inside the
+buffer, aligned as the C++ verifier requires; required fields must be present; the union type
+must be known; counts and sizes are bounded. Only then do the generated accessors read it, and the
+values are checked against the same rules the dataclasses enforce. Anything else is an
+:class:`EnvelopeError`, never an IndexError or struct.error from the runtime.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+import struct
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeAlias
+
+import flatbuffers
+
+from .._generated.network import Ack as _Ack
+from .._generated.network import Body as _Body
+from .._generated.network import CommandLogEntry as _CommandLogEntry
+from .._generated.network import ComponentDelta as _ComponentDelta
+from .._generated.network import Envelope as _Envelope
+from .._generated.network import Header as _Header
+from .._generated.network import Heartbeat as _Heartbeat
+from .._generated.network import SessionAck as _SessionAck
+from .._generated.network import SessionHello as _SessionHello
+from .._generated.network import SnapshotChunk as _SnapshotChunk
+from ..errors import ThetaError
+
+__all__ = [
+    "FILE_IDENTIFIER",
+    "MAX_CAPABILITIES",
+    "MAX_CAPABILITY_BYTES",
+    "MAX_ENVELOPE_BYTES",
+    "MAX_REASON_BYTES",
+    "PROTOCOL_VERSION",
+    "Ack",
+    "Body",
+    "CommandLogEntry",
+    "ComponentDelta",
+    "Compression",
+    "Envelope",
+    "EnvelopeError",
+    "Header",
+    "Heartbeat",
+    "SchemaMismatchError",
+    "SessionAck",
+    "SessionHello",
+    "SnapshotChunk",
+    "decode_envelope",
+    "encode_envelope",
+]
+
+PROTOCOL_VERSION = 1
+FILE_IDENTIFIER = b"THNW"
+#: The largest envelope decoded: reliable messages (a big command-log entry) may exceed a datagram.
+MAX_ENVELOPE_BYTES = 16 * 1024 * 1024
+MAX_CAPABILITIES = 64
+MAX_CAPABILITY_BYTES = 64
+MAX_REASON_BYTES = 512
+
+_U16 = (1 << 16) - 1
+_U32 = (1 << 32) - 1
+_U64 = (1 << 64) - 1
+
+
+class EnvelopeError(ThetaError, ValueError):
+    """Bytes that are not a well-formed envelope, or an envelope value out of its range."""
+
+
+class SchemaMismatchError(EnvelopeError):
+    """The envelope was written against another component schema than the one expected."""
+
+    def __init__(self, expected: int, actual: int) -> None:
+        super().__init__(
+            f"schema hash mismatch: expected {expected:016x}, the packet says {actual:016x}"
+        )
+        self.expected = expected
+        self.actual = actual
+
+
+class Compression(enum.IntEnum):
+    """How the body's payload bytes are compressed (``Compression`` in the schema)."""
+
+    NONE = 0
+    ZSTD = 1
+    ZSTD_DICTIONARY = 2
+
+
+# -- value checks shared by the dataclasses (encode side) and the decoder ------------------------
+def _uint(name: str, value: object, limit: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise EnvelopeError(f"{name} must be an integer, got {value!r}")
+    if not 0 <= value <= limit:
+        raise EnvelopeError(f"{name} must be in [0, {limit}], got {value}")
+    return value
+
+
+def _finite(name: str, value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise EnvelopeError(f"{name} must be a number, got {value!r}")
+    val = float(value)
+    if not math.isfinite(val):
+        raise EnvelopeError(f"{name} must be finite, got {value!r}")
+    return val
+
+
+def _blob(name: str, value: object) -> bytes:
+    if not isinstance(value, (bytes, bytearray, memoryview)):
+        raise EnvelopeError(f"{name} must be bytes, got {type(value).__name__}")
+    data = bytes(value)
+    if len(data) > MAX_ENVELOPE_BYTES:
+        raise EnvelopeError(f"{name} is {len(data)} bytes, over {MAX_ENVELOPE_BYTES}")
+    return data
+
+
+def _text(name: str, value: object, limit: int, *, allow_empty: bool) -> str:
+    if not isinstance(value, str):
+        raise EnvelopeError(f"{name} must be a string, got {value!r}")
+    size = len(value.encode("utf-8", "surrogatepass"))
+    if size > limit or (size == 0 and not allow_empty):
+        raise EnvelopeError(f"{name} must be {0 if allow_empty else 1}..{limit} bytes, got {size}")
+    if "\x00" in value or any(0xD800 <= ord(ch) <= 0xDFFF for ch in value):
+        raise EnvelopeError(f"{name} holds a NUL or a lone surrogate")
+    return value
+
+
+def _capabilities(value: object) -> tuple[str, ...]:
+    if isinstance(value, (str, bytes)) or not isinstance(value, (tuple, list)):
+        raise EnvelopeError(f"capabilities must be a tuple of strings, got {value!r}")
+    if len(value) > MAX_CAPABILITIES:
+        raise EnvelopeError(f"{len(value)} capabilities, over {MAX_CAPABILITIES}")
+    return tuple(
+        _text("capability", c, MAX_CAPABILITY_BYTES, allow_empty=False) for c in value
+    )
+
+
+def _set(obj: object, name: str, value: object) -> None:
+    object.__setattr__(obj, name, value)
+
+
+# -- the envelope as values ---------------------------------------------------------------------
+@dataclass(frozen=True)
+class Header:
+    """Sent with every body. ``dictionary_id`` is non-zero exactly for ``ZSTD_DICTIONARY``."""
+
+    sequence: int
+    timestamp: float = 0.0
+    compression: Compression = Compression.NONE
+    dictionary_id: int = 0
+    schema_hash: int = 0
+    protocol_version: int = PROTOCOL_VERSION
+
+    def __post_init__(self) -> None:
+        _uint("sequence", self.sequence, _U32)
+        _set(self, "timestamp", _finite("timestamp", self.timestamp))
+        try:
+            _set(self, "compression", Compression(self.compression))
+        except ValueError:
+            raise EnvelopeError(f"unknown compression kind {self.compression!r}") from None
+        _uint("dictionary_id", self.dictionary_id, _U32)
+        if (self.compression is Compression.ZSTD_DICTIONARY) != (self.dictionary_id != 0):
+            raise EnvelopeError(
+                f"dictionary_id {self.dictionary_id} does not fit compression "
+                f"{self.compression.name} (non-zero exactly for ZSTD_DICTIONARY)"
+            )
+        _uint("schema_hash", self.schema_hash, _U64)
+        _uint("protocol_version", self.protocol_version, _U16)
+
+
+@dataclass(frozen=True)
+class SessionHello:
+    peer_id: int
+    capabilities: tuple[str, ...] = ()
+    max_datagram: int = 1200
+
+    def __post_init__(self) -> None:
+        _uint("peer_id", self.peer_id, _U64)
+        _set(self, "capabilities", _capabilities(self.capabilities))
+        _uint("max_datagram", self.max_datagram, _U16)
+
+
+@dataclass(frozen=True)
+class SessionAck:
+    peer_id: int
+    accepted: bool
+    capabilities: tuple[str, ...] = ()
+    reason: str = ""
+
+    def __post_init__(self) -> None:
+        _uint("peer_id", self.peer_id, _U64)
+        if not isinstance(self.accepted, bool):
+            raise EnvelopeError(f"accepted must be a bool, got {self.accepted!r}")
+        _set(self, "capabilities", _capabilities(self.capabilities))
+        _text("reason", self.reason, MAX_REASON_BYTES, allow_empty=True)
+
+
+@dataclass(frozen=True)
+class ComponentDelta:
+    """``baseline`` is the acknowledged snapshot's sequence, ``None`` for a full snapshot."""
+
+    tick: int
+    baseline: int | None
+    payload: bytes
+
+    def __post_init__(self) -> None:
+        _uint("tick", self.tick, _U32)
+        if self.baseline is not None:
+            _uint("baseline", self.baseline, _U32)
+        _set(self, "payload", _blob("payload", self.payload))
+
+
+@dataclass(frozen=True)
+class SnapshotChunk:
+    snapshot_id: int
+    index: int
+    count: int
+    checksum: int
+    data: bytes
+
+    def __post_init__(self) -> None:
+        _uint("snapshot_id", self.snapshot_id, _U32)
+        _uint("count", self.count, _U16)
+        _uint("index", self.index, _U16)
+        if self.count < 1 or self.index >= self.count:
+            raise EnvelopeError(f"chunk {self.index} of {self.count}: need 0 <= index < count")
+        _uint("checksum", self.checksum, _U32)
+        _set(self, "data", _blob("data", self.data))
+
+
+@dataclass(frozen=True)
+class Ack:
+    """Acknowledges ``ack_sequence`` and, in bit ``i`` of ``ack_bits``, ``ack_sequence - 1 - i``."""
+
+    ack_sequence: int
+    ack_bits: int = 0
+
+    def __post_init__(self) -> None:
+        _uint("ack_sequence", self.ack_sequence, _U32)
+        _uint("ack_bits", self.ack_bits, _U64)
+
+
+@dataclass(frozen=True)
+class CommandLogEntry:
+    payload: bytes
+
+    def __post_init__(self) -> None:
+        _set(self, "payload", _blob("payload", self.payload))
+
+
+@dataclass(frozen=True)
+class Heartbeat:
+    """Round trip at the receiver: ``now - echo_time - echo_delay`` (all on the receiver's clock
+    but ``echo_delay``, a duration on the sender's)."""
+
+    origin_time: float
+    echo_time: float = 0.0
+    echo_delay: float = 0.0
+
+    def __post_init__(self) -> None:
+        _set(self, "origin_time", _finite("origin_time", self.origin_time))
+        _set(self, "echo_time", _finite("echo_time", self.echo_time))
+        _set(self, "echo_delay", _finite("echo_delay", self.echo_delay))
+        if self.echo_delay < 0:
+            raise EnvelopeError(f"echo_delay must not be negative, got {self.echo_delay}")
+
+
+Body: TypeAlias = (
+    SessionHello | SessionAck | ComponentDelta | SnapshotChunk | Ack | CommandLogEntry | Heartbeat
+)
+
+_BODY_TYPES: dict[type, int] = {
+    SessionHello: _Body.Body.SessionHello,
+    SessionAck: _Body.Body.SessionAck,
+    ComponentDelta: _Body.Body.ComponentDelta,
+    SnapshotChunk: _Body.Body.SnapshotChunk,
+    Ack: _Body.Body.Ack,
+    CommandLogEntry: _Body.Body.CommandLogEntry,
+    Heartbeat: _Body.Body.Heartbeat,
+}
+
+
+@dataclass(frozen=True)
+class Envelope:
+    header: Header
+    body: Body
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.header, Header):
+            raise EnvelopeError(f"header must be a Header, got {type(self.header).__name__}")
+        if type(self.body) not in _BODY_TYPES:
+            raise EnvelopeError(f"{type(self.body).__name__} is not an envelope body")
+
+
+# -- encoding -----------------------------------------------------------------------------------
+def _strings(b: flatbuffers.Builder, start: Callable[..., Any], items: tuple[str, ...]) -> int:
+    offsets = [b.CreateString(s) for s in items]
+    start(b, len(offsets))
+    for off in reversed(offsets):
+        b.PrependUOffsetTRelative(off)
+    return int(b.EndVector())
+
+
+def _encode_body(b: flatbuffers.Builder, body: Body) -> int:
+    if isinstance(body, SessionHello):
+        caps = _strings(b, _SessionHello.StartCapabilitiesVector, body.capabilities)
+        _SessionHello.Start(b)
+        _SessionHello.AddPeerId(b, body.peer_id)
+        _SessionHello.AddCapabilities(b, caps)
+        _SessionHello.AddMaxDatagram(b, body.max_datagram)
+        return int(_SessionHello.End(b))
+    if isinstance(body, SessionAck):
+        caps = _strings(b, _SessionAck.StartCapabilitiesVector, body.capabilities)
+        reason = b.CreateString(body.reason)
+        _SessionAck.Start(b)
+        _SessionAck.AddPeerId(b, body.peer_id)
+        _SessionAck.AddAccepted(b, body.accepted)
+        _SessionAck.AddCapabilities(b, caps)
+        _SessionAck.AddReason(b, reason)
+        return int(_SessionAck.End(b))
+    if isinstance(body, ComponentDelta):
+        payload = b.CreateByteVector(body.payload)
+        _ComponentDelta.Start(b)
+        _ComponentDelta.AddPayload(b, payload)
+        _ComponentDelta.AddTick(b, body.tick)
+        _ComponentDelta.AddBaseline(b, body.baseline or 0)
+        _ComponentDelta.AddHasBaseline(b, body.baseline is not None)
+        return int(_ComponentDelta.End(b))
+    if isinstance(body, SnapshotChunk):
+        data = b.CreateByteVector(body.data)
+        _SnapshotChunk.Start(b)
+        _SnapshotChunk.AddData(b, data)
+        _SnapshotChunk.AddSnapshotId(b, body.snapshot_id)
+        _SnapshotChunk.AddChecksum(b, body.checksum)
+        _SnapshotChunk.AddIndex(b, body.index)
+        _SnapshotChunk.AddCount(b, body.count)
+        return int(_SnapshotChunk.End(b))
+    if isinstance(body, Ack):
+        _Ack.Start(b)
+        _Ack.AddAckBits(b, body.ack_bits)
+        _Ack.AddAckSequence(b, body.ack_sequence)
+        return int(_Ack.End(b))
+    if isinstance(body, CommandLogEntry):
+        payload = b.CreateByteVector(body.payload)
+        _CommandLogEntry.Start(b)
+        _CommandLogEntry.AddPayload(b, payload)
+        return int(_CommandLogEntry.End(b))
+    if isinstance(body, Heartbeat):
+        _Heartbeat.Start(b)
+        _Heartbeat.AddOriginTime(b, body.origin_time)
+        _Heartbeat.AddEchoTime(b, body.echo_time)
+        _Heartbeat.AddEchoDelay(b, body.echo_delay)
+        return int(_Heartbeat.End(b))
+    raise EnvelopeError(f"{type(body).__name__} is not an envelope body")
+
+
+def encode_envelope(env: Envelope) -> bytes:
+    """The envelope's FlatBuffers bytes (file identifier ``THNW``)."""
+    if not isinstance(env, Envelope):
+        raise EnvelopeError(f"expected an Envelope, got {type(env).__name__}")
+    size_hint = 128 + sum(
+        len(getattr(env.body, name, b"")) for name in ("payload", "data")
+    )
+    b = flatbuffers.Builder(size_hint)
+    body = _encode_body(b, env.body)
+    h = env.header
+    # Widest fields first: the builder pads for alignment as it goes, so this order pads least.
+    _Header.Start(b)
+    _Header.AddSchemaHash(b, h.schema_hash)
+    _Header.AddTimestamp(b, h.timestamp)
+    _Header.AddSequence(b, h.sequence)
+    _Header.AddDictionaryId(b, h.dictionary_id)
+    _Header.AddProtocolVersion(b, h.protocol_version)
+    _Header.AddCompression(b, int(h.compression))
+    header = _Header.End(b)
+    _Envelope.Start(b)
+    _Envelope.AddHeader(b, header)
+    _Envelope.AddBody(b, body)
+    _Envelope.AddBodyType(b, _BODY_TYPES[type(env.body)])
+    b.Finish(_Envelope.End(b), file_identifier=FILE_IDENTIFIER)
+    return bytes(b.Output())
+
+
+# -- verification -------------------------------------------------------------------------------
+# A field: (slot, kind). Scalars by width; "table:<name>", "str", "bytes", "strs" are offsets.
+_Field = tuple[int, str]
+_SCALAR_SIZES = {"u8": 1, "bool": 1, "u16": 2, "u32": 4, "u64": 8, "f64": 8}
+
+_TABLES: dict[str, tuple[_Field, ...]] = {
+    "Header": ((0, "u32"), (1, "f64"), (2, "u8"), (3, "u32"), (4, "u64"), (5, "u16")),
+    "SessionHello": ((0, "u64"), (1, "strs"), (2, "u16")),
+    "SessionAck": ((0, "u64"), (1, "bool"), (2, "strs"), (3, "str")),
+    "ComponentDelta": ((0, "u32"), (1, "bool"), (2, "u32"), (3, "bytes")),
+    "SnapshotChunk": ((0, "u32"), (1, "u16"), (2, "u16"), (3, "u32"), (4, "bytes")),
+    "Ack": ((0, "u32"), (1, "u64")),
+    "CommandLogEntry": ((0, "bytes"),),
+    "Heartbeat": ((0, "f64"), (1, "f64"), (2, "f64")),
+}
+_UNION_TABLES = {
+    _Body.Body.SessionHello: "SessionHello",
+    _Body.Body.SessionAck: "SessionAck",
+    _Body.Body.ComponentDelta: "ComponentDelta",
+    _Body.Body.SnapshotChunk: "SnapshotChunk",
+    _Body.Body.Ack: "Ack",
+    _Body.Body.CommandLogEntry: "CommandLogEntry",
+    _Body.Body.Heartbeat: "Heartbeat",
+}
+_U16_AT = struct.Struct("<H").unpack_from
+_U32_AT = struct.Struct("<I").unpack_from
+_I32_AT = struct.Struct("<i").unpack_from
+
+
+class _Verifier:
+    """Checks that every read the generated accessors will make stays inside ``buf``."""
+
+    def __init__(self, buf: bytes) -> None:
+        self.buf = buf
+        self.n = len(buf)
+
+    def fail(self, what: str) -> EnvelopeError:
+        return EnvelopeError(f"malformed envelope: {what}")
+
+    def _check(self, pos: int, size: int, align: int, what: str) -> None:
+        if pos < 0 or pos + size > self.n:
+            raise self.fail(f"{what} at {pos} (+{size}) lies outside the {self.n}-byte buffer")
+        if pos % align:
+            raise self.fail(f"{what} at {pos} is not {align}-byte aligned")
+
+    def _deref(self, pos: int, what: str) -> int:
+        self._check(pos, 4, 4, what)
+        target = pos + int(_U32_AT(self.buf, pos)[0])
+        self._check(target, 4, 4, what)
+        return target
+
+    def table(self, pos: int, name: str) -> dict[int, int]:
+        """Verify the table at ``pos``; returns the buffer position of each present field."""
+        self._check(pos, 4, 4, f"{name} table")
+        vt = pos - int(_I32_AT(self.buf, pos)[0])
+        self._check(vt, 4, 2, f"{name} vtable")
+        vt_size = int(_U16_AT(self.buf, vt)[0])
+        obj_size = int(_U16_AT(self.buf, vt + 2)[0])
+        if vt_size < 4 or vt_size % 2 or vt + vt_size > self.n:
+            raise self.fail(f"{name} vtable size {vt_size} at {vt}")
+        if obj_size < 4 or pos + obj_size > self.n:
+            raise self.fail(f"{name} table size {obj_size} at {pos}")
+        present: dict[int, int] = {}
+        for slot, kind in _TABLES[name]:
+            entry = 4 + 2 * slot
+            if entry + 2 > vt_size:
+                continue  # an older writer: the field takes its default
+            off = int(_U16_AT(self.buf, vt + entry)[0])
+            if off == 0:
+                continue
+            size = _SCALAR_SIZES.get(kind, 4)
+            if off < 4 or off + size > obj_size:
+                raise self.fail(f"{name} field {slot} at offset {off} outside its table")
+            field = pos + off
+            self._check(field, size, size, f"{name} field {slot}")
+            present[slot] = field
+            if kind == "bytes":
+                self.vector(self._deref(field, f"{name} field {slot}"), 1, f"{name}.{slot}")
+            elif kind == "str":
+                self.string(self._deref(field, f"{name} field {slot}"), f"{name}.{slot}")
+            elif kind == "strs":
+                start, count = self.vector(
+                    self._deref(field, f"{name} field {slot}"), 4, f"{name}.{slot}"
+                )
+                if count > MAX_CAPABILITIES:
+                    raise self.fail(f"{name}.{slot}: {count} strings, over {MAX_CAPABILITIES}")
+                for k in range(count):
+                    self.string(self._deref(start + 4 * k, f"{name}.{slot}[{k}]"), name)
+        return present
+
+    def vector(self, pos: int, elem: int, what: str) -> tuple[int, int]:
+        count = int(_U32_AT(self.buf, pos)[0])
+        if count * elem > self.n - pos - 4:
+            raise self.fail(f"{what}: a vector of {count} elements overruns the buffer")
+        return pos + 4, count
+
+    def string(self, pos: int, what: str) -> None:
+        start, length = self.vector(pos, 1, what)
+        if start + length >= self.n or self.buf[start + length] != 0:
+            raise self.fail(f"{what}: a string without its terminating NUL")
+
+    def envelope(self) -> None:
+        if self.n < 8:
+            raise self.fail(f"{self.n} bytes is shorter than any envelope")
+        if self.n > MAX_ENVELOPE_BYTES:
+            raise self.fail(f"{self.n} bytes is over the {MAX_ENVELOPE_BYTES}-byte limit")
+        if self.buf[4:8] != FILE_IDENTIFIER:
+            raise self.fail(f"file identifier {self.buf[4:8]!r}, expected {FILE_IDENTIFIER!r}")
+        root = self._deref(0, "root")
+        vt = root - int(_I32_AT(self.buf, root)[0])
+        self._check(vt, 4, 2, "Envelope vtable")
+        vt_size = int(_U16_AT(self.buf, vt)[0])
+        obj_size = int(_U16_AT(self.buf, vt + 2)[0])
+        if vt_size < 4 or vt_size % 2 or vt + vt_size > self.n:
+            raise self.fail(f"Envelope vtable size {vt_size}")
+        if obj_size < 4 or root + obj_size > self.n:
+            raise self.fail(f"Envelope table size {obj_size}")
+
+        def slot(i: int, size: int) -> int:
+            entry = 4 + 2 * i
+            off = int(_U16_AT(self.buf, vt + entry)[0]) if entry + 2 <= vt_size else 0
+            if off and (off < 4 or off + size > obj_size):
+                raise self.fail(f"Envelope field {i} at offset {off} outside its table")
+            if off:
+                self._check(root + off, size, size, f"Envelope field {i}")
+            return root + off if off else 0
+
+        header, body_type, body = slot(0, 4), slot(1, 1), slot(2, 4)
+        if not header:
+            raise self.fail("no header (a required field)")
+        self.table(self._deref(header, "header"), "Header")
+        kind = self.buf[body_type] if body_type else 0
+        if not body or kind == 0:
+            raise self.fail("no body (a required field)")
+        name = _UNION_TABLES.get(kind)
+        if name is None:
+            raise self.fail(f"unknown body type {kind}")
+        self.table(self._deref(body, "body"), name)
+
+
+# -- decoding -----------------------------------------------------------------------------------
+def _bytes_field(tab: Any, slot: int) -> bytes:
+    off = tab.Offset(4 + 2 * slot)
+    if not off:
+        return b""
+    start = tab.Vector(off)
+    return bytes(tab.Bytes[start : start + tab.VectorLen(off)])
+
+
+def _utf8(raw: bytes, what: str) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise EnvelopeError(f"malformed envelope: {what} is not UTF-8 ({exc.reason})") from None
+
+
+def _caps(obj: Any) -> tuple[str, ...]:
+    count = obj.CapabilitiesLength()
+    return tuple(_utf8(obj.Capabilities(k), "a capability") for k in range(count))
+
+
+def _decode_body(kind: int, buf: bytes, pos: int) -> Body:
+    if kind == _Body.Body.SessionHello:
+        hello = _SessionHello.SessionHello()
+        hello.Init(buf, pos)
+        return SessionHello(hello.PeerId(), _caps(hello), hello.MaxDatagram())
+    if kind == _Body.Body.SessionAck:
+        ack = _SessionAck.SessionAck()
+        ack.Init(buf, pos)
+        reason = ack.Reason()
+        return SessionAck(
+            ack.PeerId(), ack.Accepted(), _caps(ack), _utf8(reason or b"", "the reason")
+        )
+    if kind == _Body.Body.ComponentDelta:
+        delta = _ComponentDelta.ComponentDelta()
+        delta.Init(buf, pos)
+        baseline = delta.Baseline() if delta.HasBaseline() else None
+        return ComponentDelta(delta.Tick(), baseline, _bytes_field(delta._tab, 3))
+    if kind == _Body.Body.SnapshotChunk:
+        chunk = _SnapshotChunk.SnapshotChunk()
+        chunk.Init(buf, pos)
+        return SnapshotChunk(
+            chunk.SnapshotId(), chunk.Index(), chunk.Count(), chunk.Checksum(),
+            _bytes_field(chunk._tab, 4),
+        )
+    if kind == _Body.Body.Ack:
+        a = _Ack.Ack()
+        a.Init(buf, pos)
+        return Ack(a.AckSequence(), a.AckBits())
+    if kind == _Body.Body.CommandLogEntry:
+        entry = _CommandLogEntry.CommandLogEntry()
+        entry.Init(buf, pos)
+        return CommandLogEntry(_bytes_field(entry._tab, 0))
+    hb = _Heartbeat.Heartbeat()
+    hb.Init(buf, pos)
+    return Heartbeat(hb.OriginTime(), hb.EchoTime(), hb.EchoDelay())
+
+
+def decode_envelope(
+    data: bytes | bytearray | memoryview, *, expected_schema_hash: int | None = None
+) -> Envelope:
+    """The envelope in ``data``; EnvelopeError if it is not one, SchemaMismatchError if it was
+    written for another schema than ``expected_schema_hash``."""
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise EnvelopeError(f"expected bytes, got {type(data).__name__}")
+    buf = bytes(data)
+    _Verifier(buf).envelope()
+    root = _Envelope.Envelope.GetRootAs(buf, 0)
+    h = root.Header()
+    kind = root.BodyType()
+    union = root.Body()
+    if h is None or union is None:  # the verifier already refused these
+        raise EnvelopeError("malformed envelope: missing header or body")
+    if expected_schema_hash is not None and h.SchemaHash() != expected_schema_hash:
+        raise SchemaMismatchError(expected_schema_hash, h.SchemaHash())
+    try:
+        # The dataclasses hold the value rules (ranges, finite times, chunk index < count).
+        header = Header(
+            sequence=h.Sequence(),
+            timestamp=h.Timestamp(),
+            compression=h.Compression(),
+            dictionary_id=h.DictionaryId(),
+            schema_hash=h.SchemaHash(),
+            protocol_version=h.ProtocolVersion(),
+        )
+        return Envelope(header, _decode_body(kind, buf, union.Pos))
+    except EnvelopeError as exc:
+        raise EnvelopeError(f"malformed envelope: {exc}") from None
