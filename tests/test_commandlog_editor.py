@@ -160,3 +160,15 @@ def test_bad_local_commands_raise_typed_errors() -> None:
         a.editor.delete_entity(nid + 1)  # never created
     with pytest.raises(CommandPayloadError):
         a.editor.mesh_add_vertex(nid, (float("inf"), 0.0, 0.0))
+
+
+def test_an_entity_despawned_behind_the_logs_back_is_restored_on_projection() -> None:
+    a, b = pair()
+    nid = a.editor.create_entity({"px": 4.0})
+    exchange(a, b)
+    b.world.despawn(b.editor.local_entity(nid))
+    a.editor.set_transform(nid, py=1.0)
+    exchange(a, b)
+    assert b.world.get(b.editor.local_entity(nid), Transform)["px"] == 4.0
+    assert b.world.telemetry.counters["editor_respawns"] == 1
+    assert a.fingerprint() == b.fingerprint()

@@ -7,6 +7,7 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
+from collections.abc import Iterable
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,7 @@ from theta_ecs.commandlog import (
     Transform,
 )
 from theta_ecs.commandlog.errors import CommandLogError
+from theta_ecs.interfaces import CommandStore
 
 from .test_commandlog_support import exchange, make_peer, roster
 
@@ -167,3 +169,31 @@ def test_tampered_database_fails_restore(tmp_path: Path) -> None:
     with pytest.raises(StoreCorruptError, match="undecodable"):
         p3.log.restore()
     assert issubclass(StoreCorruptError, CommandLogError)
+
+
+class FlakyStore(MemoryCommandStore):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fail = False
+
+    def append(self, entries: Iterable[bytes]) -> None:
+        if self.fail:
+            raise StoreError("disk full")
+        super().append(entries)
+
+
+def test_stores_satisfy_the_protocol_and_a_failed_flush_is_retried(tmp_path: Path) -> None:
+    store = FlakyStore()
+    sq = SqliteCommandStore(tmp_path / "p.db")
+    assert isinstance(store, CommandStore) and isinstance(sq, CommandStore)
+    sq.close()
+    r = roster(2)
+    a, b = make_peer(0, r, store=store), make_peer(1, r)
+    nid = a.editor.create_entity()
+    store.fail = True
+    with pytest.raises(StoreError):
+        a.log.flush()  # nothing acknowledged, nothing sent
+    store.fail = False
+    b.receive(a.flush())  # the same entries, now durable and sent
+    assert b.editor.entity(nid) is not None
+    assert len(store.load()) == 1

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+from .errors import CommandLogError
+
 #: Clocks at or above this are refused (deterministically, by every peer), so an author cannot
 #: push the shared clock to the end of its 64-bit range in one entry.
 MAX_CLOCK = 1 << 53
+
+
+class ClockExhaustedError(CommandLogError):
+    """No clock value is left for a new local entry."""
 
 
 class LamportClock:
@@ -24,7 +30,7 @@ class LamportClock:
     def tick(self) -> int:
         """The clock for a new local entry (strictly greater than anything seen)."""
         if self._value + 1 >= MAX_CLOCK:
-            raise OverflowError("Lamport clock exhausted")
+            raise ClockExhaustedError("the Lamport clock reached its limit (2^53)")
         self._value += 1
         return self._value
 

@@ -489,6 +489,11 @@ class Editor:
         else:
             alive, flags = fold_existence(log.resolution((net_id, EXISTENCE)))
         local = self.index.local.get(net_id)
+        if local is not None and not self.world.is_alive(local):
+            # someone despawned it behind the log's back: the log's state wins, re-create it
+            del self.index.local[net_id]
+            local = None
+            self.world.telemetry.count("editor_respawns")
         if not alive:
             if local is not None:
                 self.world.despawn(local)

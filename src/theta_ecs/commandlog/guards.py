@@ -88,6 +88,8 @@ class GuardConfig:
     local_burst: float = 300.0
     window_span: int = 1 << 16
     max_pending: int = 100_000
+    #: a sync request makes this log resend what the asker lacks: at most one answer per interval
+    sync_answer_interval_s: float = 0.25
 
 
 class PayloadGuard:

@@ -128,6 +128,7 @@ class CommandLog:
         self._reported_rejections: set[EntryId] = set()
         self._reported_conflicts: set[EntryId] = set()
         self._seq = 0
+        self._next_sync_answer = float("-inf")
         if signer is not None and signer.author not in roster:
             raise UnknownAuthorError(f"the local author {signer.author:016x} is not in the roster")
 
@@ -222,18 +223,21 @@ class CommandLog:
             return []
         signer = self.signer
         assert signer is not None
-        out, self._outgoing = self._outgoing, []
+        out = self._outgoing
         raws: list[bytes] = []
+        sealed: list[tuple[int, bytes]] = []
         t0 = time.perf_counter()
         for i in range(0, len(out), MAX_BATCH_ENTRIES):
             chunk = tuple(out[i : i + MAX_BATCH_ENTRIES])
             body = encode_batch_body(signer.author, chunk)
             raw = body + signer.sign(body)
             raws.append(raw)
-            self._batches.setdefault(signer.author, []).append((chunk[-1].seq, raw))
+            sealed.append((chunk[-1].seq, raw))
         self.telemetry.gauge("command_sign_ms", (time.perf_counter() - t0) * 1e3)
         if self.store is not None:
-            self.store.append(raws)
+            self.store.append(raws)  # on StoreError the entries stay queued for the next flush
+        self._outgoing = []
+        self._batches.setdefault(signer.author, []).extend(sealed)
         self.telemetry.count("commands_sent", len(out))
         return _pack(raws)
 
@@ -249,6 +253,11 @@ class CommandLog:
             self.telemetry.count("malformed_packets")
             return []
         if decoded.type is PacketType.SYNC:
+            now = self._now()
+            if now < self._next_sync_answer:
+                self.telemetry.count("sync_rate_drops")
+                return []
+            self._next_sync_answer = now + self.config.sync_answer_interval_s
             return self._answer_sync(dict(decoded.floors))
         now = self._now()
         kept: list[bytes] = []
