@@ -44,7 +44,12 @@ def drain_with_times(link: LoopbackLink) -> list[tuple[float, int]]:
 
 def conserved(s: LinkStats) -> bool:
     return s.sent + s.duplicated == (
-        s.delivered + s.lost + s.dropped_for_bandwidth + s.dropped_closed + s.in_flight
+        s.delivered
+        + s.lost
+        + s.dropped_for_bandwidth
+        + s.dropped_oversize
+        + s.dropped_closed
+        + s.in_flight
     )
 
 
@@ -70,6 +75,8 @@ def conserved(s: LinkStats) -> bool:
         {"seed": True},
         {"queue_limit_bytes": 0},
         {"queue_limit_bytes": 10.5},
+        {"mtu_bytes": 0},
+        {"mtu_bytes": True},
     ],
 )
 def test_model_rejects_out_of_range(kwargs: dict[str, object]) -> None:
@@ -226,6 +233,16 @@ def test_queue_limit_tail_drops_and_counts() -> None:
     assert conserved(link.stats) and conserved(link2.stats)
 
 
+def test_datagrams_over_the_mtu_are_dropped_and_counted() -> None:
+    link = LoopbackLink(LinkModel(mtu_bytes=1200))
+    link.send(bytes(1200), 0.0)
+    link.send(bytes(1201), 0.0)
+    link.send(bytes(5000), 0.0, reliable=True)  # a stream segments what it carries
+    assert [len(p) for p in link.receive(0.0)] == [1200, 5000]
+    s = link.stats
+    assert s.dropped_oversize == 1 and conserved(s)
+
+
 # -- reliable messages -------------------------------------------------------------------------
 def test_reliable_survives_total_loss_in_order_without_copies() -> None:
     m = LinkModel(latency_s=0.05, loss=1.0, duplicate=1.0, reorder=1.0, seed=1)
@@ -293,6 +310,7 @@ def test_changing_one_probability_keeps_the_other_draws() -> None:
     jitter=st.floats(0, 0.05),
     bw=st.one_of(st.none(), st.floats(1e4, 1e7)),
     limit=st.one_of(st.none(), st.integers(1, 20_000)),
+    mtu=st.one_of(st.none(), st.integers(1, 1500)),
     seed=st.integers(0, 2**32),
     sizes=st.lists(st.integers(0, 1500), min_size=1, max_size=60),
 )
@@ -303,10 +321,11 @@ def test_every_packet_is_accounted_for(
     jitter: float,
     bw: float | None,
     limit: int | None,
+    mtu: int | None,
     seed: int,
     sizes: list[int],
 ) -> None:
-    m = LinkModel(0.02, jitter, loss, dup, reorder, bw, seed, limit)
+    m = LinkModel(0.02, jitter, loss, dup, reorder, bw, seed, limit, mtu)
     link = LoopbackLink(m)
     t = 0.0
     got: list[int] = []
@@ -434,6 +453,10 @@ def test_manual_clock_refuses_to_go_back() -> None:
         clock.advance(-1.0)
     with pytest.raises(LinkTimeError):
         clock.set(4.0)
+    with pytest.raises(LinkTimeError):
+        clock.advance(math.nan)
+    with pytest.raises(LinkTimeError):
+        clock.advance("1")  # type: ignore[arg-type]
     clock.set(6.0)
     assert clock() == 6.0
 

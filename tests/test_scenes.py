@@ -220,11 +220,18 @@ def test_cubes_reject_bad_sizes(n: object) -> None:
         CubesScene(n=n)  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize("dt", [0.0, -0.1, math.nan, math.inf, 5.0])
-def test_cubes_reject_bad_steps(dt: float) -> None:
+@pytest.mark.parametrize("dt", [0.0, -0.1, math.nan, math.inf, 5.0, "0.1", True])
+def test_scenes_reject_bad_steps(dt: float) -> None:
+    for scene in (CubesScene(n=5), CrowdScene(n=5)):
+        with pytest.raises(ValueError):
+            scene.simulate(dt)
+        assert scene.frame == 0
+
+
+def test_numpy_steps_are_fine() -> None:
     scene = CubesScene(n=5)
-    with pytest.raises(ValueError):
-        scene.simulate(dt)
+    scene.simulate(np.float32(1 / 60))  # type: ignore[arg-type]
+    assert scene.frame == 1
 
 
 # -- crowd ---------------------------------------------------------------------------------------

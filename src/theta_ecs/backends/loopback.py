@@ -14,11 +14,12 @@ Two layers, both sans-I/O:
   pairs that implement :class:`theta_ecs.interfaces.Transport`.
 
 ``reliable=True`` models a reliable stream (QUIC stream, SCTP reliable channel): the message is
-never lost, never duplicated and never reordered against other reliable messages of the same
-direction, but it still pays the bottleneck, the latency and the jitter, and each time the loss
-model hits it, it pays one retransmission (an extra round trip, taken as twice the base latency
-plus twice the jitter bound, at least 1 ms). Head-of-line blocking follows: a reliable message is
-delivered no earlier than the reliable messages sent before it.
+never lost (nor held to the MTU: a stream segments it), never duplicated and never reordered
+against other reliable messages of the same direction, but it still pays the bottleneck, the
+latency and the jitter, and each time the loss model hits it, it pays one retransmission (an extra
+round trip, taken as twice the base latency plus twice the jitter bound, at least 1 ms).
+Head-of-line blocking follows: a reliable message is delivered no earlier than the reliable
+messages sent before it.
 """
 
 from __future__ import annotations
@@ -84,14 +85,25 @@ def _check_real(name: str, value: object) -> float:
     return val
 
 
+def _seconds(value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise LinkTimeError(f"time must be a number of seconds, got {value!r}")
+    t = float(value)
+    if not math.isfinite(t):
+        raise LinkTimeError(f"time must be finite, got {value!r}")
+    return t
+
+
 @dataclass(frozen=True)
 class LinkModel:
     """The impairments of one link direction, in SI units.
 
     ``bandwidth_bps`` is the bottleneck rate in bits per second (``None``: unlimited);
     ``queue_limit_bytes`` bounds the bytes waiting at that bottleneck (``None``: unbounded, so an
-    overloaded link grows its delay instead of dropping). ``loss``, ``duplicate`` and ``reorder``
-    are per-packet probabilities.
+    overloaded link grows its delay instead of dropping). ``mtu_bytes`` is the largest unreliable
+    datagram the path carries (``None``: any size); larger ones are dropped and counted, as a path
+    without fragmentation would, so a sender that ignores its packet budget finds out. ``loss``,
+    ``duplicate`` and ``reorder`` are per-packet probabilities.
     """
 
     latency_s: float = 0.0
@@ -102,6 +114,7 @@ class LinkModel:
     bandwidth_bps: float | None = None
     seed: int = 0
     queue_limit_bytes: int | None = None
+    mtu_bytes: int | None = None
 
     def __post_init__(self) -> None:
         for name in ("latency_s", "jitter_s"):
@@ -118,11 +131,12 @@ class LinkModel:
             raise LinkModelError(f"seed must be an integer, got {self.seed!r}")
         if self.seed < 0:
             raise LinkModelError(f"seed must not be negative, got {self.seed!r}")
-        limit = self.queue_limit_bytes
-        if limit is not None and (
-            isinstance(limit, bool) or not isinstance(limit, (int, np.integer)) or limit <= 0
-        ):
-            raise LinkModelError(f"queue_limit_bytes must be a positive integer, got {limit!r}")
+        for name in ("queue_limit_bytes", "mtu_bytes"):
+            limit = getattr(self, name)
+            if limit is not None and (
+                isinstance(limit, bool) or not isinstance(limit, (int, np.integer)) or limit <= 0
+            ):
+                raise LinkModelError(f"{name} must be a positive integer, got {limit!r}")
 
     @property
     def retransmit_s(self) -> float:
@@ -135,9 +149,9 @@ class LinkStats:
     """Counters of one link direction since it was made (packets unless the name says bytes).
 
     Nothing vanishes uncounted: ``sent + duplicated == delivered + lost + dropped_for_bandwidth +
-    dropped_closed + in_flight`` (a duplicate copy is a packet of its own from the moment it is
-    made). ``reordered`` counts packets the reorder model picked; ``out_of_order`` counts deliveries
-    that arrived after a packet sent later (whatever the cause, jitter included).
+    dropped_oversize + dropped_closed + in_flight`` (a duplicate copy is a packet of its own from
+    the moment it is made). ``reordered`` counts packets the reorder model picked; ``out_of_order``
+    counts deliveries that arrived after a packet sent later (whatever the cause, jitter included).
     """
 
     sent: int = 0
@@ -150,6 +164,7 @@ class LinkStats:
     out_of_order: int = 0
     dropped_for_bandwidth: int = 0
     dropped_for_bandwidth_bytes: int = 0
+    dropped_oversize: int = 0
     dropped_closed: int = 0
     retransmitted: int = 0
     in_flight: int = 0
@@ -179,11 +194,7 @@ class LoopbackLink:
 
     # -- time ---------------------------------------------------------------------------------
     def _advance(self, now: float) -> float:
-        if isinstance(now, bool) or not isinstance(now, (int, float, np.integer, np.floating)):
-            raise LinkTimeError(f"time must be a number of seconds, got {now!r}")
-        t = float(now)
-        if not math.isfinite(t):
-            raise LinkTimeError(f"time must be finite, got {now!r}")
+        t = _seconds(now)
         if t < self._now:
             raise LinkTimeError(f"time went backwards: {t!r} after {self._now!r}")
         self._now = t
@@ -211,6 +222,9 @@ class LoopbackLink:
         u = self._rng.random(_DRAWS_PER_PACKET)
         if self.closed:
             c["dropped_closed"] += 1
+            return
+        if not reliable and m.mtu_bytes is not None and len(payload) > m.mtu_bytes:
+            c["dropped_oversize"] += 1
             return
 
         # The bottleneck: the packet waits for the bytes ahead of it to be serialised.
@@ -316,21 +330,23 @@ class ManualClock:
     """A clock that moves only when told to: deterministic time for tests and benchmarks."""
 
     def __init__(self, start: float = 0.0) -> None:
-        self.now = float(start)
+        self.now = _seconds(start)
 
     def __call__(self) -> float:
         return self.now
 
     def advance(self, dt: float) -> float:
-        if not math.isfinite(dt) or dt < 0:
-            raise LinkTimeError(f"a clock advances by a finite, non-negative step, got {dt!r}")
-        self.now += dt
+        step = _seconds(dt)
+        if step < 0:
+            raise LinkTimeError(f"a clock advances by a non-negative step, got {dt!r}")
+        self.now += step
         return self.now
 
     def set(self, now: float) -> None:
-        if not math.isfinite(now) or now < self.now:
-            raise LinkTimeError(f"time went backwards or is not finite: {now!r} after {self.now!r}")
-        self.now = float(now)
+        t = _seconds(now)
+        if t < self.now:
+            raise LinkTimeError(f"time went backwards: {t!r} after {self.now!r}")
+        self.now = t
 
 
 @dataclass(frozen=True)

@@ -51,7 +51,9 @@ class CrowdScene:
     ) -> None:
         if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
             raise ValueError(f"n must be a non-negative integer, got {n!r}")
-        if not (isinstance(extent, (int, float)) and 1.0 <= extent <= CROWD_HALF_EXTENT - 1.0):
+        if isinstance(extent, bool) or not isinstance(extent, (int, float, np.floating)) or not (
+            1.0 <= extent <= CROWD_HALF_EXTENT - 1.0
+        ):
             raise ValueError(f"extent must be in [1, {CROWD_HALF_EXTENT - 1.0}] m, got {extent!r}")
         self.n = int(n)
         self.seed = int(seed)
@@ -107,7 +109,10 @@ class CrowdScene:
 
     def simulate(self, dt: float) -> None:
         """Advance the agents by ``dt`` without touching the World."""
-        if not (isinstance(dt, (int, float)) and math.isfinite(dt) and 0.0 < dt <= 1.0):
+        if isinstance(dt, bool) or not isinstance(dt, (int, float, np.integer, np.floating)):
+            raise ValueError(f"dt must be a number of seconds, got {dt!r}")
+        dt = float(dt)
+        if not (math.isfinite(dt) and 0.0 < dt <= 1.0):
             raise ValueError(f"dt must be in (0, 1] seconds, got {dt!r}")
         n, rng, ext = self.n, self._rng, self.extent
         # Draws in a fixed order and amount per frame keep a seeded run reproducible.

@@ -187,7 +187,10 @@ class CubesScene:
 
     def simulate(self, dt: float) -> None:
         """Advance the physics state by ``dt`` without touching the World."""
-        if not (isinstance(dt, (int, float)) and math.isfinite(dt) and 0.0 < dt <= 1.0):
+        if isinstance(dt, bool) or not isinstance(dt, (int, float, np.integer, np.floating)):
+            raise ValueError(f"dt must be a number of seconds, got {dt!r}")
+        dt = float(dt)
+        if not (math.isfinite(dt) and 0.0 < dt <= 1.0):
             raise ValueError(f"dt must be in (0, 1] seconds, got {dt!r}")
         substeps = max(1, math.ceil(dt / MAX_SUBSTEP - 1e-9))
         h = dt / substeps
