@@ -14,10 +14,11 @@ Two layers, both sans-I/O:
   pairs that implement :class:`theta_ecs.interfaces.Transport`.
 
 ``reliable=True`` models a reliable stream (QUIC stream, SCTP reliable channel): the message is
-never lost (nor held to the MTU: a stream segments it), never duplicated and never reordered
-against other reliable messages of the same direction, but it still pays the bottleneck, the
-latency and the jitter, and each time the loss model hits it, it pays one retransmission (an extra
-round trip, taken as twice the base latency plus twice the jitter bound, at least 1 ms).
+never lost (nor tail-dropped at a full bottleneck queue, nor held to the MTU: a stream buffers and
+segments what it carries), never duplicated and never reordered against other reliable messages of
+the same direction, but it still pays the bottleneck, the latency and the jitter, and each time the
+loss model hits it, it pays one retransmission (an extra round trip, taken as twice the base
+latency plus twice the jitter bound, at least 1 ms).
 Head-of-line blocking follows: a reliable message is delivered no earlier than the reliable
 messages sent before it.
 """
@@ -231,7 +232,8 @@ class LoopbackLink:
         departure = t
         if m.bandwidth_bps is not None:
             if (
-                m.queue_limit_bytes is not None
+                not reliable  # a stream holds its data in the sender's buffer instead
+                and m.queue_limit_bytes is not None
                 and self._backlog_bytes + len(payload) > m.queue_limit_bytes
             ):
                 c["dropped_for_bandwidth"] += 1
