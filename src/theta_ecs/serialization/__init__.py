@@ -15,7 +15,7 @@ from .errors import (
     SerializationError,
     UnknownDictionaryError,
 )
-from .schema import ComponentCodec, ReplicationSchema, schema_hash
+from .schema import ComponentCodec, Prediction, ReplicationSchema, schema_hash
 from .snapshot import Snapshot, capture, decode_body, diff, encode_body
 
 __all__ = [
@@ -25,6 +25,7 @@ __all__ = [
     "DecodeError",
     "DictionaryRegistry",
     "EncodeError",
+    "Prediction",
     "Reassembler",
     "ReplicationSchema",
     "SchemaMismatchError",

@@ -31,7 +31,8 @@ class StateCodec:
         """One packet; compressed only when that makes it smaller."""
         if (base is None) != (base_sequence is None):
             raise ValueError("base and base_sequence go together")
-        body = encode_body(self.schema, state, base)
+        age = None if base_sequence is None else sequence - base_sequence
+        body = encode_body(self.schema, state, base, age)
         packed = False
         if compress and body:
             squeezed = self.dictionaries.compress(body, dictionary_id)
@@ -60,7 +61,8 @@ class StateCodec:
         self.check(pkt)
         if (pkt.baseline is None) != (base is None):
             raise DecodeError("baseline presence disagrees with the packet")
-        return decode_body(self.schema, self.body(pkt), base, tick=pkt.sequence)
+        age = None if pkt.baseline is None else pkt.sequence - pkt.baseline
+        return decode_body(self.schema, self.body(pkt), base, tick=pkt.sequence, age=age)
 
     def decode_bytes(self, data: bytes, base: Snapshot | None = None) -> Snapshot:
         pkt = decode_packet(data)

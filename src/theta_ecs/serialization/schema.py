@@ -200,10 +200,34 @@ class ComponentCodec:
         return out
 
 
+@dataclass(frozen=True)
+class Prediction:
+    """Code ``position`` deltas against ``baseline position + baseline velocity * age``.
+
+    ``tick_seconds`` is the time between sequence numbers (the snapshot rate). Both sides
+    compute the prediction from the same baseline lanes with the same float64 operations, so it
+    is bit-identical; a moving body then costs only its acceleration over the baseline's age.
+    """
+
+    position: Component
+    velocity: Component
+    tick_seconds: float
+
+    def describe(self) -> dict[str, object]:
+        return {"position": self.position.name, "velocity": self.velocity.name,
+                "tick_seconds": self.tick_seconds}
+
+
 class ReplicationSchema:
     """Replicated components in stable-id order, with their lane layout and schema hash."""
 
-    def __init__(self, components: Iterable[Component], *, quantize: bool = True) -> None:
+    def __init__(
+        self,
+        components: Iterable[Component],
+        *,
+        quantize: bool = True,
+        prediction: Prediction | None = None,
+    ) -> None:
         comps = sorted({c.id: c for c in components if c.replicated}.values(), key=lambda c: c.id)
         if not comps:
             raise EncodeError("a replication schema needs at least one replicated component")
@@ -221,8 +245,82 @@ class ReplicationSchema:
             self.lane_slices.append(slice(start, len(lane_bits)))
         self.lane_comp = np.asarray(lane_comp, np.int32)
         self.lane_bits = np.asarray(lane_bits, np.uint8)
-        self.hash = schema_hash(self.components, quantize)
+        self.prediction: Prediction | None = None
+        self._pred: tuple[int, int] | None = None
+        if prediction is not None and quantize:
+            self._check_prediction(prediction)
+            self.prediction = prediction
+            self._pred = (
+                self.index_of[prediction.position.id],
+                self.index_of[prediction.velocity.id],
+            )
+        # Lanes are coded in this order: the predicting velocity first, so the decoder has the
+        # current velocity in hand when it reaches the predicted position.
+        order = list(range(len(lane_bits)))
+        if self._pred is not None:
+            first = list(range(len(lane_bits)))[self.lane_slices[self._pred[1]]]
+            order = first + [lane for lane in order if lane not in first]
+        self.lane_order: tuple[int, ...] = tuple(order)
+        self.hash = schema_hash(
+            self.components, quantize, self.prediction.describe() if self.prediction else None
+        )
         self.wire_hash = self.hash & 0xFFFFFFFF
+
+    def _check_prediction(self, p: Prediction) -> None:
+        for comp in (p.position, p.velocity):
+            if comp.id not in self.index_of:
+                raise EncodeError(f"prediction uses {comp.name}, which is not replicated")
+            codec = self.codec(comp)
+            if comp.dtype.names:
+                raise EncodeError(f"prediction needs a plain vector dtype, not {comp.dtype}")
+            if not all(isinstance(g.quantization, QuantizedFloat) for g in codec.groups):
+                raise EncodeError(f"prediction needs {comp.name} quantized per element")
+        if self.codec(p.position).width != self.codec(p.velocity).width:
+            raise EncodeError("prediction needs position and velocity of the same width")
+        if not p.tick_seconds > 0:
+            raise EncodeError("prediction needs a positive tick duration")
+
+    @property
+    def predicted_component(self) -> int | None:
+        """Index of the component whose deltas are coded against a prediction, if any."""
+        return None if self._pred is None else self._pred[0]
+
+    def predict_rows(
+        self,
+        base_rows: U32,
+        cur_rows: U32,
+        base_has_vel: npt.NDArray[np.bool_],
+        cur_has_vel: npt.NDArray[np.bool_],
+        age: int,
+    ) -> U32:
+        """Copies of ``base_rows`` whose position lanes are moved by the mean of the baseline
+        and current velocity over ``age`` ticks (trapezoidal: exact for constant acceleration
+        such as gravity). The decoder knows the current velocity because velocity lanes are
+        coded first (:attr:`lane_order`)."""
+        out = np.array(base_rows, np.uint32, copy=True)
+        if self._pred is None or age <= 0:
+            return out
+        pc, vc = self._pred
+        p = self.prediction
+        assert p is not None
+        use = np.flatnonzero(base_has_vel)
+        if not len(use):
+            return out
+        pcodec, vcodec = self.codecs[pc], self.codecs[vc]
+        ps, vs = self.lane_slices[pc], self.lane_slices[vc]
+        m = len(use)
+        pos = np.asarray(pcodec.from_lanes(base_rows[use][:, ps]), np.float64).reshape(m, -1)
+        vb = np.asarray(vcodec.from_lanes(base_rows[use][:, vs]), np.float64).reshape(m, -1)
+        vc_now = np.asarray(vcodec.from_lanes(cur_rows[use][:, vs]), np.float64).reshape(m, -1)
+        vc_now = np.where(cur_has_vel[use, None], vc_now, vb)
+        moved = pos + (vb + vc_now) * (0.5 * age * p.tick_seconds)
+        at = ps.start
+        for g in pcodec.groups:
+            assert isinstance(g.quantization, QuantizedFloat)
+            for e in g.elements:
+                out[use, at] = quantize_float(moved[:, e], g.quantization)
+                at += 1
+        return out
 
     @property
     def n_components(self) -> int:
@@ -245,7 +343,11 @@ class ReplicationSchema:
         return f"ReplicationSchema([{names}], lanes={self.n_lanes}, hash={self.hash:016x})"
 
 
-def schema_hash(components: Sequence[Component], quantize: bool = True) -> int:
+def schema_hash(
+    components: Sequence[Component],
+    quantize: bool = True,
+    prediction: dict[str, object] | None = None,
+) -> int:
     """64-bit hash of everything that shapes the wire format of ``components``.
 
     Kept local (over ``Component.describe()``) so the codec does not depend on how the manifest
@@ -254,6 +356,7 @@ def schema_hash(components: Sequence[Component], quantize: bool = True) -> int:
     doc = {
         "format": "theta.replication/1",
         "quantize": quantize,
+        "prediction": prediction,
         "components": [c.describe() for c in sorted(components, key=lambda c: c.id)],
     }
     text = json.dumps(doc, sort_keys=True, separators=(",", ":"), default=str)

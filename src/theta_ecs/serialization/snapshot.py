@@ -176,8 +176,18 @@ def _read_column(r: BitReader, n: int) -> U32:
     return r.read_eg_array(n, k)
 
 
-def encode_body(schema: ReplicationSchema, cur: Snapshot, base: Snapshot | None = None) -> bytes:
-    """Bit-packed delta of ``cur`` against ``base`` (a full snapshot when ``base`` is None)."""
+def encode_body(
+    schema: ReplicationSchema,
+    cur: Snapshot,
+    base: Snapshot | None = None,
+    age: int | None = None,
+) -> bytes:
+    """Bit-packed delta of ``cur`` against ``base`` (a full snapshot when ``base`` is None).
+
+    ``age`` (ticks from the baseline to ``cur``, default from their ticks) drives prediction.
+    """
+    if base is not None and age is None:
+        age = cur.tick - base.tick
     if base is None:
         base = Snapshot.empty(schema)
     if cur.values.shape[1] != schema.n_lanes or cur.presence.shape[1] != schema.n_components:
@@ -225,17 +235,30 @@ def encode_body(schema: ReplicationSchema, cur: Snapshot, base: Snapshot | None 
         both = (cur_has != 0) & (base_has != 0)
         gained = (cur_has != 0) & (base_has == 0)
         value_changed = d.component_changed[rows] != 0
+        pc = schema.predicted_component
+        pred_ref: U32 | None = None
         if nc > 1:
             for ci in range(nc):
                 sel = both[:, ci]
                 if sel.any():
                     w.write_array(value_changed[sel, ci].astype(np.uint32), 1)
-        for lane in range(schema.n_lanes):
+        for lane in schema.lane_order:
             ci = int(schema.lane_comp[lane])
             bits = int(schema.lane_bits[lane])
             dsel = both[:, ci] & value_changed[:, ci]
             if dsel.any():
-                z = lane_deltas(cur.values, base.values, rows[dsel], brows[dsel], lane, bits)
+                if ci == pc and age:
+                    if pred_ref is None:
+                        vc = schema.index_of[schema.prediction.velocity.id]  # type: ignore[union-attr]
+                        pred_ref = schema.predict_rows(
+                            base.values[brows[dsel]], cur.values[rows[dsel]],
+                            base.presence[brows[dsel], vc] != 0,
+                            cur.presence[rows[dsel], vc] != 0, age,
+                        )
+                    ref_rows = np.arange(int(dsel.sum()), dtype=np.int64)
+                    z = lane_deltas(cur.values, pred_ref, rows[dsel], ref_rows, lane, bits)
+                else:
+                    z = lane_deltas(cur.values, base.values, rows[dsel], brows[dsel], lane, bits)
                 _write_column(w, z)
             gsel = gained[:, ci]
             if gsel.any():
@@ -244,15 +267,25 @@ def encode_body(schema: ReplicationSchema, cur: Snapshot, base: Snapshot | None 
 
 
 def decode_body(
-    schema: ReplicationSchema, body: bytes, base: Snapshot | None = None, tick: int = 0
+    schema: ReplicationSchema,
+    body: bytes,
+    base: Snapshot | None = None,
+    tick: int | None = None,
+    age: int | None = None,
 ) -> Snapshot:
     """Rebuild the snapshot that :func:`encode_body` encoded against ``base``.
+
+    The result carries ``tick`` (default: the baseline's tick plus ``age``).
 
     Every count, position and value is checked against what the packet and the baseline can
     hold; anything inconsistent raises :class:`DecodeError`.
     """
     if base is None:
         base = Snapshot.empty(schema)
+    if tick is None:
+        tick = base.tick + (age or 0)
+    if age is None:
+        age = tick - base.tick
     nc = schema.n_components
     nl = schema.n_lanes
     r = BitReader(body)
@@ -327,6 +360,9 @@ def decode_body(
         cur_has = pres[rows]
         both = (cur_has != 0) & (base_has != 0)
         gained = (cur_has != 0) & (base_has == 0)
+        pc = schema.predicted_component
+        pred_ref: U32 | None = None
+        brows = surv[cpos]
         if nc > 1:
             value_changed = np.zeros((n_changed, nc), bool)
             for ci in range(nc):
@@ -335,11 +371,20 @@ def decode_body(
                     value_changed[sel, ci] = r.read_array(len(sel), 1).astype(bool)
         else:
             value_changed = both.copy()
-        for lane in range(nl):
+        for lane in schema.lane_order:
             ci = int(schema.lane_comp[lane])
             bits = int(schema.lane_bits[lane])
-            dsel = rows[both[:, ci] & value_changed[:, ci]]
+            dmask = both[:, ci] & value_changed[:, ci]
+            dsel = rows[dmask]
             if len(dsel):
+                if ci == pc and age:
+                    if pred_ref is None:
+                        vc = schema.index_of[schema.prediction.velocity.id]  # type: ignore[union-attr]
+                        pred_ref = schema.predict_rows(
+                            base.values[brows[dmask]], vals[dsel],
+                            base.presence[brows[dmask], vc] != 0, pres[dsel, vc] != 0, age,
+                        )
+                    vals[dsel, lane] = pred_ref[:, lane]
                 apply_lane_deltas(vals, dsel, lane, _read_column(r, len(dsel)), bits)
             gsel = rows[gained[:, ci]]
             if len(gsel):
