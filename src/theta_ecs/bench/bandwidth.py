@@ -419,9 +419,11 @@ def table(result: dict[str, Any]) -> str:
                          f"{r['decode_ms_per_client_tick']:7.3f}")
     timing = result.get("timing")
     if timing:
-        lines.append(f"10k-entity delta+zstd: encode {timing['encode_ms_median']:.3f} ms, decode "
-                     f"{timing['decode_ms_median']:.3f} ms, capture {timing['capture_ms_median']:.3f}"
-                     f" ms ({timing['changed']} changed, {timing['packet_bytes']} B)")
+        lines.append(
+            f"10k-entity delta+zstd: encode {timing['encode_ms_median']:.3f} ms, decode "
+            f"{timing['decode_ms_median']:.3f} ms, capture {timing['capture_ms_median']:.3f} ms "
+            f"({timing['changed']} changed, {timing['packet_bytes']} B)"
+        )
     return "\n".join(lines)
 
 
@@ -465,7 +467,9 @@ def plot(result: dict[str, Any], path: Path) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="theta bench bandwidth", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="theta bench bandwidth", description=(__doc__ or "").split("\n")[0]
+    )
     parser.add_argument("--scene", choices=["cubes", "crowd", "all"], default="all")
     parser.add_argument("--seconds", type=float, default=None,
                         help="simulated seconds per run (default: cubes 10, crowd 20)")

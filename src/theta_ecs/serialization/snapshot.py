@@ -176,6 +176,42 @@ def _read_column(r: BitReader, n: int) -> U32:
     return r.read_eg_array(n, k)
 
 
+def _write_change_flags(
+    w: BitWriter, flags: npt.NDArray[np.bool_], both: npt.NDArray[np.bool_]
+) -> None:
+    """Which components changed, per changed entity (only where the baseline had them).
+
+    Bodies that move usually change the same components together, so the most common pattern
+    is sent once and each entity spends one bit on "same as that", else its own flags.
+    """
+    nc = flags.shape[1]
+    weights = (1 << np.arange(nc)).astype(np.int64)
+    patterns = flags.astype(np.int64) @ weights
+    mode = int(np.bincount(patterns, minlength=1 << nc).argmax())
+    w.write(mode, nc)
+    is_mode = patterns == mode
+    w.write_array(is_mode.astype(np.uint32), 1)
+    rest = ~is_mode
+    if rest.any():
+        w.write_array(flags[rest][both[rest]].astype(np.uint32), 1)
+
+
+def _read_change_flags(r: BitReader, both: npt.NDArray[np.bool_]) -> npt.NDArray[np.bool_]:
+    n, nc = both.shape
+    mode = r.read(nc)
+    mode_flags = ((mode >> np.arange(nc)) & 1).astype(bool)
+    is_mode = r.read_array(n, 1).astype(bool)
+    flags = np.zeros((n, nc), bool)
+    flags[is_mode] = mode_flags & both[is_mode]
+    rest = ~is_mode
+    if rest.any():
+        sub = np.zeros((int(rest.sum()), nc), bool)
+        mask = both[rest]
+        sub[mask] = r.read_array(int(mask.sum()), 1).astype(bool)
+        flags[rest] = sub
+    return flags
+
+
 def encode_body(
     schema: ReplicationSchema,
     cur: Snapshot,
@@ -238,10 +274,7 @@ def encode_body(
         pc = schema.predicted_component
         pred_ref: U32 | None = None
         if nc > 1:
-            for ci in range(nc):
-                sel = both[:, ci]
-                if sel.any():
-                    w.write_array(value_changed[sel, ci].astype(np.uint32), 1)
+            _write_change_flags(w, value_changed & both, both)
         for lane in schema.lane_order:
             ci = int(schema.lane_comp[lane])
             bits = int(schema.lane_bits[lane])
@@ -363,14 +396,7 @@ def decode_body(
         pc = schema.predicted_component
         pred_ref: U32 | None = None
         brows = surv[cpos]
-        if nc > 1:
-            value_changed = np.zeros((n_changed, nc), bool)
-            for ci in range(nc):
-                sel = np.flatnonzero(both[:, ci])
-                if len(sel):
-                    value_changed[sel, ci] = r.read_array(len(sel), 1).astype(bool)
-        else:
-            value_changed = both.copy()
+        value_changed = _read_change_flags(r, both) if nc > 1 else both.copy()
         for lane in schema.lane_order:
             ci = int(schema.lane_comp[lane])
             bits = int(schema.lane_bits[lane])
