@@ -41,6 +41,8 @@ clean:
 # level, so generate into a scratch folder and copy only the generated packages.
 flatbuffers: sysdeps
 	rm -rf build/flatc && mkdir -p build/flatc
-	flatc --python -o build/flatc schemas/component_manifest.fbs
-	rm -rf src/theta_ecs/_generated/manifest
-	cp -r build/flatc/theta_ecs/_generated/manifest src/theta_ecs/_generated/
+	flatc --python -o build/flatc schemas/component_manifest.fbs schemas/network.fbs
+	for pkg in manifest network; do \
+	  rm -rf src/theta_ecs/_generated/$$pkg && \
+	  cp -r build/flatc/theta_ecs/_generated/$$pkg src/theta_ecs/_generated/; \
+	done

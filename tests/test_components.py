@@ -138,7 +138,7 @@ def test_failed_remove_batch_changes_nothing(world: World) -> None:
     with_hp = world.spawn_batch({Pos: np.zeros((4, 3), np.float32), Health: np.ones(4, np.int32)})
     without = world.spawn_batch({Pos: np.zeros((4, 3), np.float32)})
     mixed = np.concatenate([with_hp, without[:1]])
-    with pytest.raises(UnknownComponentError, match="no test.Health"):
+    with pytest.raises(UnknownComponentError, match=r"no test\.Health"):
         world.remove_batch(mixed, Health)
     assert all(world.has(int(e), Health) for e in with_hp)
     assert world.query(Health).count() == 4

@@ -26,7 +26,10 @@ FORMAT_VERSION = 1
 SCHEMA_HASH_KEY = b"theta.schema\x00\x00\x00\x00"
 
 #: Modules whose ``COMPONENTS`` tuple makes up the library's registered components.
-LIBRARY_COMPONENT_MODULES: tuple[str, ...] = ("theta_ecs.stdcomponents",)
+LIBRARY_COMPONENT_MODULES: tuple[str, ...] = (
+    "theta_ecs.stdcomponents",
+    "theta_ecs.scenes.components",
+)
 
 DEFAULT_JSON = Path("schemas/component_manifest.json")
 DEFAULT_BINARY = Path("schemas/component_manifest.bin")

@@ -151,6 +151,10 @@ class World:
     def is_alive(self, entity: int) -> bool:
         return bool(self._entities.is_alive(entity))
 
+    def alive_mask(self, entities: npt.ArrayLike) -> npt.NDArray[np.bool_]:
+        """Vectorized :meth:`is_alive`: one bool per id."""
+        return self._entities.alive_mask(np.ascontiguousarray(entities, dtype=np.uint64))
+
     def _check(self, entity: int) -> tuple[Archetype, int]:
         if not isinstance(entity, (int, np.integer)) or not 0 <= entity < 1 << 64:
             raise StaleEntityError(f"{entity!r} is not an entity id")

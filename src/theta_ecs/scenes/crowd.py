@@ -152,7 +152,7 @@ class CrowdScene:
     def _write(self, rows: npt.NDArray[np.intp]) -> None:
         if not len(rows):
             return
-        alive = self.world._entities.alive_mask(self.entities[rows])
+        alive = self.world.alive_mask(self.entities[rows])
         rows = rows[alive]
         if not len(rows):
             return

@@ -424,7 +424,7 @@ class CubesScene:
         if not len(rows):
             return
         world = self.world
-        alive = world._entities.alive_mask(self.entities[rows])
+        alive = world.alive_mask(self.entities[rows])
         rows = rows[alive]
         if not len(rows):
             return
