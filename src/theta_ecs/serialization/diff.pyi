@@ -12,7 +12,9 @@ def changed_components(
     cur_to_base: npt.NDArray[np.int64],
     lane_comp: npt.NDArray[np.int32],
     lane_bits: npt.NDArray[np.uint8],
-) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.uint8], npt.NDArray[np.float32]]: ...
+) -> tuple[
+    npt.NDArray[np.uint8], npt.NDArray[np.uint8], npt.NDArray[np.float32], npt.NDArray[np.uint8]
+]: ...
 def lane_deltas(
     cur_vals: npt.NDArray[np.uint32],
     base_vals: npt.NDArray[np.uint32],

@@ -41,12 +41,14 @@ cdef inline uint32_t _unzigzag(uint32_t base, uint32_t z, int bits) noexcept nog
     return <uint32_t>((<uint64_t>base + d) & mask)
 
 
+cdef extern from *:
+    int __builtin_clzll(unsigned long long) nogil
+
+
 cdef inline int _bitlen(uint64_t v) noexcept nogil:
-    cdef int n = 0
-    while v:
-        n += 1
-        v >>= 1
-    return n
+    if v == 0:
+        return 0
+    return 64 - __builtin_clzll(v)
 
 
 def match_sorted(const uint64_t[::1] cur, const uint64_t[::1] base):
@@ -90,10 +92,11 @@ def changed_components(
 ):
     """Per current entity and component: does it need sending?
 
-    Returns ``(changed, presence_changed, magnitude)``: ``changed[i, c]`` is 1 when entity ``i``
-    has component ``c`` and it is new to the baseline or any of its lanes differ;
+    Returns ``(changed, presence_changed, magnitude, dirty)``: ``changed[i, c]`` is 1 when
+    entity ``i`` has component ``c`` and it is new to the baseline or any of its lanes differ;
     ``presence_changed[i]`` is 1 when a matched entity gained or lost a component; ``magnitude``
-    sums the bit lengths of the lane deltas (a cheap "how much did it move"), used for priority.
+    sums the bit lengths of the lane deltas (a cheap "how much did it move"), used for priority;
+    ``dirty[i]`` is 1 for a matched entity with any change.
     """
     cdef Py_ssize_t n = cur_vals.shape[0]
     cdef Py_ssize_t nl = cur_vals.shape[1]
@@ -116,9 +119,14 @@ def changed_components(
     changed = np.zeros((n, nc), np.uint8)
     pres_changed = np.zeros(n, np.uint8)
     magnitude = np.zeros(n, np.float32)
+    dirty = np.zeros(n, np.uint8)
     cdef uint8_t[:, ::1] ch = changed
     cdef uint8_t[::1] pc = pres_changed
     cdef float[::1] mag = magnitude
+    cdef uint8_t[::1] dt = dirty
+    cdef const uint32_t* crow
+    cdef const uint32_t* brow
+    cdef int bits_sum
     with nogil:
         for i in range(n):
             b = cur_to_base[i]
@@ -129,14 +137,21 @@ def changed_components(
             for c in range(nc):
                 if cur_pres[i, c] != base_pres[b, c]:
                     pc[i] = 1
+                    dt[i] = 1
                     ch[i, c] = cur_pres[i, c]
+            crow = &cur_vals[i, 0]
+            brow = &base_vals[b, 0]
+            bits_sum = 0
             for l in range(nl):
-                c = lane_comp[l]
-                if cur_pres[i, c] and base_pres[b, c] and cur_vals[i, l] != base_vals[b, l]:
-                    ch[i, c] = 1
-                    z = _zigzag(cur_vals[i, l], base_vals[b, l], lane_bits[l])
-                    mag[i] += _bitlen(z)
-    return changed, pres_changed, magnitude
+                if crow[l] != brow[l]:
+                    c = lane_comp[l]
+                    if cur_pres[i, c] and base_pres[b, c]:
+                        ch[i, c] = 1
+                        dt[i] = 1
+                        z = _zigzag(crow[l], brow[l], lane_bits[l])
+                        bits_sum += _bitlen(z)
+            mag[i] = bits_sum
+    return changed, pres_changed, magnitude, dirty
 
 
 def lane_deltas(

@@ -60,7 +60,9 @@ class Snapshot:
     def take(self, rows: npt.ArrayLike) -> Snapshot:
         """The sub-snapshot of ``rows`` (which must be increasing, to keep the sort)."""
         r = np.asarray(rows, np.int64)
-        return Snapshot(self.entities[r], self.presence[r], self.values[r], self.tick)
+        return Snapshot(
+            self.entities[r], self.presence.take(r, axis=0), self.values.take(r, axis=0), self.tick
+        )
 
     def same_state(self, other: Snapshot) -> bool:
         """Bit-identical entities, presence and lanes (the tick is not compared)."""
@@ -132,16 +134,14 @@ class Diff:
 def diff(schema: ReplicationSchema, cur: Snapshot, base: Snapshot) -> Diff:
     """Compare ``cur`` with ``base`` column by column (no Python loop over entities)."""
     c2b, kept = match_sorted(cur.entities, base.entities)
-    ch, pch, mag = changed_components(
+    ch, pch, mag, dirty = changed_components(
         cur.values, base.values, cur.presence, base.presence, c2b, schema.lane_comp,
         schema.lane_bits,
     )
-    matched = c2b >= 0
-    dirty = matched & (ch.any(axis=1) | (pch != 0))
     return Diff(
         c2b,
         np.flatnonzero(kept == 0),
-        np.flatnonzero(~matched),
+        np.flatnonzero(c2b < 0),
         np.flatnonzero(dirty),
         ch,
         pch,
@@ -266,36 +266,39 @@ def encode_body(
             flagged = rows[pch != 0]
             for ci in range(nc):
                 w.write_array(np.ascontiguousarray(cur.presence[flagged, ci], np.uint32), 1)
-        cur_has = cur.presence[rows]
-        base_has = base.presence[brows]
+        cur_has = cur.presence.take(rows, axis=0)
+        base_has = base.presence.take(brows, axis=0)
         both = (cur_has != 0) & (base_has != 0)
         gained = (cur_has != 0) & (base_has == 0)
-        value_changed = d.component_changed[rows] != 0
+        value_changed = d.component_changed.take(rows, axis=0) != 0
         pc = schema.predicted_component
         pred_ref: U32 | None = None
         if nc > 1:
             _write_change_flags(w, value_changed & both, both)
+        delta_mask = both & value_changed
+        per_comp: dict[int, tuple[I64, I64, I64]] = {}  # rows coded as deltas / raw, per comp
         for lane in schema.lane_order:
             ci = int(schema.lane_comp[lane])
             bits = int(schema.lane_bits[lane])
-            dsel = both[:, ci] & value_changed[:, ci]
-            if dsel.any():
+            if ci not in per_comp:
+                dsel = delta_mask[:, ci]
+                per_comp[ci] = (rows[dsel], brows[dsel], rows[gained[:, ci]])
+            drows, dbrows, grows = per_comp[ci]
+            if len(drows):
                 if ci == pc and age:
                     if pred_ref is None:
                         vc = schema.index_of[schema.prediction.velocity.id]  # type: ignore[union-attr]
                         pred_ref = schema.predict_rows(
-                            base.values[brows[dsel]], cur.values[rows[dsel]],
-                            base.presence[brows[dsel], vc] != 0,
-                            cur.presence[rows[dsel], vc] != 0, age,
+                            base.values.take(dbrows, axis=0), cur.values.take(drows, axis=0),
+                            base.presence[dbrows, vc] != 0, cur.presence[drows, vc] != 0, age,
                         )
-                    ref_rows = np.arange(int(dsel.sum()), dtype=np.int64)
-                    z = lane_deltas(cur.values, pred_ref, rows[dsel], ref_rows, lane, bits)
+                    ref_rows = np.arange(len(drows), dtype=np.int64)
+                    z = lane_deltas(cur.values, pred_ref, drows, ref_rows, lane, bits)
                 else:
-                    z = lane_deltas(cur.values, base.values, rows[dsel], brows[dsel], lane, bits)
+                    z = lane_deltas(cur.values, base.values, drows, dbrows, lane, bits)
                 _write_column(w, z)
-            gsel = gained[:, ci]
-            if gsel.any():
-                w.write_array(np.ascontiguousarray(cur.values[rows[gsel], lane]), bits)
+            if len(grows):
+                w.write_array(np.ascontiguousarray(cur.values[grows, lane]), bits)
     return w.getvalue()
 
 
@@ -351,23 +354,29 @@ def decode_body(
         added_ids = np.zeros(0, np.uint64)
         apres = np.zeros((0, nc), np.uint8)
 
-    # Merge survivors and added entities by index (a duplicate index is hostile).
     surv_ids = base.entities[surv]
-    all_ids = np.concatenate([surv_ids, added_ids])
-    order = np.argsort(all_ids & INDEX_MASK, kind="stable")
-    ents = all_ids[order]
-    if len(ents) > 1 and not (np.diff((ents & INDEX_MASK).astype(np.int64)) > 0).all():
-        raise DecodeError("two entities with the same index")
-    new_row = np.empty(len(all_ids), np.int64)
-    new_row[order] = np.arange(len(all_ids))
-    surv_rows = new_row[: len(surv)]
-    added_rows = new_row[len(surv) :]
-
-    vals = np.zeros((len(ents), nl), np.uint32)
-    pres = np.zeros((len(ents), nc), np.uint8)
-    vals[surv_rows] = base.values[surv]
-    pres[surv_rows] = base.presence[surv]
-    pres[added_rows] = apres
+    if not n_added:  # the common delta: no merge needed
+        ents = surv_ids
+        surv_rows = np.arange(len(surv), dtype=np.int64)
+        added_rows = np.zeros(0, np.int64)
+        vals = base.values.take(surv, axis=0)
+        pres = base.presence.take(surv, axis=0)
+    else:
+        # Merge survivors and added entities by index (a duplicate index is hostile).
+        all_ids = np.concatenate([surv_ids, added_ids])
+        order = np.argsort(all_ids & INDEX_MASK, kind="stable")
+        ents = all_ids[order]
+        if len(ents) > 1 and not (np.diff((ents & INDEX_MASK).astype(np.int64)) > 0).all():
+            raise DecodeError("two entities with the same index")
+        new_row = np.empty(len(all_ids), np.int64)
+        new_row[order] = np.arange(len(all_ids))
+        surv_rows = new_row[: len(surv)]
+        added_rows = new_row[len(surv) :]
+        vals = np.zeros((len(ents), nl), np.uint32)
+        pres = np.zeros((len(ents), nc), np.uint8)
+        vals[surv_rows] = base.values.take(surv, axis=0)
+        pres[surv_rows] = base.presence.take(surv, axis=0)
+        pres[added_rows] = apres
     for lane in range(nl):
         ci = int(schema.lane_comp[lane])
         sel = added_rows[apres[:, ci] != 0]
@@ -380,7 +389,7 @@ def decode_body(
     if n_changed:
         cpos = _ungaps(_read_column(r, n_changed), len(surv), "changed")
         rows = surv_rows[cpos]
-        base_has = pres[rows].copy()
+        base_has = pres.take(rows, axis=0)
         if r.read(1):
             flags = r.read_array(n_changed, 1).astype(bool)
             flagged = rows[flags]
@@ -390,7 +399,7 @@ def decode_body(
             if len(flagged) and not newp.any(axis=1).all():
                 raise DecodeError("an entity lost every replicated component")
             pres[flagged] = newp
-        cur_has = pres[rows]
+        cur_has = pres.take(rows, axis=0)
         both = (cur_has != 0) & (base_has != 0)
         gained = (cur_has != 0) & (base_has == 0)
         pc = schema.predicted_component
@@ -407,7 +416,7 @@ def decode_body(
                     if pred_ref is None:
                         vc = schema.index_of[schema.prediction.velocity.id]  # type: ignore[union-attr]
                         pred_ref = schema.predict_rows(
-                            base.values[brows[dmask]], vals[dsel],
+                            base.values.take(brows[dmask], axis=0), vals.take(dsel, axis=0),
                             base.presence[brows[dmask], vc] != 0, pres[dsel, vc] != 0, age,
                         )
                     vals[dsel, lane] = pred_ref[:, lane]
@@ -437,8 +446,8 @@ def merge_selected(base: Snapshot, cur: Snapshot, d: Diff, send: npt.NDArray[np.
     include = matched | send
     rows = np.flatnonzero(include)
     ents = cur.entities[rows]
-    pres = cur.presence[rows].copy()
-    vals = cur.values[rows].copy()
+    pres = cur.presence.take(rows, axis=0)
+    vals = cur.values.take(rows, axis=0)
     hold = matched[rows] & ~send[rows]
     if hold.any():
         b = d.cur_to_base[rows[hold]]
