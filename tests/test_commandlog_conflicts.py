@@ -2,8 +2,16 @@
 
 from __future__ import annotations
 
-from theta_ecs.commandlog import ConflictPolicy, Rejection, Strategy, Transform
+import random
+import struct
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from theta_ecs.commandlog import ConflictPolicy, Rejection, Resolution, Strategy, Transform
+from theta_ecs.commandlog.components import IDENTITY_TRANSFORM
 from theta_ecs.commandlog.conflicts import ScopeLog
+from theta_ecs.commandlog.editor import SET_TRANSFORM, fold_transform
 from theta_ecs.commandlog.entry import NO_BASE, Entry, EntryId, Scope
 
 from .test_commandlog_support import Peer, exchange, make_peer, roster
@@ -112,3 +120,47 @@ def test_scope_log_refolds_when_an_earlier_entry_arrives_late() -> None:
     for e in (w2, w1, w0):
         lww.add(e)
     assert lww.resolution.accepted == [w0, w1, w2] and lww.resolution.conflicted == [w1]
+
+
+@settings(max_examples=200)
+@given(
+    st.lists(
+        st.tuples(st.integers(1, (1 << 10) - 1), st.lists(st.integers(-5, 5), min_size=10,
+                                                           max_size=10)),
+        min_size=1,
+        max_size=12,
+    )
+)
+def test_merge_fold_matches_a_forward_field_wise_fold(writes: list[tuple[int, list[int]]]) -> None:
+    res = Resolution()
+    expected = list(IDENTITY_TRANSFORM)
+    for seq, (mask, values) in enumerate(writes, start=1):
+        payload = struct.pack("<H10f", mask, *map(float, values))
+        res.accepted.append(Entry(seq, 1, seq, SET_TRANSFORM, Scope(1, Transform.id), payload))
+        for i, v in enumerate(values):
+            if mask >> i & 1:
+                expected[i] = float(v)
+    assert fold_transform(res, Strategy.MERGE) == tuple(expected)
+    assert fold_transform(res, Strategy.LWW) == tuple(map(float, writes[-1][1]))
+
+
+def test_conflicts_are_counted_once_across_refolds() -> None:
+    a, b, nid = two_peers(Strategy.LWW)
+    c = make_peer(2, roster(3), policy=ConflictPolicy(components={Transform.id: Strategy.LWW}))
+    packets = a.sent + b.sent
+    for _ in range(3):  # each round: two concurrent writes
+        a.editor.set_transform(nid, px=1.0)
+        b.editor.set_transform(nid, px=2.0)
+        packets += a.flush() + b.flush()
+    shuffled = packets[2:] + packets[:2]  # the scene arrives last: everything waits, then folds
+    rng = random.Random(7)
+    for p in rng.sample(shuffled, len(shuffled)) + shuffled[:3]:
+        c.log.receive(p)
+        c.editor.apply_changes()
+    a.receive(packets)
+    b.receive(packets)
+    final = c.log.resolution((nid, Transform.id))
+    assert len(final.conflicted) == 5  # after the first, each write follows a concurrent one
+    for peer in (a, b, c):
+        assert peer.world.telemetry.counters["command_conflicts"] == 5
+        assert peer.fingerprint() == c.fingerprint()

@@ -78,7 +78,7 @@ class ScopeLog:
     before entries already integrated makes the next read refold the scope from its start.
     """
 
-    __slots__ = ("_entries", "_keys", "_resolution", "_stale", "strategy")
+    __slots__ = ("_entries", "_keys", "_resolution", "_stale", "generation", "strategy")
 
     def __init__(self, strategy: Strategy) -> None:
         self.strategy = strategy
@@ -86,6 +86,8 @@ class ScopeLog:
         self._keys: list[tuple[int, int, int]] = []
         self._resolution = Resolution()
         self._stale = False
+        #: bumped on every refold: until it changes, the resolution's lists only grow
+        self.generation = 0
 
     def add(self, entry: Entry) -> None:
         key = entry.key
@@ -119,6 +121,7 @@ class ScopeLog:
                 self._step(res, entry)
             self._resolution = res
             self._stale = False
+            self.generation += 1
         return self._resolution
 
     @property

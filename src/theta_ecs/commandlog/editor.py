@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import math
 import struct
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -179,48 +179,56 @@ def _accepted(res: Resolution, *kinds: str) -> list[Entry]:
     return [e for e in res.accepted if e.kind in kinds]
 
 
+def _newest(res: Resolution, *kinds: str) -> Iterator[Entry]:
+    """Accepted entries of ``kinds``, newest first (folds that need the latest stop early, so a
+    long history does not make every frame slower)."""
+    return (e for e in reversed(res.accepted) if e.kind in kinds)
+
+
 def fold_existence(res: Resolution) -> tuple[bool, int]:
     """(alive, flags): the last accepted create or delete wins."""
-    accepted = _accepted(res, CREATE, DELETE)
-    if not accepted:
+    last = next(_newest(res, CREATE, DELETE), None)
+    if last is None or last.kind != CREATE:
         return False, 0
-    last = accepted[-1]
-    if last.kind == CREATE:
-        return True, last.payload[0] & FLAG_MESH
-    return False, 0
+    return True, last.payload[0] & FLAG_MESH
 
 
 def fold_transform(res: Resolution, strategy: Strategy) -> tuple[float, ...] | None:
     """Last-writer-wins and reject: the winner's full value. Merge: each field from the last
     accepted entry that set it (fields nobody set keep the identity)."""
-    accepted = _accepted(res, SET_TRANSFORM)
-    if not accepted:
+    newest = _newest(res, SET_TRANSFORM)
+    last = next(newest, None)
+    if last is None:
         return None
+    mask, *fields = _TRANSFORM.unpack(last.payload)
     if strategy is not Strategy.MERGE:
-        return tuple(float(v) for v in _TRANSFORM.unpack(accepted[-1].payload)[1:])
-    values = list(IDENTITY_TRANSFORM)
-    for e in accepted:
-        mask, *fields = _TRANSFORM.unpack(e.payload)
-        for i, v in enumerate(fields):
-            if mask >> i & 1:
-                values[i] = float(v)
-    return tuple(values)
+        return tuple(float(v) for v in fields)
+    values: list[float | None] = [None] * len(TRANSFORM_FIELDS)
+    missing = _FULL_MASK
+    entry: Entry | None = last
+    while entry is not None and missing:
+        mask, *fields = _TRANSFORM.unpack(entry.payload)
+        for i in range(len(fields)):
+            if missing >> i & 1 and mask >> i & 1:
+                values[i] = float(fields[i])
+                missing &= ~(1 << i)
+        entry = next(newest, None)
+    return tuple(IDENTITY_TRANSFORM[i] if v is None else v for i, v in enumerate(values))
 
 
 def fold_selection(res: Resolution) -> tuple[int, int] | None:
-    accepted = _accepted(res, SELECT)
-    if not accepted:
+    last = next(_newest(res, SELECT), None)
+    if last is None:
         return None
-    last = accepted[-1]
     selected, highlight = _SELECT.unpack(last.payload)
     return (last.author, highlight) if selected else None
 
 
 def fold_tool(res: Resolution) -> tuple[int, float, float, float, float] | None:
-    accepted = _accepted(res, SET_TOOL)
-    if not accepted:
+    last = next(_newest(res, SET_TOOL), None)
+    if last is None:
         return None
-    tool, param, cx, cy, cz = _TOOL.unpack(accepted[-1].payload)
+    tool, param, cx, cy, cz = _TOOL.unpack(last.payload)
     return (tool, param, cx, cy, cz)
 
 

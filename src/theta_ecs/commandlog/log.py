@@ -127,6 +127,7 @@ class CommandLog:
         self._changes = Changes(signer.author if signer else 0)
         self._reported_rejections: set[EntryId] = set()
         self._reported_conflicts: set[EntryId] = set()
+        self._drained: dict[tuple[int, int], tuple[int, int, int]] = {}
         self._seq = 0
         self._next_sync_answer = float("-inf")
         if signer is not None and signer.author not in roster:
@@ -417,14 +418,21 @@ class CommandLog:
         changes, self._changes = self._changes, Changes(self._own_author())
         tel = self.telemetry
         for group in sorted(changes.groups):
-            res = self._scopes[group].resolution
-            for e in res.rejected:
+            scope = self._scopes[group]
+            res = scope.resolution
+            seen = self._drained.get(group)
+            if seen is not None and seen[0] == scope.generation:
+                rejected, conflicted = res.rejected[seen[1] :], res.conflicted[seen[2] :]
+            else:  # first look, or refolded: the reported-id sets keep counts exact
+                rejected, conflicted = res.rejected, res.conflicted
+            self._drained[group] = (scope.generation, len(res.rejected), len(res.conflicted))
+            for e in rejected:
                 if e.id not in self._reported_rejections:
                     self._reported_rejections.add(e.id)
                     changes.rejections.append(Rejection(e, "conflicts with a concurrent command"))
                     tel.count("command_rejections")
                     tel.count("command_conflicts")
-            for e in res.conflicted:
+            for e in conflicted:
                 if e.id not in self._reported_conflicts:
                     self._reported_conflicts.add(e.id)
                     tel.count("command_conflicts")
