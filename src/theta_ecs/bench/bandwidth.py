@@ -38,6 +38,7 @@ from ..replication import (
     Replicator,
     ReplicatorConfig,
 )
+from ..replication.envelope import wrap
 from ..serialization import (
     DictionaryRegistry,
     Prediction,
@@ -135,6 +136,8 @@ class Peer:
     up_bytes: int = 0
     encode_s: float = 0.0
     decode_s: float = 0.0
+    envelope: ReplicationSchema | None = None  # also count the bytes as FlatBuffers envelopes
+    envelope_bytes: int = 0
 
 
 def _exchange(peer: Peer, state: Snapshot, now: float, visible: Any = None) -> None:
@@ -146,6 +149,9 @@ def _exchange(peer: Peer, state: Snapshot, now: float, visible: Any = None) -> N
     for p in out:
         peer.down_bytes += len(p)
         peer.down.send(p, now)
+        if peer.envelope is not None:
+            env = wrap(p, peer.envelope, now)
+            peer.envelope_bytes += len(env) if env is not None else len(p)
     arrived = peer.down.receive(now)
     t0 = time.perf_counter()
     for p in arrived:
@@ -225,6 +231,8 @@ def run_cubes(
             LoopbackLink(_link(seed * 2 + 1)),
             LoopbackLink(_link(seed * 2 + 2)),
         )
+        if mode == "full":
+            peer.envelope = quant_schema
         check = ErrorCheck(quant_schema)
         ticks = int(seconds * rate)
         now = 0.0
@@ -256,6 +264,8 @@ def run_cubes(
             "worst_error_ratio": round(check.worst_ratio, 3),
             "client_applied": peer.rcv.stats.applied,
         }
+        if peer.envelope is not None:
+            results[mode]["in_envelope_kbps"] = round(peer.envelope_bytes * 8 / seconds / 1e3, 2)
         r = results[mode]
         log(f"  cubes {mode:>12}: {r['kbps']:10.1f} kbit/s  encode {r['encode_ms']:.3f} ms"
             f"  decode {r['decode_ms']:.3f} ms  checked {r['ticks_checked']} ticks,"

@@ -17,7 +17,7 @@ from .packet import ChunkPacket, ChunkRequest, encode_packet
 DEFAULT_BUDGET = 1200
 #: Worst-case chunk header: tag (2), three 5-byte varints, CRC-32 (4).
 CHUNK_HEADER_MAX = 2 + 15 + 4
-MAX_CHUNKS = 1 << 16
+MAX_CHUNKS = (1 << 16) - 1  # the envelope carries chunk counts as uint16
 
 
 def split(message: bytes, sequence: int, budget: int = DEFAULT_BUDGET) -> list[bytes]:

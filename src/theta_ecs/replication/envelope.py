@@ -1,0 +1,76 @@
+"""Carrying replication packets in the FlatBuffers session envelope (``schemas/network.fbs``).
+
+The replicator speaks compact packets (see :mod:`theta_ecs.serialization.packet`); a session
+that frames everything as envelopes maps them one to one: a state packet becomes a
+``ComponentDelta`` (header: sequence, compression, dictionary id, full 64-bit schema hash), a
+chunk a ``SnapshotChunk``, an ack an ``Ack``. Unwrapping checks the schema hash and rebuilds the
+compact packet, so the replicator and receiver are unchanged. The envelope has no body for a
+chunk re-request, so :func:`wrap` returns None for those (the session sends them as they are).
+"""
+
+from __future__ import annotations
+
+from ..serialization.errors import DecodeError, SchemaMismatchError
+from ..serialization.packet import (
+    AckPacket,
+    ChunkPacket,
+    ChunkRequest,
+    StatePacket,
+    decode_packet,
+    encode_packet,
+)
+from ..serialization.schema import ReplicationSchema
+from ..wire import envelope as wire
+
+
+def wrap(packet: bytes, schema: ReplicationSchema, timestamp: float = 0.0) -> bytes | None:
+    """The envelope bytes for one compact packet (None for a chunk request)."""
+    pkt = decode_packet(packet)
+    if isinstance(pkt, StatePacket):
+        if not pkt.compressed:
+            comp = wire.Compression.NONE
+        elif pkt.dictionary_id:
+            comp = wire.Compression.ZSTD_DICTIONARY
+        else:
+            comp = wire.Compression.ZSTD
+        header = wire.Header(pkt.sequence, timestamp, comp, pkt.dictionary_id, schema.hash)
+        body: wire.Body = wire.ComponentDelta(pkt.sequence, pkt.baseline, pkt.body)
+    elif isinstance(pkt, ChunkPacket):
+        header = wire.Header(pkt.sequence, timestamp, schema_hash=schema.hash)
+        body = wire.SnapshotChunk(pkt.sequence, pkt.index, pkt.count, pkt.checksum, pkt.payload)
+    elif isinstance(pkt, AckPacket):
+        header = wire.Header(pkt.latest, timestamp, schema_hash=schema.hash)
+        body = wire.Ack(pkt.latest, pkt.mask)
+    else:
+        assert isinstance(pkt, ChunkRequest)
+        return None
+    return wire.encode_envelope(wire.Envelope(header, body))
+
+
+def unwrap(data: bytes, schema: ReplicationSchema) -> bytes:
+    """The compact packet inside an envelope; DecodeError for anything that is not one of ours,
+    SchemaMismatchError for another schema."""
+    try:
+        env = wire.decode_envelope(data, expected_schema_hash=schema.hash)
+    except wire.SchemaMismatchError as exc:
+        raise SchemaMismatchError(str(exc)) from None
+    except wire.EnvelopeError as exc:
+        raise DecodeError(f"bad envelope: {exc}") from None
+    h, body = env.header, env.body
+    if isinstance(body, wire.ComponentDelta):
+        if body.tick != h.sequence or (body.baseline is not None and body.baseline >= body.tick):
+            raise DecodeError("component delta disagrees with its header")
+        compressed = h.compression is not wire.Compression.NONE
+        return encode_packet(
+            StatePacket(body.tick, body.baseline, schema.wire_hash, body.payload, compressed,
+                        h.dictionary_id)
+        )
+    if isinstance(body, wire.SnapshotChunk):
+        return encode_packet(
+            ChunkPacket(body.snapshot_id, body.index, body.count, body.checksum, body.data)
+        )
+    if isinstance(body, wire.Ack):
+        if body.ack_bits >> 32:
+            raise DecodeError("ack bits beyond the 32 the replicator tracks")
+        return encode_packet(AckPacket(body.ack_sequence, body.ack_bits))
+    raise DecodeError(f"{type(body).__name__} is not a replication body")
