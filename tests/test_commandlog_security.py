@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from theta_ecs.commandlog import (
     CommandPayloadError,
@@ -12,7 +14,9 @@ from theta_ecs.commandlog import (
     Role,
     Scope,
     Selection,
+    Signer,
     Transform,
+    UnknownAuthorError,
 )
 from theta_ecs.commandlog.editor import SET_TRANSFORM
 from theta_ecs.commandlog.entry import decode_packet, encode_batches_packet
@@ -20,7 +24,7 @@ from theta_ecs.commandlog.guards import SequenceWindow, SeqVerdict, TokenBucket
 from theta_ecs.commandlog.log import CommandType
 from theta_ecs.commandlog.roles import Permissions
 
-from .test_commandlog_support import FakeClock, make_peer, roster
+from .test_commandlog_support import FakeClock, Peer, make_peer, roster, signer
 
 
 def counters(peer: object) -> dict[str, int]:
@@ -184,3 +188,67 @@ def test_invalid_payload_from_remote_is_dropped() -> None:
     b.receive(a.flush())
     assert counters(b)["invalid_command_drops"] == 1
     assert b.editor.transform(nid)["px"] == 0.0
+
+
+def test_admin_only_command_type() -> None:
+    r = roster(2, {0: Role.ADMIN})
+    admin, editor = make_peer(0, r), make_peer(1, r)
+    lock = CommandType("test.lock_scene", Role.ADMIN, lambda e: None)
+    for p in (admin, editor):
+        p.log.register(lock)
+    with pytest.raises(PermissionDeniedError, match="needs role admin"):
+        editor.log.append("test.lock_scene", Scope(1, 1), b"")
+    admin.log.append("test.lock_scene", Scope(1, 1), b"")
+    admin.editor.create_entity()  # admins may do what editors may
+    editor.receive(admin.flush())
+    assert len(editor.log) == 2
+    rogue = make_peer(1, r)  # an editor whose own table lets it issue the admin command
+    rogue.log.permissions = Permissions({"test.lock_scene": Role.EDITOR})
+    rogue.log.register(CommandType("test.lock_scene", Role.EDITOR, lambda e: None))
+    rogue.log.append("test.lock_scene", Scope(1, 1), b"")
+    admin.receive(rogue.flush())
+    assert counters(admin)["permission_rejections"] == 1 and len(admin.log) == 2
+
+
+def test_signer_identity_survives_a_restart() -> None:
+    s = signer(5)
+    again = Signer.from_seed(s.secret_seed())
+    assert again.author == s.author and again.public_key == s.public_key
+
+
+def test_roster_refuses_unknown_authors_and_namespace_clashes() -> None:
+    r = roster(1)
+    with pytest.raises(UnknownAuthorError):
+        r.role_of(12345)
+    assert len(r) == 1 and signer(0).author in r
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 4000), st.integers(0, 255)), max_size=6),
+       st.integers(0, 4000), st.binary(max_size=16))
+def test_fuzzed_packets_through_the_whole_receive_path(
+    flips: list[tuple[int, int]], cut: int, tail: bytes
+) -> None:
+    a, b = _FUZZ_PAIR
+    data = bytearray(_FUZZ_PACKET)
+    for pos, value in flips:
+        data[pos % len(data)] = value
+    packet = bytes(data[: len(data) - cut % len(data)]) + tail
+    b.log.receive(packet)  # must not raise
+    b.editor.apply_changes()
+    genuine = {e.encode() for e in a.log.ordered()}
+    assert {e.encode() for e in b.log.ordered()} <= genuine  # nothing forged ever gets in
+    if packet == _FUZZ_PACKET:
+        assert len(b.log) == 3
+
+
+def _fuzz_setup() -> tuple[tuple[Peer, Peer], bytes]:
+    r = roster(2)
+    a, b = make_peer(0, r), make_peer(1, r)
+    nid = a.editor.create_entity({"px": 1.0}, mesh=True)
+    a.editor.mesh_add_vertex(nid, (1.0, 2.0, 3.0))
+    (packet,) = a.log.flush()
+    return (a, b), packet
+
+
+_FUZZ_PAIR, _FUZZ_PACKET = _fuzz_setup()

@@ -11,7 +11,12 @@ import hashlib
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from cryptography.hazmat.primitives.serialization import (
+    Encoding,
+    NoEncryption,
+    PrivateFormat,
+    PublicFormat,
+)
 
 from .entry import SignedBatch
 from .errors import SignatureError, UnknownAuthorError
@@ -40,6 +45,10 @@ class Signer:
     def from_seed(cls, seed: bytes) -> Signer:
         """A deterministic key from 32 secret bytes (tests, or keys kept by the application)."""
         return cls(Ed25519PrivateKey.from_private_bytes(seed))
+
+    def secret_seed(self) -> bytes:
+        """The 32 secret bytes (to keep the author's identity across restarts; guard them)."""
+        return self._key.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
 
     def sign(self, signed_bytes: bytes) -> bytes:
         return self._key.sign(DOMAIN + signed_bytes)
