@@ -39,7 +39,6 @@ from .errors import (
     CommandLogError,
     CommandPayloadError,
     DecodeError,
-    PermissionDeniedError,
     RateLimitedError,
     SignatureError,
     StoreCorruptError,
@@ -135,9 +134,11 @@ class CommandLog:
 
     # -- configuration --------------------------------------------------------------------------
     def register(self, ctype: CommandType) -> None:
-        """Declare a command type (its permission goes into the permission table)."""
+        """Declare a command type; its role becomes the permission unless the table (shared
+        configuration) already says otherwise."""
         self._types[ctype.kind] = ctype
-        self.permissions.require(ctype.kind, ctype.role)
+        if self.permissions.required(ctype.kind) is None:
+            self.permissions.require(ctype.kind, ctype.role)
 
     @property
     def author(self) -> int:
@@ -171,7 +172,9 @@ class CommandLog:
         return self.resolution(scope.group).head
 
     def strategy(self, scope: Scope) -> Strategy:
-        return self.policy.strategy_for(scope)
+        """The strategy folding ``scope`` (fixed when its first entry arrived)."""
+        existing = self._scopes.get(scope.group)
+        return existing.strategy if existing is not None else self.policy.strategy_for(scope)
 
     @property
     def pending(self) -> int:
@@ -195,19 +198,19 @@ class CommandLog:
             raise CommandPayloadError(
                 f"payload of {len(payload)} bytes exceeds the {self.config.max_payload}-byte guard"
             )
-        bucket = self._bucket(author, local=True)
-        if not bucket.take(self._now()):
+        entry = Entry(
+            self.clock.value + 1, author, self._seq + 1, kind, scope, bytes(payload),
+            self.head(scope) if base is None else base,
+        )
+        ctype.validate(entry)  # the same check remote peers run
+        entry.encode()  # length limits
+        if not self._bucket(author, local=True).take(self._now()):
             self.telemetry.count("rate_limit_drops")
             raise RateLimitedError(
                 f"more than {self.config.local_rate:g} commands/s (burst "
                 f"{self.config.local_burst:g}); try again next frame"
             )
-        entry = Entry(
-            self.clock.tick(), author, self._seq + 1, kind, scope, bytes(payload),
-            self.head(scope) if base is None else base,
-        )
-        ctype.validate(entry)  # the same check remote peers run
-        entry.encode()  # length limits
+        self.clock.tick()
         self._seq += 1
         self._window(author).mark(entry.seq)
         self._integrate(entry)
@@ -501,12 +504,3 @@ def _pack(raws: list[bytes]) -> list[bytes]:
         packets.append(encode_batches_packet(group))
     return packets
 
-
-__all__ = [
-    "PACKET_BUDGET",
-    "Changes",
-    "CommandLog",
-    "CommandType",
-    "PermissionDeniedError",
-    "Rejection",
-]
