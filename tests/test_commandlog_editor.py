@@ -172,3 +172,17 @@ def test_an_entity_despawned_behind_the_logs_back_is_restored_on_projection() ->
     assert b.world.get(b.editor.local_entity(nid), Transform)["px"] == 4.0
     assert b.world.telemetry.counters["editor_respawns"] == 1
     assert a.fingerprint() == b.fingerprint()
+
+
+def test_undo_restores_only_the_fields_it_set() -> None:
+    a, b = pair()
+    nid = a.editor.create_entity({"px": 1.0, "py": 1.0})
+    exchange(a, b)
+    a.editor.set_transform(nid, px=5.0)
+    exchange(a, b)
+    b.editor.set_transform(nid, py=7.0)  # someone else edits another field meanwhile
+    exchange(a, b)
+    a.editor.undo()
+    exchange(a, b)
+    t = b.editor.transform(nid)
+    assert (t["px"], t["py"]) == (1.0, 7.0)  # a's undo did not roll back b's edit

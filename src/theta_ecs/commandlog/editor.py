@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import math
 import struct
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -293,12 +293,18 @@ class NetIndex:
 
 # --- the editor ----------------------------------------------------------------------------
 _Cmd = tuple[str, Scope, bytes]
+#: A command built when it is issued, so undo and redo start from the state of that moment.
+_Make = Callable[[], _Cmd]
+
+
+def _const(cmd: _Cmd) -> _Make:
+    return lambda: cmd
 
 
 @dataclass
 class _Action:
-    forward: list[_Cmd]
-    inverse: list[_Cmd]
+    forward: list[_Make]
+    inverse: list[_Make]
     entries: list[EntryId] = field(default_factory=list)
 
 
@@ -344,6 +350,9 @@ class Editor:
     def _issue(self, cmds: list[_Cmd]) -> list[Entry]:
         return [self.log.append(kind, scope, payload) for kind, scope, payload in cmds]
 
+    def _issue_made(self, makes: list[_Make]) -> list[Entry]:
+        return self._issue([make() for make in makes])
+
     def _record(self, action: _Action, entries: list[Entry]) -> None:
         action.entries = [e.id for e in entries]
         self._undo.append(action)
@@ -362,23 +371,23 @@ class Editor:
             raise CommandLogError("this author's net-id namespace is exhausted")
         net_id = make_net_id(author, self._counter)
         flags = FLAG_MESH if mesh else 0
-        fwd: list[_Cmd] = [(CREATE, Scope(net_id, EXISTENCE), _CREATE.pack(flags))]
-        inv: list[_Cmd] = [(DELETE, Scope(net_id, EXISTENCE), b"")]
+        first: list[_Cmd] = [(CREATE, Scope(net_id, EXISTENCE), _CREATE.pack(flags))]
         if transform:
-            fwd.append(self._transform_cmd(net_id, transform))
-        entries = self._issue(fwd)
-        # redo re-creates the same net id
-        fwd[0] = (CREATE, Scope(net_id, EXISTENCE), _CREATE.pack(flags | FLAG_RESTORE))
-        self._record(_Action(fwd, inv), entries)
+            first.append(self._transform_cmd(net_id, transform))
+        entries = self._issue(first)
+        # redo re-creates the same net id (its transform registers were never lost)
+        redo = (CREATE, Scope(net_id, EXISTENCE), _CREATE.pack(flags | FLAG_RESTORE))
+        undo = (DELETE, Scope(net_id, EXISTENCE), b"")
+        self._record(_Action([_const(redo)], [_const(undo)]), entries)
         return net_id
 
     def delete_entity(self, net_id: int) -> None:
         alive, flags = fold_existence(self.log.resolution((net_id, EXISTENCE)))
         if not alive:
             raise CommandPayloadError(f"entity {net_id:#x} is not alive")
-        fwd: list[_Cmd] = [(DELETE, Scope(net_id, EXISTENCE), b"")]
-        inv: list[_Cmd] = [(CREATE, Scope(net_id, EXISTENCE), _CREATE.pack(flags | FLAG_RESTORE))]
-        self._record(_Action(fwd, inv), self._issue(fwd))
+        delete = (DELETE, Scope(net_id, EXISTENCE), b"")
+        restore = (CREATE, Scope(net_id, EXISTENCE), _CREATE.pack(flags | FLAG_RESTORE))
+        self._record(_Action([_const(delete)], [_const(restore)]), self._issue([delete]))
 
     def _transform_cmd(self, net_id: int, values: Mapping[str, float]) -> _Cmd:
         unknown = set(values) - set(TRANSFORM_FIELDS)
@@ -401,12 +410,20 @@ class Editor:
         """Set some transform fields: ``editor.set_transform(nid, px=1.0, py=2.0)``."""
         if not values:
             raise CommandPayloadError("set_transform needs at least one field")
-        before = self.transform(net_id)
-        fwd = [self._transform_cmd(net_id, values)]
-        inv = [self._transform_cmd(net_id, {k: before[k] for k in values})]
-        entries = self._issue(fwd)
-        self._record(_Action(fwd, inv), entries)
-        return entries[0]
+        after = dict(values)
+        cmd = self._transform_cmd(net_id, after)  # checks names and values
+        current = self.transform(net_id)
+        before = {k: current[k] for k in values}
+        (entry,) = self._issue([cmd])
+        # undo and redo touch only the fields this command set, on top of the state they meet
+        self._record(
+            _Action(
+                [lambda: self._transform_cmd(net_id, after)],
+                [lambda: self._transform_cmd(net_id, before)],
+            ),
+            [entry],
+        )
+        return entry
 
     def select(self, net_id: int, selected: bool = True, highlight: int = 1) -> Entry:
         if not 0 <= highlight <= 255:
@@ -443,8 +460,8 @@ class Editor:
     @staticmethod
     def _element_action(scope: Scope, what: int, eid: EntryId) -> _Action:
         return _Action(
-            [(MESH_SET_ELEMENT, scope, _ELEMENT.pack(1, what, *eid))],
-            [(MESH_SET_ELEMENT, scope, _ELEMENT.pack(0, what, *eid))],
+            [_const((MESH_SET_ELEMENT, scope, _ELEMENT.pack(1, what, *eid)))],
+            [_const((MESH_SET_ELEMENT, scope, _ELEMENT.pack(0, what, *eid)))],
         )
 
     # -- undo / redo ------------------------------------------------------------------------
@@ -462,7 +479,7 @@ class Editor:
             action = self._undo.pop()
             if self._refused(action):
                 continue
-            action.entries = [e.id for e in self._issue(action.inverse)]
+            action.entries = [e.id for e in self._issue_made(action.inverse)]
             self._redo.append(action)
             return True
         return False
@@ -471,7 +488,7 @@ class Editor:
         if not self._redo:
             return False
         action = self._redo.pop()
-        action.entries = [e.id for e in self._issue(action.forward)]
+        action.entries = [e.id for e in self._issue_made(action.forward)]
         self._undo.append(action)
         return True
 
