@@ -257,3 +257,35 @@ def _fuzz_setup() -> tuple[tuple[Peer, Roster], bytes]:
 
 
 _FUZZ_SENDER, _FUZZ_PACKET = _fuzz_setup()
+
+
+def test_replays_cost_no_signature_check() -> None:
+    r = roster(2)
+    a, b = make_peer(0, r), make_peer(1, r)
+    a.editor.create_entity()
+    packets = a.flush()
+    b.receive(packets)
+    verified = counters(b)["commands_verified"]
+    for _ in range(50):
+        b.receive(packets)
+    assert counters(b)["commands_verified"] == verified
+    assert counters(b)["replay_rejections"] == 50
+
+
+def test_duplicates_in_a_requested_sync_answer_are_not_counted_as_replays() -> None:
+    r = roster(2)
+    a, b = make_peer(0, r), make_peer(1, r)
+    flushes = []
+    for _ in range(3):
+        a.editor.create_entity()
+        flushes.append(a.flush())
+    b.receive(flushes[0] + flushes[2])  # the middle one is lost: b holds 1 and 3
+    answer = a.log.receive(b.log.sync_request())  # resends 2 and 3 (b's floor is 1)
+    b.receive(answer)
+    assert len(b.log) == 3 and b.fingerprint() == a.fingerprint()
+    assert counters(b)["sync_duplicates"] == 1
+    assert "replay_rejections" not in counters(b)
+    c = make_peer(1, r)
+    c.receive(flushes[2])
+    c.receive(answer)  # c never asked: a duplicate in someone's answer is a replay
+    assert counters(c)["replay_rejections"] == 1 and "sync_duplicates" not in counters(c)

@@ -222,6 +222,7 @@ def decode_batch(data: bytes | memoryview) -> SignedBatch:
 class PacketType(IntEnum):
     BATCHES = 1  # signed batches to integrate
     SYNC = 2  # a version vector: "send me what I lack"
+    SYNC_ANSWER = 3  # signed batches sent in answer to a SYNC (duplicates there are expected)
 
 
 _PACKET_MAGIC = b"TP"
@@ -238,10 +239,13 @@ class Packet:
     floors: tuple[tuple[int, int], ...] = ()
 
 
-def encode_batches_packet(batches: list[bytes] | tuple[bytes, ...]) -> bytes:
+def encode_batches_packet(
+    batches: list[bytes] | tuple[bytes, ...], *, answer: bool = False
+) -> bytes:
     if len(batches) > MAX_PACKET_ITEMS:
         raise CommandPayloadError(f"a packet holds at most {MAX_PACKET_ITEMS} batches")
-    parts = [_PACKET_HEAD.pack(_PACKET_MAGIC, ENTRY_VERSION, PacketType.BATCHES, len(batches))]
+    ptype = PacketType.SYNC_ANSWER if answer else PacketType.BATCHES
+    parts = [_PACKET_HEAD.pack(_PACKET_MAGIC, ENTRY_VERSION, ptype, len(batches))]
     for raw in batches:
         parts.append(_LEN.pack(len(raw)))
         parts.append(raw)
@@ -275,7 +279,7 @@ def decode_packet(data: bytes | memoryview) -> Packet:
             _SYNC_ITEM.unpack_from(view, pos + i * _SYNC_ITEM.size) for i in range(count)
         )
         return Packet(PacketType.SYNC, floors=floors)
-    if ptype != PacketType.BATCHES:
+    if ptype not in (PacketType.BATCHES, PacketType.SYNC_ANSWER):
         raise DecodeError(f"unknown packet type {ptype}")
     batches = []
     for _ in range(count):
@@ -289,4 +293,4 @@ def decode_packet(data: bytes | memoryview) -> Packet:
         pos += n
     if pos != len(view):
         raise DecodeError(f"{len(view) - pos} stray bytes after the packet's batches")
-    return Packet(PacketType.BATCHES, batches=tuple(batches))
+    return Packet(PacketType(ptype), batches=tuple(batches))

@@ -90,6 +90,9 @@ class GuardConfig:
     max_pending: int = 100_000
     #: a sync request makes this log resend what the asker lacks: at most one answer per interval
     sync_answer_interval_s: float = 0.25
+    #: duplicates in sync answers this long after our own request count as ``sync_duplicates``
+    #: rather than ``replay_rejections``
+    sync_answer_window_s: float = 30.0
 
 
 class PayloadGuard:
