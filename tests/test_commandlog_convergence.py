@@ -4,6 +4,8 @@ with identical worlds and identical logs."""
 from __future__ import annotations
 
 import random
+import tempfile
+from pathlib import Path
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -13,6 +15,7 @@ from theta_ecs.commandlog import (
     ConflictPolicy,
     MeshRef,
     Selection,
+    SqliteCommandStore,
     Strategy,
     Transform,
 )
@@ -139,3 +142,35 @@ def test_any_delivery_order_converges(
         ordered.log.receive(packet)
     ordered.editor.apply_changes()
     assert ordered.fingerprint() == expected
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(script=ops, seed=st.integers(0, 1 << 30), cut=st.floats(0.0, 1.0))
+def test_a_peer_restarted_from_sqlite_midway_converges(
+    script: list[tuple[int, str, int]], seed: int, cut: float
+) -> None:
+    rng = random.Random(seed)
+    r = roster(AUTHORS)
+    authors = [make_peer(i, r) for i in range(AUTHORS)]
+    pool: list[bytes] = []
+    for who, op, arg in script:
+        _act(authors[who], op, arg, pool, rng)
+    for a in authors:
+        pool.extend(a.flush())
+    deliveries = pool + rng.sample(pool, k=len(pool) // 3)
+    rng.shuffle(deliveries)
+    split = int(len(deliveries) * cut)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "peer.db"
+        peer = make_peer(1, r, store=SqliteCommandStore(path))
+        peer.receive(deliveries[:split])
+        assert peer.log.store is not None
+        peer.log.store.close()  # the process ends; a new one starts from the file
+        store = SqliteCommandStore(path)
+        peer = make_peer(1, r, store=store)
+        peer.log.restore()
+        peer.receive(deliveries[split:])
+        reference = make_peer(0, r, with_signer=False)
+        reference.receive(pool)
+        assert peer.fingerprint() == reference.fingerprint()
+        store.close()
