@@ -280,11 +280,13 @@ def run_cubes(
 
 def run_crowd(seconds: float = 20.0, n: int = 10_000, clients: int = 8, radius: float = 100.0,
               seed: int = 0, log: Callable[[str], None] = print) -> dict[str, Any]:
-    from ..scenes.components import CrowdPosition
+    from ..scenes.components import CrowdPosition, CrowdVelocity
     from ..scenes.crowd import CrowdScene
 
     rate = CrowdScene.rate_hz
-    schema = ReplicationSchema(CrowdScene.components)
+    schema = ReplicationSchema(
+        CrowdScene.components, prediction=Prediction(CrowdPosition, CrowdVelocity, 1.0 / rate)
+    )
     results: dict[str, Any] = {}
     for label, use_interest in (("without_interest", False), ("with_interest", True)):
         scene = CrowdScene(n, seed=seed)
@@ -344,11 +346,15 @@ def run_crowd(seconds: float = 20.0, n: int = 10_000, clients: int = 8, radius: 
 
 def run_encode_timing(n: int = 10_000, repeats: int = 50, seed: int = 0) -> dict[str, Any]:
     """The 2 ms target: a 10,000-entity crowd delta (baseline 2 ticks back) + zstd."""
+    from ..scenes.components import CrowdPosition, CrowdVelocity
     from ..scenes.crowd import CrowdScene
     from ..serialization import StateCodec
 
     scene = CrowdScene(n, seed=seed)
-    schema = ReplicationSchema(CrowdScene.components)
+    schema = ReplicationSchema(
+        CrowdScene.components,
+        prediction=Prediction(CrowdPosition, CrowdVelocity, 1.0 / CrowdScene.rate_hz),
+    )
     codec = StateCodec(schema)
     states = []
     for _ in range(3):

@@ -22,6 +22,24 @@ def lane_deltas(
     base_rows: npt.NDArray[np.int64],
     lane: int,
     bits: int,
+    base_lane: int = -1,
+) -> npt.NDArray[np.uint32]: ...
+def predict_positions(
+    base_vals: npt.NDArray[np.uint32],
+    base_rows: npt.NDArray[np.int64],
+    base_has_vel: npt.NDArray[np.uint8],
+    cur_vals: npt.NDArray[np.uint32],
+    cur_rows: npt.NDArray[np.int64],
+    cur_has_vel: npt.NDArray[np.uint8],
+    p_lanes: npt.NDArray[np.int64],
+    p_min: npt.NDArray[np.float64],
+    p_step: npt.NDArray[np.float64],
+    p_max: npt.NDArray[np.float64],
+    p_scale: npt.NDArray[np.float64],
+    v_lanes: npt.NDArray[np.int64],
+    v_min: npt.NDArray[np.float64],
+    v_step: npt.NDArray[np.float64],
+    factor: float,
 ) -> npt.NDArray[np.uint32]: ...
 def apply_lane_deltas(
     out_vals: npt.NDArray[np.uint32],

@@ -11,6 +11,7 @@ Callers pass arrays they built themselves; the shape checks below make a mismatc
 rather than an out-of-bounds read.
 """
 
+from libc.math cimport rint
 from libc.stdint cimport uint8_t, uint32_t, uint64_t, int64_t, int32_t
 
 import numpy as np
@@ -161,10 +162,18 @@ def lane_deltas(
     const int64_t[::1] base_rows,
     Py_ssize_t lane,
     int bits,
+    Py_ssize_t base_lane=-1,
 ):
-    """Zigzag deltas of one lane for the given (current row, baseline row) pairs."""
+    """Zigzag deltas of one lane for the given (current row, baseline row) pairs.
+
+    ``base_lane`` (default ``lane``) is the baseline's column, for predictions kept apart.
+    """
     cdef Py_ssize_t k, n = cur_rows.shape[0]
+    if base_lane < 0:
+        base_lane = lane
     if base_rows.shape[0] != n or not 0 <= lane < cur_vals.shape[1] or not 1 <= bits <= 32:
+        raise ValueError("bad lane_deltas arguments")
+    if not 0 <= base_lane < base_vals.shape[1]:
         raise ValueError("bad lane_deltas arguments")
     for k in range(n):
         if not (0 <= cur_rows[k] < cur_vals.shape[0] and 0 <= base_rows[k] < base_vals.shape[0]):
@@ -173,7 +182,74 @@ def lane_deltas(
     cdef uint32_t[::1] o = out
     with nogil:
         for k in range(n):
-            o[k] = _zigzag(cur_vals[cur_rows[k], lane], base_vals[base_rows[k], lane], bits)
+            o[k] = _zigzag(cur_vals[cur_rows[k], lane], base_vals[base_rows[k], base_lane], bits)
+    return out
+
+
+def predict_positions(
+    const uint32_t[:, ::1] base_vals,
+    const int64_t[::1] base_rows,
+    const uint8_t[::1] base_has_vel,
+    const uint32_t[:, ::1] cur_vals,
+    const int64_t[::1] cur_rows,
+    const uint8_t[::1] cur_has_vel,
+    const int64_t[::1] p_lanes,
+    const double[::1] p_min,
+    const double[::1] p_step,
+    const double[::1] p_max,
+    const double[::1] p_scale,
+    const int64_t[::1] v_lanes,
+    const double[::1] v_min,
+    const double[::1] v_step,
+    double factor,
+):
+    """Quantized positions predicted as baseline position + (baseline + current velocity) *
+    ``factor`` (half the baseline's age in seconds), one row per (baseline, current) pair.
+
+    Rows whose baseline lacks the velocity keep the baseline position. One pass, no temporaries;
+    encoder and decoder run this same code, so the prediction is bit-identical on both sides.
+    """
+    cdef Py_ssize_t m = base_rows.shape[0]
+    cdef Py_ssize_t w = p_lanes.shape[0]
+    cdef Py_ssize_t k, e, b, c
+    cdef double pos, vb, vn, x
+    if cur_rows.shape[0] != m or base_has_vel.shape[0] != m or cur_has_vel.shape[0] != m:
+        raise ValueError("bad predict_positions arguments")
+    if p_min.shape[0] != w or p_step.shape[0] != w or p_max.shape[0] != w:
+        raise ValueError("bad predict_positions tables")
+    if p_scale.shape[0] != w:
+        raise ValueError("bad predict_positions tables")
+    if v_lanes.shape[0] != w or v_min.shape[0] != w or v_step.shape[0] != w:
+        raise ValueError("bad predict_positions tables")
+    for e in range(w):
+        if not (0 <= p_lanes[e] < base_vals.shape[1] and 0 <= v_lanes[e] < base_vals.shape[1]
+                and v_lanes[e] < cur_vals.shape[1]):
+            raise ValueError("lane out of range")
+    for k in range(m):
+        if not (0 <= base_rows[k] < base_vals.shape[0] and 0 <= cur_rows[k] < cur_vals.shape[0]):
+            raise ValueError("row out of range")
+    out = np.empty((m, w), np.uint32)
+    cdef uint32_t[:, ::1] o = out
+    with nogil:
+        for k in range(m):
+            b = base_rows[k]
+            c = cur_rows[k]
+            for e in range(w):
+                if not base_has_vel[k]:
+                    o[k, e] = base_vals[b, p_lanes[e]]
+                    continue
+                pos = base_vals[b, p_lanes[e]] * p_step[e] + p_min[e]
+                vb = base_vals[b, v_lanes[e]] * v_step[e] + v_min[e]
+                if cur_has_vel[k]:
+                    vn = cur_vals[c, v_lanes[e]] * v_step[e] + v_min[e]
+                else:
+                    vn = vb
+                x = pos + (vb + vn) * factor
+                if x < p_min[e]:
+                    x = p_min[e]
+                elif x > p_max[e]:
+                    x = p_max[e]
+                o[k, e] = <uint32_t>rint((x - p_min[e]) * p_scale[e])
     return out
 
 

@@ -13,11 +13,13 @@ import hashlib
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from ..component import Component, Quantization, QuantizedFloat, SmallestThree
+from .diff import predict_positions
 from .errors import EncodeError
 from .quantize import (
     dequantize_float,
@@ -29,6 +31,8 @@ from .quantize import (
 )
 
 U32 = npt.NDArray[np.uint32]
+#: Per element: lanes, minimum, step, maximum, scale of position; lanes, minimum, step of velocity.
+_Tables = tuple[tuple[npt.NDArray[Any], ...], tuple[npt.NDArray[Any], ...]]
 
 
 @dataclass(frozen=True)
@@ -247,6 +251,7 @@ class ReplicationSchema:
         self.lane_bits = np.asarray(lane_bits, np.uint8)
         self.prediction: Prediction | None = None
         self._pred: tuple[int, int] | None = None
+        self._tables: _Tables | None = None
         if prediction is not None and quantize:
             self._check_prediction(prediction)
             self.prediction = prediction
@@ -254,6 +259,7 @@ class ReplicationSchema:
                 self.index_of[prediction.position.id],
                 self.index_of[prediction.velocity.id],
             )
+            self._prediction_tables()
         # Lanes are coded in this order: the predicting velocity first, so the decoder has the
         # current velocity in hand when it reaches the predicted position.
         order = list(range(len(lane_bits)))
@@ -285,42 +291,67 @@ class ReplicationSchema:
         """Index of the component whose deltas are coded against a prediction, if any."""
         return None if self._pred is None else self._pred[0]
 
-    def predict_rows(
+    def predict(
         self,
-        base_rows: U32,
-        cur_rows: U32,
+        base_vals: U32,
+        base_rows: npt.NDArray[np.int64],
+        cur_vals: U32,
+        cur_rows: npt.NDArray[np.int64],
         base_has_vel: npt.NDArray[np.bool_],
         cur_has_vel: npt.NDArray[np.bool_],
         age: int,
     ) -> U32:
-        """Copies of ``base_rows`` whose position lanes are moved by the mean of the baseline
-        and current velocity over ``age`` ticks (trapezoidal: exact for constant acceleration
-        such as gravity). The decoder knows the current velocity because velocity lanes are
-        coded first (:attr:`lane_order`)."""
-        out = np.array(base_rows, np.uint32, copy=True)
-        if self._pred is None or age <= 0:
-            return out
+        """Predicted position lanes (one column per :attr:`predicted_lanes` entry) for the
+        (baseline row, current row) pairs: the baseline position moved by the mean of the
+        baseline and current velocity over ``age`` ticks (trapezoidal: exact for constant
+        acceleration such as gravity). The decoder knows the current velocity because velocity
+        lanes are coded first (:attr:`lane_order`)."""
+        assert self._tables is not None and self.prediction is not None
+        (pl, pmin, pstep, pmax, pscale), (vl, vmin, vstep) = self._tables
+        return predict_positions(
+            base_vals, base_rows, base_has_vel.view(np.uint8), cur_vals, cur_rows,
+            cur_has_vel.view(np.uint8), pl, pmin, pstep, pmax, pscale, vl, vmin, vstep,
+            0.5 * age * self.prediction.tick_seconds,
+        )
+
+    @property
+    def predicted_lanes(self) -> dict[int, int]:
+        """Position lane -> column of :meth:`predict`'s result."""
+        if self._tables is None:
+            return {}
+        return {int(lane): e for e, lane in enumerate(self._tables[0][0])}
+
+    def _prediction_tables(self) -> None:
+        """Per vector element: the lane, range and step of position and velocity."""
+        assert self._pred is not None
         pc, vc = self._pred
-        p = self.prediction
-        assert p is not None
-        use = np.flatnonzero(base_has_vel)
-        if not len(use):
-            return out
-        pcodec, vcodec = self.codecs[pc], self.codecs[vc]
-        ps, vs = self.lane_slices[pc], self.lane_slices[vc]
-        m = len(use)
-        pos = np.asarray(pcodec.from_lanes(base_rows[use][:, ps]), np.float64).reshape(m, -1)
-        vb = np.asarray(vcodec.from_lanes(base_rows[use][:, vs]), np.float64).reshape(m, -1)
-        vc_now = np.asarray(vcodec.from_lanes(cur_rows[use][:, vs]), np.float64).reshape(m, -1)
-        vc_now = np.where(cur_has_vel[use, None], vc_now, vb)
-        moved = pos + (vb + vc_now) * (0.5 * age * p.tick_seconds)
-        at = ps.start
-        for g in pcodec.groups:
-            assert isinstance(g.quantization, QuantizedFloat)
-            for e in g.elements:
-                out[use, at] = quantize_float(moved[:, e], g.quantization)
-                at += 1
-        return out
+
+        def table(ci: int) -> list[tuple[int, QuantizedFloat]]:
+            rows: list[tuple[int, int, QuantizedFloat]] = []
+            at = self.lane_slices[ci].start
+            for g in self.codecs[ci].groups:
+                assert isinstance(g.quantization, QuantizedFloat)
+                for e in g.elements:
+                    rows.append((e, at, g.quantization))
+                    at += 1
+            return [(lane, q) for _, lane, q in sorted(rows, key=lambda r: r[0])]
+
+        pt, vt = table(pc), table(vc)
+        f = np.float64
+        self._tables = (
+            (
+                np.array([lane for lane, _ in pt], np.int64),
+                np.array([q.minimum for _, q in pt], f),
+                np.array([q.step for _, q in pt], f),
+                np.array([q.maximum for _, q in pt], f),
+                np.array([float((1 << q.bits) - 1) / (q.maximum - q.minimum) for _, q in pt], f),
+            ),
+            (
+                np.array([lane for lane, _ in vt], np.int64),
+                np.array([q.minimum for _, q in vt], f),
+                np.array([q.step for _, q in vt], f),
+            ),
+        )
 
     @property
     def n_components(self) -> int:

@@ -185,8 +185,10 @@ def _write_change_flags(
     is sent once and each entity spends one bit on "same as that", else its own flags.
     """
     nc = flags.shape[1]
-    weights = (1 << np.arange(nc)).astype(np.int64)
-    patterns = flags.astype(np.int64) @ weights
+    if nc <= 8:
+        patterns = np.packbits(flags, axis=1, bitorder="little")[:, 0].astype(np.int64)
+    else:
+        patterns = flags.astype(np.int64) @ (1 << np.arange(nc)).astype(np.int64)
     mode = int(np.bincount(patterns, minlength=1 << nc).argmax())
     w.write(mode, nc)
     is_mode = patterns == mode
@@ -254,8 +256,11 @@ def encode_body(
 
     w.write_eg(len(d.changed), _COUNT_K)
     if len(d.changed):
-        survivors_pos = np.cumsum(d.cur_to_base >= 0) - 1  # position among surviving entities
-        _write_column(w, _gaps(survivors_pos[d.changed]))
+        if len(d.added):
+            survivors_pos = np.cumsum(d.cur_to_base >= 0) - 1  # position among survivors
+            _write_column(w, _gaps(survivors_pos[d.changed]))
+        else:
+            _write_column(w, _gaps(d.changed))
         rows = d.changed
         brows = d.cur_to_base[rows]
         pch = d.presence_changed[rows]
@@ -272,6 +277,7 @@ def encode_body(
         gained = (cur_has != 0) & (base_has == 0)
         value_changed = d.component_changed.take(rows, axis=0) != 0
         pc = schema.predicted_component
+        pred_cols = schema.predicted_lanes
         pred_ref: U32 | None = None
         if nc > 1:
             _write_change_flags(w, value_changed & both, both)
@@ -288,12 +294,14 @@ def encode_body(
                 if ci == pc and age:
                     if pred_ref is None:
                         vc = schema.index_of[schema.prediction.velocity.id]  # type: ignore[union-attr]
-                        pred_ref = schema.predict_rows(
-                            base.values.take(dbrows, axis=0), cur.values.take(drows, axis=0),
+                        pred_ref = schema.predict(
+                            base.values, dbrows, cur.values, drows,
                             base.presence[dbrows, vc] != 0, cur.presence[drows, vc] != 0, age,
                         )
                     ref_rows = np.arange(len(drows), dtype=np.int64)
-                    z = lane_deltas(cur.values, pred_ref, drows, ref_rows, lane, bits)
+                    z = lane_deltas(
+                        cur.values, pred_ref, drows, ref_rows, lane, bits, pred_cols[lane]
+                    )
                 else:
                     z = lane_deltas(cur.values, base.values, drows, dbrows, lane, bits)
                 _write_column(w, z)
@@ -403,6 +411,7 @@ def decode_body(
         both = (cur_has != 0) & (base_has != 0)
         gained = (cur_has != 0) & (base_has == 0)
         pc = schema.predicted_component
+        pred_cols = schema.predicted_lanes
         pred_ref: U32 | None = None
         brows = surv[cpos]
         value_changed = _read_change_flags(r, both) if nc > 1 else both.copy()
@@ -415,11 +424,11 @@ def decode_body(
                 if ci == pc and age:
                     if pred_ref is None:
                         vc = schema.index_of[schema.prediction.velocity.id]  # type: ignore[union-attr]
-                        pred_ref = schema.predict_rows(
-                            base.values.take(brows[dmask], axis=0), vals.take(dsel, axis=0),
+                        pred_ref = schema.predict(
+                            base.values, brows[dmask], vals, dsel,
                             base.presence[brows[dmask], vc] != 0, pres[dsel, vc] != 0, age,
                         )
-                    vals[dsel, lane] = pred_ref[:, lane]
+                    vals[dsel, lane] = pred_ref[:, pred_cols[lane]]
                 apply_lane_deltas(vals, dsel, lane, _read_column(r, len(dsel)), bits)
             gsel = rows[gained[:, ci]]
             if len(gsel):
