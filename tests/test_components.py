@@ -142,3 +142,10 @@ def test_failed_remove_batch_changes_nothing(world: World) -> None:
         world.remove_batch(mixed, Health)
     assert all(world.has(int(e), Health) for e in with_hp)
     assert world.query(Health).count() == 4
+
+
+def test_empty_batches_are_accepted(world: World) -> None:
+    assert len(world.spawn_batch({Health: [], Pos: []})) == 0
+    assert len(world.spawn_batch({Pos: np.zeros((0, 3), np.float32)})) == 0
+    world.despawn_batch([])
+    assert world.entity_count == 0

@@ -6,6 +6,8 @@ peer and language agrees on it without a central registry.
 
 from __future__ import annotations
 
+import json
+
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -147,7 +149,10 @@ class Component:
         return {
             "id": f"{self.id:016x}",
             "name": self.name,
-            "dtype": self.dtype.descr if self.dtype.names else self.column_dtype.str,
+            # JSON-normal (lists, not tuples) so the entry equals its own round trip.
+            "dtype": json.loads(json.dumps(self.dtype.descr))
+            if self.dtype.names
+            else self.column_dtype.str,
             "shape": list(self.row_shape),
             "fields": list(self.fields),
             "quantization": {k: q.describe() for k, q in sorted(self.quantization.items())},

@@ -29,6 +29,7 @@ SCHEMA_HASH_KEY = b"theta.schema\x00\x00\x00\x00"
 LIBRARY_COMPONENT_MODULES: tuple[str, ...] = (
     "theta_ecs.stdcomponents",
     "theta_ecs.scenes.components",
+    "theta_ecs.commandlog.components",
 )
 
 DEFAULT_JSON = Path("schemas/component_manifest.json")

@@ -52,6 +52,8 @@ def coerce_rows(comp: Component, values: npt.ArrayLike, n: int) -> Column:
     else:
         arr = np.asarray(values)
         target = comp.column_dtype
+        if n == 0 and arr.size == 0:  # np.asarray([]) is float64, yet holds nothing to lose
+            return np.zeros(want, target)
         int_to_int = arr.dtype.kind in "iub" and target.kind in "iu"
         if arr.dtype.kind in "OUSV" or not (
             int_to_int or np.can_cast(arr.dtype, target, "same_kind")
