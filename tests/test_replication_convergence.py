@@ -34,6 +34,7 @@ from theta_ecs.serialization import (
     encode_body,
     train_dictionary,
 )
+from theta_ecs.serialization.packet import ChunkRequest, encode_packet
 from theta_ecs.stdcomponents import Position, Velocity
 
 
@@ -306,3 +307,20 @@ def test_hostile_datagrams_are_counted_drops_on_both_sides(datagrams: list[bytes
         rep.receive(d, 0.0)
     assert rcv.world.entity_count == len(rcv.applied)
     assert rcv.stats.malformed + rcv.stats.applied + rcv.stats.chunks <= len(datagrams)
+
+
+def test_chunk_requests_cannot_be_turned_into_a_flood() -> None:
+    world = World()
+    world.spawn_batch({Position: np.arange(6000 * 3, dtype=np.float32).reshape(-1, 3)})
+    schema = ReplicationSchema([Position])
+    rep = Replicator(schema, ReplicatorConfig(compress=False))
+    chunks = rep.produce(capture(world, schema, tick=1), 0.0)
+    assert len(chunks) > 10
+    request = encode_packet(ChunkRequest(1, tuple(range(len(chunks)))))
+    for _ in range(20):
+        rep.receive(request, 0.01)
+    resent = rep.produce(capture(world, schema, tick=2), 0.02)
+    assert resent == chunks  # served once; the join is still in flight, so nothing new
+    assert rep.stats.ignored_requests == 19
+    rep.receive(request, 0.2)
+    assert len(rep.produce(capture(world, schema, tick=3), 0.2)) == len(chunks)

@@ -36,7 +36,9 @@ class ReplicatorConfig:
     dictionary_id: int = NO_DICTIONARY  # trained dictionary to compress with (0: none)
     packet_budget: int = DEFAULT_BUDGET  # larger packets are chunked
     bandwidth_budget: int | None = None  # bytes per tick for new state (None: unlimited)
-    max_history: int = 128  # sent states remembered as possible baselines
+    max_history: int = 64  # sent states remembered as possible baselines
+    resend_interval: float = 0.05  # a chunk request for the same state is served at most this often
+    max_resend: int = 1024  # chunks queued for resending, at most
     chunk_timeout: float = 1.0  # a chunked state unacked this long is superseded
     added_bonus: float = 4.0  # priority a newly visible entity gains per tick
 
@@ -54,6 +56,7 @@ class ReplicatorStats:
     malformed: int = 0
     deferred_entities: int = 0
     full_snapshots: int = 0
+    ignored_requests: int = 0
 
 
 @dataclass
@@ -61,6 +64,7 @@ class _Sent:
     state: Snapshot
     time: float
     chunks: list[bytes] = field(default_factory=list)
+    served: float = float("-inf")  # when a chunk request for this state was last served
 
 
 class Replicator:
@@ -120,9 +124,15 @@ class Replicator:
             sent = self._history.get(pkt.sequence)
             if sent is None or not sent.chunks:
                 return
-            for i in pkt.missing:
-                if i < len(sent.chunks):
-                    self._resend.append(sent.chunks[i])
+            # Serve each state's requests at most every resend_interval, and bound the queue, so
+            # a peer (or a forger) cannot turn small requests into a flood.
+            if now - sent.served < self.config.resend_interval:
+                self.stats.ignored_requests += 1
+                return
+            sent.served = now
+            room = self.config.max_resend - len(self._resend)
+            wanted = [i for i in pkt.missing if i < len(sent.chunks)][: max(room, 0)]
+            self._resend.extend(sent.chunks[i] for i in wanted)
         else:
             self.stats.malformed += 1
 
