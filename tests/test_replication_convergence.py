@@ -324,3 +324,24 @@ def test_chunk_requests_cannot_be_turned_into_a_flood() -> None:
     assert rep.stats.ignored_requests == 19
     rep.receive(request, 0.2)
     assert len(rep.produce(capture(world, schema, tick=3), 0.2)) == len(chunks)
+
+
+def test_a_join_larger_than_the_budget_is_paced_and_completes() -> None:
+    world = World()
+    rng = np.random.default_rng(5)
+    world.spawn_batch({Position: rng.uniform(-500, 500, (20_000, 3)).astype(np.float32)})
+    schema = ReplicationSchema([Position])
+    budget = 12_000
+    model = LinkModel(latency_s=0.03, loss=0.02, seed=8)
+    h = Harness(world, schema, ReplicatorConfig(bandwidth_budget=budget, chunk_timeout=0.5), model)
+    per_tick = []
+    for _ in range(120):
+        world.tick += 1
+        before = h.sent_bytes
+        h.tick(1 / 60)
+        per_tick.append(h.sent_bytes - before)
+    assert max(per_tick) <= budget
+    assert sum(1 for b in per_tick if b > 0) > 10  # spread over many ticks
+    assert h.rep.stats.full_snapshots == 1  # no restarts while the chunks were leaving
+    assert_client_matches(h)
+    assert len(h.rcv.applied) == 20_000

@@ -12,6 +12,7 @@ first, and what does not fit keeps its baseline value in the remembered state an
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -88,6 +89,7 @@ class Replicator:
         self._last_sequence = -1
         self._inflight: int | None = None  # a chunked state waiting for its ack
         self._resend: list[bytes] = []
+        self._outbox: deque[bytes] = deque()  # chunks of a large state, paced by the budget
         self._priority = np.zeros(1024, np.float64)
         self.last_state: Snapshot = Snapshot.empty(schema)
 
@@ -161,13 +163,12 @@ class Replicator:
         """
         if state.tick <= self._last_sequence:
             raise ValueError(f"sequence {state.tick} does not follow {self._last_sequence}")
-        out = self._resend
-        self._resend = []
-        self.stats.chunks_resent += len(out)
         self.stats.ticks += 1
+        out = self._drain(now)
         if self._inflight is not None:
             sent = self._history.get(self._inflight)
-            if sent is not None and now - sent.time < self.config.chunk_timeout:
+            # Wait for the ack while chunks are still leaving, then for chunk_timeout more.
+            if sent is not None and (self._outbox or now - sent.time < self.config.chunk_timeout):
                 return self._account(out)
             self._inflight = None
         self._last_sequence = state.tick
@@ -180,20 +181,48 @@ class Replicator:
         if base is None:
             self.stats.full_snapshots += 1
         sent = _Sent(target, now)
+        self._history[state.tick] = sent
         if len(packet) > self.config.packet_budget:
             sent.chunks = split(packet, state.tick, self.config.packet_budget)
-            out = out + sent.chunks
             self.stats.chunks_sent += len(sent.chunks)
             if self.config.delta and base is None:
-                # A chunked join: wait for its ack (serving chunk requests) rather than
-                # stacking further full snapshots on a link it already fills.
                 self._inflight = state.tick
+            self._outbox.extend(sent.chunks)
+            out = out + self._drain(now, used=sum(len(p) for p in out))
         else:
             out = [*out, packet]
-        self._history[state.tick] = sent
         self.last_state = target
         self._prune()
         return self._account(out)
+
+    def _drain(self, now: float, used: int = 0) -> list[bytes]:
+        """Requested resends, then queued chunks, within the bandwidth budget (at least one
+        packet per tick, so a budget smaller than a chunk still makes progress).
+
+        A chunked join waits for its ack (serving chunk requests) rather than stacking further
+        full snapshots on a link it already fills; its timeout starts when its last chunk left.
+        """
+        budget = self.config.bandwidth_budget
+        out: list[bytes] = []
+        resent = 0
+        while self._resend or self._outbox:
+            queue = self._resend if self._resend else None
+            nxt = queue[0] if queue is not None else self._outbox[0]
+            if budget is not None and (out or used) and used + len(nxt) > budget:
+                break
+            if queue is not None:
+                queue.pop(0)
+                resent += 1
+            else:
+                self._outbox.popleft()
+            out.append(nxt)
+            used += len(nxt)
+        self.stats.chunks_resent += resent
+        if out and not self._outbox and self._inflight is not None:
+            sent = self._history.get(self._inflight)
+            if sent is not None:
+                sent.time = now
+        return out
 
     def _encode(self, target: Snapshot, base: tuple[int, Snapshot] | None) -> bytes:
         return self.codec.encode(
