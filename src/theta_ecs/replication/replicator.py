@@ -117,6 +117,7 @@ class Replicator:
                 return
             if self._inflight is not None and newest >= self._inflight:
                 self._inflight = None
+                self._outbox.clear()  # the peer has the join: its queued chunks are moot
             if self._acked is None or newest > self._acked:
                 self._acked = newest
                 self._prune()
