@@ -7,7 +7,6 @@ peer and language agrees on it without a central registry.
 from __future__ import annotations
 
 import json
-
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
