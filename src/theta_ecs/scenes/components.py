@@ -41,8 +41,8 @@ CubeLinearVelocity = Component(
     "theta.scenes.cubes.LinearVelocity",
     _VEC3,
     fields=_XYZ,
-    quantization={f: QuantizedFloat(14, -CUBES_MAX_SPEED, CUBES_MAX_SPEED) for f in _XYZ},
-    doc="Linear velocity in metres per second (about 4 mm/s steps).",
+    quantization={f: QuantizedFloat(11, -CUBES_MAX_SPEED, CUBES_MAX_SPEED) for f in _XYZ},
+    doc="Linear velocity in metres per second (1/32 m/s steps).",
 )
 CubeOrientation = Component(
     "theta.scenes.cubes.Orientation",
