@@ -23,6 +23,7 @@ from .components import (
     CrowdPosition,
     CrowdVelocity,
 )
+from .timestep import checked_dt
 
 F64 = npt.NDArray[np.float64]
 
@@ -109,11 +110,7 @@ class CrowdScene:
 
     def simulate(self, dt: float) -> None:
         """Advance the agents by ``dt`` without touching the World."""
-        if isinstance(dt, bool) or not isinstance(dt, (int, float, np.integer, np.floating)):
-            raise ValueError(f"dt must be a number of seconds, got {dt!r}")
-        dt = float(dt)
-        if not (math.isfinite(dt) and 0.0 < dt <= 1.0):
-            raise ValueError(f"dt must be in (0, 1] seconds, got {dt!r}")
+        dt = checked_dt(dt)
         n, rng, ext = self.n, self._rng, self.extent
         # Draws in a fixed order and amount per frame keep a seeded run reproducible.
         u_switch = rng.random(n)

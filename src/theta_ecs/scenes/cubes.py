@@ -38,6 +38,7 @@ from .components import (
     CubeOrientation,
     CubePosition,
 )
+from .timestep import checked_dt
 
 F64 = npt.NDArray[np.float64]
 
@@ -187,11 +188,7 @@ class CubesScene:
 
     def simulate(self, dt: float) -> None:
         """Advance the physics state by ``dt`` without touching the World."""
-        if isinstance(dt, bool) or not isinstance(dt, (int, float, np.integer, np.floating)):
-            raise ValueError(f"dt must be a number of seconds, got {dt!r}")
-        dt = float(dt)
-        if not (math.isfinite(dt) and 0.0 < dt <= 1.0):
-            raise ValueError(f"dt must be in (0, 1] seconds, got {dt!r}")
+        dt = checked_dt(dt)
         substeps = max(1, math.ceil(dt / MAX_SUBSTEP - 1e-9))
         h = dt / substeps
         moved = self.awake.copy()
