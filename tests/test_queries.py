@@ -53,15 +53,15 @@ def test_iteration_yields_views_read_only_by_default(world: World) -> None:
 
 def test_changed_since_tracks_per_entity_and_vectorized_writes(world: World) -> None:
     ents = world.spawn_batch({Pos: np.zeros((100, 3), np.float32)})
-    world.tick = 10
+    world.change_tick = 10
     baseline = 10
     assert list(world.query(Pos).changed_since(baseline)) == []
-    world.tick = 11
+    world.change_tick = 11
     world.set(int(ents[4]), Pos, (1, 1, 1))
     world.set(int(ents[7]), Pos, (2, 2, 2))
     (batch,) = list(world.query(Pos).changed_since(baseline))
     assert sorted(batch.entities.tolist()) == sorted([int(ents[4]), int(ents[7])])
-    world.tick = 12
+    world.change_tick = 12
     for _, (pos,) in world.query(Pos).iter(write=[Pos]):
         pos[:1] += 1
     (batch,) = list(world.query(Pos).changed_since(11))
@@ -70,9 +70,9 @@ def test_changed_since_tracks_per_entity_and_vectorized_writes(world: World) -> 
 
 def test_change_ticks_survive_archetype_moves(world: World) -> None:
     e = world.spawn({Pos: (0, 0, 0)})
-    world.tick = 5
+    world.change_tick = 5
     world.set(e, Pos, (1, 1, 1))
-    world.tick = 9
+    world.change_tick = 9
     world.insert(e, Health, 1)
     assert [b.entities.tolist() for b in world.query(Pos).changed_since(4)] == [[e]]
     assert list(world.query(Pos).changed_since(5)) == []

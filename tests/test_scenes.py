@@ -188,11 +188,11 @@ def test_cube_values_stay_in_their_quantized_ranges() -> None:
 
 def test_only_moving_cubes_are_written(settled: CubesScene) -> None:
     scene = settled
-    before = scene.world.tick
+    before = scene.world.change_tick
     snapshot = world_columns(scene)
     scene.step()
     changed = np.concatenate(
-        [e for e, _ in scene.world.query(CubePosition).changed_since(before - 1)]
+        [e for e, _ in scene.world.query(CubePosition).changed_since(before)]
     )
     expected = scene.entities[scene.last_changed]
     np.testing.assert_array_equal(np.sort(changed), np.sort(expected))

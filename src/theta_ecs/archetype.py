@@ -1,8 +1,9 @@
 """Archetype tables: every entity with exactly the same component set shares one table.
 
 Each component is one numpy column (``capacity`` rows, grown geometrically), so a query hands a
-system contiguous arrays. Each column carries two kinds of change stamp: a per-row tick written by
-per-entity access, and a whole-column tick written when a system receives the column writable.
+system contiguous arrays. Each column carries two kinds of change stamp (the world's change tick,
+a 64-bit counter that never wraps): a per-row tick written by per-entity access, and a
+whole-column tick written when a system receives the column writable.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import numpy.typing as npt
 from .component import Component
 
 Column = npt.NDArray[Any]
-Ticks = npt.NDArray[np.uint32]
+Ticks = npt.NDArray[np.uint64]
 EntityIds = npt.NDArray[np.uint64]
 
 
@@ -46,7 +47,7 @@ class Archetype:
         self.entities: EntityIds = np.zeros(self._capacity, np.uint64)
         self.columns: dict[int, Column] = {c.id: c.empty(self._capacity) for c in self.components}
         self.row_ticks: dict[int, Ticks] = {
-            c.id: np.zeros(self._capacity, np.uint32) for c in self.components
+            c.id: np.zeros(self._capacity, np.uint64) for c in self.components
         }
         self.column_ticks: dict[int, int] = {c.id: 0 for c in self.components}
         self.add_edges: dict[int, Archetype] = {}
@@ -74,7 +75,7 @@ class Archetype:
             col = comp.empty(cap)
             col[:n] = self.columns[comp.id][:n]
             self.columns[comp.id] = col
-            ticks = np.zeros(cap, np.uint32)
+            ticks = np.zeros(cap, np.uint64)
             ticks[:n] = self.row_ticks[comp.id][:n]
             self.row_ticks[comp.id] = ticks
         self._capacity = cap

@@ -183,6 +183,15 @@ def diff(expected: dict[str, Any], actual: dict[str, Any]) -> list[str]:
     return out
 
 
+def _check_shape(data: object, path: Path) -> None:
+    """A manifest is an object whose components are objects with a name."""
+    comps = data.get("components") if isinstance(data, dict) else None
+    if not isinstance(comps, list) or not all(
+        isinstance(c, dict) and isinstance(c.get("name"), str) for c in comps
+    ):
+        raise ManifestMismatchError(f"{path} is not a component manifest")
+
+
 def check(components: Iterable[Component], json_path: Path = DEFAULT_JSON,
           binary_path: Path | None = DEFAULT_BINARY) -> None:
     """Raise ManifestMismatchError unless the committed files match ``components``."""
@@ -193,12 +202,17 @@ def check(components: Iterable[Component], json_path: Path = DEFAULT_JSON,
         raise ManifestMismatchError(f"no manifest at {json_path}") from None
     except json.JSONDecodeError as exc:
         raise ManifestMismatchError(f"{json_path} is not valid JSON: {exc}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ManifestMismatchError(f"cannot read {json_path}: {exc}") from None
+    _check_shape(actual, json_path)
     problems = diff(expected, actual)
     if binary_path is not None:
         try:
             binary = read_binary(binary_path.read_bytes())
         except FileNotFoundError:
             raise ManifestMismatchError(f"no manifest binary at {binary_path}") from None
+        except OSError as exc:
+            raise ManifestMismatchError(f"cannot read {binary_path}: {exc}") from None
         if binary != expected:
             problems.append(f"{binary_path} differs from the registered components")
     if problems:

@@ -10,9 +10,15 @@ import numpy.typing as npt
 
 from .archetype import Archetype, Column, EntityIds
 from .component import Component
+from .errors import UnknownComponentError
 
 if TYPE_CHECKING:
     from .world import World
+
+
+def read_only(view: Column) -> Column:
+    """A view of ``view`` that cannot be made writable again (its buffer is read-only)."""
+    return np.asarray(memoryview(view).toreadonly())  # type: ignore[arg-type]
 
 
 class QueryBatch(NamedTuple):
@@ -55,22 +61,19 @@ class Query:
     def iter(self, write: Sequence[Component] = ()) -> Iterator[QueryBatch]:
         """Yield one batch per non-empty archetype; ``write`` columns are writable and stamped."""
         writable = {c.id for c in write}
-        tick = self._world.tick
+        tick = self._world.change_tick
         for arch in self.archetypes():
             n = arch.count
             if not n:
                 continue
             cols = []
             for comp in self.with_:
-                view = arch.columns[comp.id][:n]
                 if comp.id in writable:
                     arch.column_ticks[comp.id] = tick
+                    cols.append(arch.columns[comp.id][:n])
                 else:
-                    view.flags.writeable = False
-                cols.append(view)
-            ents = arch.entities[:n]
-            ents.flags.writeable = False
-            yield QueryBatch(ents, tuple(cols))
+                    cols.append(read_only(arch.columns[comp.id][:n]))
+            yield QueryBatch(read_only(arch.entities[:n]), tuple(cols))
 
     def __iter__(self) -> Iterator[QueryBatch]:
         return self.iter()
@@ -81,6 +84,11 @@ class Query:
         """Yield only rows where any of ``components`` (default: all queried) changed after
         ``tick``. Columns are read-only copies of those rows."""
         watch = [c.id for c in (components if components is not None else self.with_)]
+        outside = set(watch) - {c.id for c in self.with_}
+        if outside:
+            raise UnknownComponentError(
+                "changed_since can only watch the query's own components"
+            )
         for arch in self.archetypes():
             if not arch.count:
                 continue

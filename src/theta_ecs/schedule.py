@@ -19,6 +19,7 @@ from .component import Component
 from .errors import AccessPolicyViolation, ScheduleError, StaleEntityError, ThetaError
 from .events import EventReader
 from .query import QueryBatch
+from .values import coerce_one
 
 if TYPE_CHECKING:
     from .world import World
@@ -48,6 +49,7 @@ class SystemSpec:
     before: tuple[str, ...]
     exclusive: bool = False
     last_run_tick: int = 0
+    completed: bool = False  # has run to the end at least once (startup systems run until then)
     readers: dict[type, EventReader[Any]] = field(default_factory=dict)
 
     def conflicts_with(self, other: SystemSpec) -> bool:
@@ -60,16 +62,25 @@ class SystemSpec:
 
 
 class DeferredCommands:
-    """Structural changes recorded during a system and applied at the stage boundary."""
+    """Structural changes recorded during a system and applied at the stage boundary.
+
+    Values are checked and copied when recorded, so a bad value fails inside the system that
+    gave it, and a buffer the caller reuses cannot change what was recorded.
+    """
 
     def __init__(self, world: World) -> None:
         self._world = world
         self._ops: list[Callable[[World], None]] = []
+        self._reserved: list[int] = []
+
+    def _checked(self, components: Mapping[Component, object]) -> dict[Component, object]:
+        return {self._world._known(c): coerce_one(c, v) for c, v in components.items()}
 
     def spawn(self, components: Mapping[Component, object] | None = None) -> int:
         """Reserve an id now; the entity exists from the end of the stage."""
+        values = self._checked(components or {})
         entity = self._world.reserve_entity()
-        values = dict(components or {})
+        self._reserved.append(entity)
         self._ops.append(lambda w: w.spawn_reserved(entity, values))
         return entity
 
@@ -77,10 +88,19 @@ class DeferredCommands:
         self._ops.append(lambda w: w.despawn(entity))
 
     def insert(self, entity: int, comp: Component, value: object) -> None:
-        self._ops.append(lambda w: w.insert(entity, comp, value))
+        values = self._checked({comp: value})
+        self._ops.append(lambda w: w.insert(entity, comp, values[comp]))
 
     def remove(self, entity: int, comp: Component) -> None:
-        self._ops.append(lambda w: w.remove(entity, comp))
+        comp = self._world._known(comp)
+
+        def remove_if_present(w: World) -> None:
+            if not w.has(entity, comp):  # e.g. two systems removed it this stage
+                w.telemetry.count("deferred_noop_drops")
+                return
+            w.remove(entity, comp)
+
+        self._ops.append(remove_if_present)
 
     def run(self, op: Callable[[World], None]) -> None:
         """Any other world mutation, deferred the same way."""
@@ -92,11 +112,20 @@ class DeferredCommands:
     def apply(self) -> None:
         """Apply in order; an op on an entity that died meanwhile is dropped and counted."""
         ops, self._ops = self._ops, []
+        self._reserved = []
+        self._world.advance_change_tick()
         for op in ops:
             try:
                 op(self._world)
             except StaleEntityError:
                 self._world.telemetry.count("deferred_stale_drops")
+
+    def discard(self) -> None:
+        """Drop everything recorded (the system failed) and give back reserved ids."""
+        self._ops = []
+        for entity in self._reserved:
+            self._world.release_reserved(entity)
+        self._reserved = []
 
 
 class SystemContext:
@@ -106,7 +135,7 @@ class SystemContext:
         self._world = world
         self._spec = spec
         self.dt = dt
-        self.tick = world.tick
+        self.tick = world.advance_change_tick()
         self.last_run_tick = spec.last_run_tick
         self.commands = DeferredCommands(world)
 
@@ -197,7 +226,6 @@ class Scheduler:
         self._pool: ThreadPoolExecutor | None = None
         self._systems: dict[str, SystemSpec] = {}
         self._ordered: dict[Stage, list[SystemSpec]] | None = None
-        self._started = False
 
     def add(
         self,
@@ -235,11 +263,19 @@ class Scheduler:
 
     def systems(self, stage: Stage) -> list[SystemSpec]:
         if self._ordered is None:
-            known = set(self._systems)
             for s in self._systems.values():
                 for dep in (*s.after, *s.before):
-                    if dep not in known:
+                    other = self._systems.get(dep)
+                    if other is None:
                         raise ScheduleError(f"system {s.name!r} is ordered against unknown {dep!r}")
+                    if (dep in s.after and other.stage > s.stage) or (
+                        dep in s.before and other.stage < s.stage
+                    ):
+                        raise ScheduleError(
+                            f"system {s.name!r} ({s.stage.name}) cannot run "
+                            f"{'after' if dep in s.after else 'before'} {dep!r} "
+                            f"({other.stage.name}): stages run in a fixed order"
+                        )
             self._ordered = {
                 st: _order([s for s in self._systems.values() if s.stage == st]) for st in Stage
             }
@@ -260,8 +296,7 @@ class Scheduler:
                 wave.append(s)
         return waves
 
-    def _run_one(self, world: World, spec: SystemSpec, dt: float) -> SystemContext:
-        ctx = SystemContext(world, spec, dt)
+    def _run_one(self, world: World, spec: SystemSpec, ctx: SystemContext) -> None:
         t0 = time.perf_counter()
         try:
             spec.fn(ctx)
@@ -274,35 +309,70 @@ class Scheduler:
             raise
         finally:
             world.telemetry.record_system(spec.name, time.perf_counter() - t0)
-            spec.last_run_tick = world.tick
-        return ctx
+            spec.last_run_tick = ctx.tick
+        spec.completed = True
 
     def run_stage(self, world: World, stage: Stage, dt: float) -> None:
+        """Run a stage's systems, then apply the command buffers of those that finished.
+
+        If a system raises, the systems that completed still get their commands applied, the
+        failed system's buffer is discarded (its reserved ids released), and the error is
+        re-raised once the stage's bookkeeping is done.
+        """
         systems = self.systems(stage)
+        if stage is Stage.STARTUP:
+            systems = [s for s in systems if not s.completed]
         t0 = time.perf_counter()
-        contexts: list[SystemContext] = []
-        if self.parallel and len(systems) > 1:
-            if self._pool is None:
-                self._pool = ThreadPoolExecutor(self._workers, thread_name_prefix="theta-system")
-            for wave in self._waves(systems):
-                if len(wave) == 1:
-                    contexts.append(self._run_one(world, wave[0], dt))
-                else:
-                    futures = [self._pool.submit(self._run_one, world, s, dt) for s in wave]
-                    contexts.extend(f.result() for f in futures)
-        else:
-            contexts = [self._run_one(world, s, dt) for s in systems]
-        for ctx in contexts:
-            ctx.commands.apply()
-        world.telemetry.record_stage(stage.name.lower(), time.perf_counter() - t0)
+        done: list[SystemContext] = []
+        failed: list[SystemContext] = []
+        error: BaseException | None = None
+
+        def run(spec: SystemSpec) -> None:
+            ctx = SystemContext(world, spec, dt)
+            try:
+                self._run_one(world, spec, ctx)
+            except BaseException:
+                failed.append(ctx)
+                raise
+            done.append(ctx)
+
+        try:
+            if self.parallel and len(systems) > 1:
+                if self._pool is None:
+                    self._pool = ThreadPoolExecutor(
+                        self._workers, thread_name_prefix="theta-system"
+                    )
+                for wave in self._waves(systems):
+                    if len(wave) == 1:
+                        run(wave[0])
+                        continue
+                    futures = [self._pool.submit(run, s) for s in wave]
+                    errors = [f.exception() for f in futures]  # wait for the whole wave
+                    first = next((e for e in errors if e is not None), None)
+                    if first is not None:
+                        raise first
+            else:
+                for spec in systems:
+                    run(spec)
+        except BaseException as exc:
+            error = exc
+        finally:
+            for ctx in failed:
+                ctx.commands.discard()
+            order = {id(s): i for i, s in enumerate(systems)}
+            for ctx in sorted(done, key=lambda c: order[id(c._spec)]):
+                ctx.commands.apply()
+            world.telemetry.record_stage(stage.name.lower(), time.perf_counter() - t0)
+        if error is not None:
+            raise error
 
     def run_frame(self, world: World, dt: float) -> None:
         t0 = time.perf_counter()
-        stages = list(Stage) if not self._started else list(Stage)[1:]
-        self._started = True
-        for stage in stages:
-            self.run_stage(world, stage, dt)
-        world.telemetry.record_frame(time.perf_counter() - t0)
+        try:
+            for stage in Stage:
+                self.run_stage(world, stage, dt)
+        finally:
+            world.telemetry.record_frame(time.perf_counter() - t0)
 
     def close(self) -> None:
         if self._pool is not None:

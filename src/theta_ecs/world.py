@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeVar, cast
 
@@ -11,11 +12,12 @@ import numpy.typing as npt
 from ._entities import EntityAllocator
 from .archetype import Archetype, Column, EntityIds
 from .component import Component, ComponentRegistry
-from .errors import ComponentDataError, StaleEntityError, UnknownComponentError
+from .errors import ComponentDataError, StaleEntityError, ThetaError, UnknownComponentError
 from .events import Events
 from .query import Query
 from .schedule import Scheduler, Stage, SystemFn
 from .telemetry import MetricsSnapshot, Telemetry
+from .values import as_array, coerce_one, coerce_rows
 
 T = TypeVar("T")
 
@@ -31,51 +33,28 @@ def entity_generation(entity: int) -> int:
     return entity >> INDEX_BITS
 
 
-def _fits_integer_range(arr: npt.NDArray[Any], target: np.dtype[Any]) -> bool:
-    if arr.size == 0 or target.kind not in "iu" or arr.dtype.kind not in "iu":
-        return True
-    info = np.iinfo(target)
-    return bool(arr.min() >= info.min and arr.max() <= info.max)
+def _entity_id(entity: object) -> int:
+    """A Python int in 0..2^64-1, or StaleEntityError (floats and bools are not ids)."""
+    if isinstance(entity, (bool, np.bool_)) or not isinstance(entity, (int, np.integer)):
+        raise StaleEntityError(f"{entity!r} is not an entity id")
+    value = int(entity)
+    if not 0 <= value < 1 << 64:
+        raise StaleEntityError(f"{entity!r} is not an entity id")
+    return value
 
 
-def coerce_rows(comp: Component, values: npt.ArrayLike, n: int) -> Column:
-    """``values`` as ``n`` rows of ``comp``'s column, or ComponentDataError (never a lossy cast)."""
-    want = (n, *comp.row_shape)
-    if comp.dtype.names:
-        arr = np.asarray(values)
-        if arr.dtype.names != comp.dtype.names:
-            raise ComponentDataError(
-                f"{comp.name}: expected a structured array with fields {comp.dtype.names}, "
-                f"got dtype {arr.dtype}"
-            )
-        arr = arr.astype(comp.dtype, copy=False)
-    else:
-        arr = np.asarray(values)
-        target = comp.column_dtype
-        if n == 0 and arr.size == 0:  # np.asarray([]) is float64, yet holds nothing to lose
-            return np.zeros(want, target)
-        int_to_int = arr.dtype.kind in "iub" and target.kind in "iu"
-        if arr.dtype.kind in "OUSV" or not (
-            int_to_int or np.can_cast(arr.dtype, target, "same_kind")
-        ):
-            raise ComponentDataError(f"{comp.name}: cannot store dtype {arr.dtype} as {target}")
-        if not _fits_integer_range(arr, target):
-            raise ComponentDataError(f"{comp.name}: values out of range for {target}")
-    if arr.shape != want:
-        raise ComponentDataError(f"{comp.name}: expected shape {want}, got {arr.shape}")
-    return arr
-
-
-def coerce_one(comp: Component, value: object) -> Column:
-    """One entity's value, checked like a batch of one."""
-    if comp.dtype.names and isinstance(value, tuple):
-        try:
-            value = np.array([value], dtype=comp.dtype)
-        except (TypeError, ValueError) as exc:
-            raise ComponentDataError(f"{comp.name}: {exc}") from None
-        return coerce_rows(comp, value, 1)[0]
-    arr = np.asarray(value)
-    return coerce_rows(comp, arr.reshape((1, *arr.shape)), 1)[0]
+def _entity_ids(entities: npt.ArrayLike) -> EntityIds:
+    """A contiguous uint64 array of ids, or a ThetaError (floats, negatives, 2-D input)."""
+    arr = np.asarray(entities)
+    if arr.size == 0:
+        return np.zeros(0, np.uint64)
+    if arr.dtype.kind not in "ui":
+        raise StaleEntityError(f"entity ids must be integers, got dtype {arr.dtype}")
+    if arr.ndim != 1:
+        raise ComponentDataError("entity ids must be a 1-D array")
+    if arr.dtype.kind == "i" and (arr < 0).any():
+        raise StaleEntityError("negative entity id in the batch")
+    return np.ascontiguousarray(arr, dtype=np.uint64)
 
 
 class World:
@@ -98,9 +77,12 @@ class World:
         self._archetype_by_set: dict[frozenset[int], Archetype] = {}
         self._queries: dict[tuple[tuple[int, ...], tuple[int, ...]], Query] = {}
         self._resources: dict[type, object] = {}
-        self._reserved = 0
         self._empty = self._archetype_for(())
+        #: Frame number: advances once per :meth:`step`.
         self.tick = 1
+        #: Change counter: advances before every system run and every deferred apply, so a
+        #: change made anywhere in a frame is newer than the last run of every other system.
+        self.change_tick = 1
         self.telemetry = Telemetry()
         self.events = Events()
         self.schedule = Scheduler(parallel=parallel)
@@ -114,6 +96,10 @@ class World:
         if not isinstance(comp, Component):
             raise UnknownComponentError(f"{comp!r} is not a Component")
         return self.registry.register(comp)
+
+    def advance_change_tick(self) -> int:
+        self.change_tick += 1
+        return self.change_tick
 
     def _archetype_for(self, components: Iterable[Component]) -> Archetype:
         comps = tuple(components)
@@ -148,18 +134,20 @@ class World:
     # -- entities -----------------------------------------------------------------------------
     @property
     def entity_count(self) -> int:
-        return int(self._entities.alive_count) - self._reserved
+        return int(self._entities.alive_count)
 
     def is_alive(self, entity: int) -> bool:
-        return bool(self._entities.is_alive(entity))
+        """Whether ``entity`` names a live entity (False for any other integer)."""
+        if isinstance(entity, (bool, np.bool_)) or not isinstance(entity, (int, np.integer)):
+            raise StaleEntityError(f"{entity!r} is not an entity id")
+        return 0 <= entity < 1 << 64 and bool(self._entities.is_alive(int(entity)))
 
     def alive_mask(self, entities: npt.ArrayLike) -> npt.NDArray[np.bool_]:
         """Vectorized :meth:`is_alive`: one bool per id."""
-        return self._entities.alive_mask(np.ascontiguousarray(entities, dtype=np.uint64))
+        return self._entities.alive_mask(_entity_ids(entities))
 
     def _check(self, entity: int) -> tuple[Archetype, int]:
-        if not isinstance(entity, (int, np.integer)) or not 0 <= entity < 1 << 64:
-            raise StaleEntityError(f"{entity!r} is not an entity id")
+        entity = _entity_id(entity)
         if not self._entities.is_alive(entity):
             raise StaleEntityError(
                 f"entity {int(entity):#x} (index {entity_index(entity)}, generation "
@@ -169,9 +157,7 @@ class World:
         return self._archetypes[arch_id], row
 
     def _check_batch(self, entities: npt.ArrayLike) -> EntityIds:
-        ents = np.ascontiguousarray(entities, dtype=np.uint64)
-        if ents.ndim != 1:
-            raise ComponentDataError("entity ids must be a 1-D array")
+        ents = _entity_ids(entities)
         alive = self._entities.alive_mask(ents)
         if not alive.all():
             bad = int(ents[np.flatnonzero(~alive)[0]])
@@ -189,19 +175,32 @@ class World:
         return entity
 
     def _place_new(self, entity: int, arch: Archetype, values: Mapping[int, Any]) -> None:
-        row = arch.append_one(entity, values, self.tick)
+        row = arch.append_one(entity, values, self.change_tick)
         self._entities.place(entity, arch.id, row)
 
     def reserve_entity(self) -> int:
         """An id usable now, alive once :meth:`spawn_reserved` places it (deferred spawns)."""
-        self._reserved += 1
         return int(self._entities.allocate_one())
 
     def spawn_reserved(self, entity: int, components: Mapping[Component, object]) -> None:
-        values = {self._known(c): coerce_one(c, v) for c, v in components.items()}
+        """Place a reserved id; if the values are bad the id is released and the error raised."""
+        entity = _entity_id(entity)
+        if not self._entities.is_reserved(entity):
+            raise StaleEntityError(f"entity {entity:#x} was not reserved (or is already placed)")
+        try:
+            values = {self._known(c): coerce_one(c, v) for c, v in components.items()}
+        except ThetaError:
+            self._entities.release(entity)
+            raise
         arch = self._archetype_for(values)
-        self._reserved -= 1
         self._place_new(entity, arch, {c.id: v for c, v in values.items()})
+
+    def release_reserved(self, entity: int) -> None:
+        """Give back a reserved id that will never be spawned."""
+        entity = _entity_id(entity)
+        if not self._entities.is_reserved(entity):
+            raise StaleEntityError(f"entity {entity:#x} is not reserved")
+        self._entities.release(entity)
 
     def spawn_batch(
         self, columns: Mapping[Component, npt.ArrayLike], count: int | None = None
@@ -210,16 +209,20 @@ class World:
         if not columns and count is None:
             raise ComponentDataError("spawn_batch needs columns or an explicit count")
         comps = [self._known(c) for c in columns]
-        n = count
-        if n is None:
-            first = np.asarray(next(iter(columns.values())))
+        if count is None:
+            first = as_array(comps[0].name, next(iter(columns.values())))
             n = int(first.shape[0]) if first.ndim else 0
+        else:
+            try:
+                n = operator.index(count)
+            except TypeError:
+                raise ComponentDataError(f"count must be an integer, got {count!r}") from None
         if n < 0:
             raise ComponentDataError("count must not be negative")
         values = {c.id: coerce_rows(c, columns[c], n) for c in comps}
         arch = self._archetype_for(comps)
         ents = self._entities.allocate(n)
-        first_row = arch.append(ents, values, self.tick)
+        first_row = arch.append(ents, values, self.change_tick)
         self._entities.place_range(ents, arch.id, first_row)
         return ents
 
@@ -241,6 +244,7 @@ class World:
 
     # -- per-entity component access ----------------------------------------------------------
     def has(self, entity: int, comp: Component) -> bool:
+        comp = self._known(comp)
         arch, _ = self._check(entity)
         return comp.id in arch.component_ids
 
@@ -250,21 +254,24 @@ class World:
 
     def get(self, entity: int, comp: Component) -> Any:
         """A copy of the entity's value of ``comp``."""
+        comp = self._known(comp)
         arch, row = self._check(entity)
         col = arch.columns.get(comp.id)
         if col is None:
             raise UnknownComponentError(f"entity {entity:#x} has no {comp.name}")
         value = col[row]
-        return value.copy() if isinstance(value, np.ndarray) else value
+        # np.void (a structured row) is a view into the column too: copy it.
+        return value.copy() if isinstance(value, (np.ndarray, np.void)) else value
 
     def set(self, entity: int, comp: Component, value: object) -> None:
         """Overwrite the entity's value of ``comp`` and mark that row changed."""
+        comp = self._known(comp)
         arch, row = self._check(entity)
         col = arch.columns.get(comp.id)
         if col is None:
             raise UnknownComponentError(f"entity {entity:#x} has no {comp.name}")
         col[row] = coerce_one(comp, value)
-        arch.row_ticks[comp.id][row] = self.tick
+        arch.row_ticks[comp.id][row] = self.change_tick
 
     def insert(self, entity: int, comp: Component, value: object) -> None:
         """Add ``comp`` to the entity (moving it to another archetype), or set it if present."""
@@ -273,13 +280,14 @@ class World:
         val = coerce_one(comp, value)
         if comp.id in arch.component_ids:
             arch.columns[comp.id][row] = val
-            arch.row_ticks[comp.id][row] = self.tick
+            arch.row_ticks[comp.id][row] = self.change_tick
             return
         dest = self._with(arch, comp)
         self._move(entity, arch, row, dest, {comp.id: val})
 
     def remove(self, entity: int, comp: Component) -> None:
         """Take ``comp`` off the entity."""
+        comp = self._known(comp)
         arch, row = self._check(entity)
         if comp.id not in arch.component_ids:
             raise UnknownComponentError(f"entity {entity:#x} has no {comp.name}")
@@ -294,7 +302,7 @@ class World:
         for cid, col in dest.columns.items():
             if cid in extra:
                 col[new_row] = extra[cid]
-                dest.row_ticks[cid][new_row] = self.tick
+                dest.row_ticks[cid][new_row] = self.change_tick
             else:
                 col[new_row] = src.columns[cid][row]
                 dest.row_ticks[cid][new_row] = max(
@@ -316,6 +324,7 @@ class World:
 
     def remove_batch(self, entities: npt.ArrayLike, comp: Component) -> None:
         """Take ``comp`` off many entities; every one of them must have it."""
+        comp = self._known(comp)
         ents = self._check_batch(entities)
         self._restructure(ents, comp, None)
 
@@ -336,7 +345,7 @@ class World:
             has = comp.id in src.component_ids
             if vals is not None and has:
                 src.columns[comp.id][src_rows] = vals[group]
-                src.row_ticks[comp.id][src_rows] = self.tick
+                src.row_ticks[comp.id][src_rows] = self.change_tick
                 continue
             dest = self._with(src, comp) if vals is not None else self._without(src, comp)
             dest.reserve(len(group))
@@ -345,7 +354,7 @@ class World:
             dest.entities[first : first + len(group)] = ents[group]
             if vals is not None:
                 dest.columns[comp.id][first : first + len(group)] = vals[group]
-                dest.row_ticks[comp.id][first : first + len(group)] = self.tick
+                dest.row_ticks[comp.id][first : first + len(group)] = self.change_tick
             dest.count = first + len(group)
             moved, new_rows = src.remove_rows(src_rows)
             self._entities.place_batch(moved, src.id, new_rows)
@@ -354,11 +363,11 @@ class World:
     # -- queries ------------------------------------------------------------------------------
     def query(self, *components: Component, without: Sequence[Component] = ()) -> Query:
         """The cached query for entities having all ``components`` and none of ``without``."""
+        components = tuple(self._known(c) for c in components)
+        without = tuple(self._known(c) for c in without)
         key = (tuple(c.id for c in components), tuple(sorted(c.id for c in without)))
         q = self._queries.get(key)
         if q is None:
-            for c in (*components, *without):
-                self._known(c)
             q = Query(self, components, without)
             self._queries[key] = q
         return q
@@ -415,7 +424,8 @@ class World:
         return self.telemetry.snapshot(self.tick, self.entity_count, len(self._archetypes))
 
     def step(self, dt: float = 1.0 / 60.0) -> None:
-        """Run one frame: every stage in order, then advance the change tick."""
+        """Run one frame: every stage in order, then advance the frame and change ticks."""
         self.schedule.run_frame(self, dt)
         self.events.update()
         self.tick += 1
+        self.advance_change_tick()
