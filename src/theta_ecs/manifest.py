@@ -49,10 +49,15 @@ def _canonical(components: Iterable[Component]) -> list[dict[str, Any]]:
     return [c.describe() for c in sorted(components, key=lambda c: c.name)]
 
 
+def canonical_hash(document: object) -> int:
+    """SipHash-2-4 of a document's canonical JSON: how every schema hash in theta is taken."""
+    text = json.dumps(document, sort_keys=True, separators=(",", ":"), default=str)
+    return siphash24(SCHEMA_HASH_KEY, text.encode("utf-8"))
+
+
 def schema_hash(components: Iterable[Component]) -> int:
     """64-bit hash of the canonical manifest entries: equal iff peers decode alike."""
-    text = json.dumps(_canonical(components), sort_keys=True, separators=(",", ":"))
-    return siphash24(SCHEMA_HASH_KEY, text.encode("utf-8"))
+    return canonical_hash(_canonical(components))
 
 
 def build_manifest(components: Iterable[Component]) -> dict[str, Any]:

@@ -9,8 +9,6 @@ lanes from the same component declarations; the schema hash proves they did.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -19,6 +17,7 @@ import numpy as np
 import numpy.typing as npt
 
 from ..component import Component, Quantization, QuantizedFloat, SmallestThree
+from ..manifest import canonical_hash
 from .diff import predict_positions
 from .errors import EncodeError
 from .quantize import (
@@ -381,8 +380,8 @@ def schema_hash(
 ) -> int:
     """64-bit hash of everything that shapes the wire format of ``components``.
 
-    Kept local (over ``Component.describe()``) so the codec does not depend on how the manifest
-    module hashes the full registry; the lane layout is part of it through ``quantize``.
+    The manifest's entries of the replicated components plus the codec settings (quantization
+    on or off, prediction), hashed the way the manifest's own schema hash is.
     """
     doc = {
         "format": "theta.replication/1",
@@ -390,5 +389,4 @@ def schema_hash(
         "prediction": prediction,
         "components": [c.describe() for c in sorted(components, key=lambda c: c.id)],
     }
-    text = json.dumps(doc, sort_keys=True, separators=(",", ":"), default=str)
-    return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "little")
+    return canonical_hash(doc)
