@@ -6,6 +6,7 @@ overflows a narrower float, text into numbers: each is a ComponentDataError.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -17,32 +18,25 @@ from .errors import ComponentDataError
 Column = npt.NDArray[Any]
 
 
-def _fits_integer_range(arr: npt.NDArray[Any], target: np.dtype[Any]) -> bool:
-    if arr.size == 0 or target.kind not in "iu" or arr.dtype.kind not in "iu":
-        return True
-    info = np.iinfo(target)
-    return bool(arr.min() >= info.min and arr.max() <= info.max)
-
-
 def _check_cast(name: str, arr: npt.NDArray[Any], target: np.dtype[Any]) -> None:
     """Refuse any cast of ``arr`` to ``target`` that would lose or invent data."""
-    int_to_int = arr.dtype.kind in "iub" and target.kind in "iu"
-    if arr.dtype.kind in "OUSVMm" or not (
-        int_to_int or np.can_cast(arr.dtype, target, "same_kind")
-    ):
+    if arr.dtype.kind in "OUSVMm":
         raise ComponentDataError(f"{name}: cannot store dtype {arr.dtype} as {target}")
-    if not _fits_integer_range(arr, target):
-        raise ComponentDataError(f"{name}: values out of range for {target}")
-    if (
-        arr.size
-        and arr.dtype.kind in "fc"
-        and target.kind in "fc"
-        and arr.dtype.itemsize > target.itemsize
-    ):
-        with np.errstate(over="ignore"):
-            narrowed = arr.astype(target)
-        if not np.array_equal(np.isfinite(narrowed), np.isfinite(arr)):
-            raise ComponentDataError(f"{name}: values overflow {target}")
+    if np.can_cast(arr.dtype, target, "safe") or arr.size == 0:
+        return  # the common case: nothing can be lost
+    if arr.dtype.kind in "iub" and target.kind in "iu":
+        info = np.iinfo(target)
+        if arr.min() < info.min or arr.max() > info.max:
+            raise ComponentDataError(f"{name}: values out of range for {target}")
+        return
+    if not np.can_cast(arr.dtype, target, "same_kind"):
+        raise ComponentDataError(f"{name}: cannot store dtype {arr.dtype} as {target}")
+    if arr.dtype.kind in "fc" and target.kind in "fc":
+        try:
+            with np.errstate(over="raise"):
+                arr.astype(target)
+        except FloatingPointError:
+            raise ComponentDataError(f"{name}: values overflow {target}") from None
 
 
 def as_array(name: str, values: object) -> npt.NDArray[Any]:
@@ -76,15 +70,36 @@ def coerce_rows(comp: Component, values: npt.ArrayLike, n: int) -> Column:
     return arr
 
 
+def _check_scalar(name: str, value: object, target: np.dtype[Any]) -> None:
+    """The rules of :func:`_check_cast` for one plain Python number (no numpy round trip)."""
+    if isinstance(value, bool) or (isinstance(value, int) and target.kind in "iu"):
+        if target.kind in "iu":
+            info = np.iinfo(target)
+            if not info.min <= int(value) <= info.max:
+                raise ComponentDataError(f"{name}: {value} out of range for {target}")
+        return
+    if isinstance(value, float) and target.kind in "iu":
+        raise ComponentDataError(f"{name}: cannot store a float as {target}")
+    if isinstance(value, (int, float)) and target.kind == "f":
+        if math.isfinite(value) and abs(value) > float(np.finfo(target).max):
+            raise ComponentDataError(f"{name}: {value} overflows {target}")
+        return
+    _check_cast(name, as_array(name, value), target)
+
+
 def coerce_one(comp: Component, value: object) -> Column:
     """One entity's value, checked like a batch of one (a copy, never the caller's array)."""
-    if comp.dtype.names and isinstance(value, tuple):
-        if len(value) != len(comp.dtype.names):
-            raise ComponentDataError(f"{comp.name}: expected {len(comp.dtype.names)} fields")
-        rows = np.empty(1, dtype=[(f, as_array(comp.name, v).dtype) for f, v in
-                                  zip(comp.dtype.names, value)])
-        for f, v in zip(comp.dtype.names, value):
-            rows[f][0] = v
-        return coerce_rows(comp, rows, 1)[0].copy()
+    names = comp.dtype.names
+    if names and isinstance(value, tuple):
+        if len(value) != len(names):
+            raise ComponentDataError(f"{comp.name}: expected {len(names)} fields")
+        fields = comp.dtype.fields
+        assert fields is not None
+        for field, v in zip(names, value):
+            _check_scalar(f"{comp.name}.{field}", v, fields[field][0].base)
+        try:
+            return np.array([value], dtype=comp.dtype)[0]
+        except (TypeError, ValueError) as exc:
+            raise ComponentDataError(f"{comp.name}: {exc}") from None
     arr = as_array(comp.name, value)
     return np.array(coerce_rows(comp, arr.reshape((1, *arr.shape)), 1)[0], copy=True)
