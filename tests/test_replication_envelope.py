@@ -26,6 +26,7 @@ from theta_ecs.serialization.packet import (
     encode_packet,
 )
 from theta_ecs.stdcomponents import Position, Velocity
+from theta_ecs.wire import envelope as wire
 
 SCHEMA = ReplicationSchema([Position, Velocity])
 
@@ -45,6 +46,25 @@ def test_wrap_unwrap_is_exact(pkt: object) -> None:
     env = wrap(raw, SCHEMA, timestamp=1.5)
     assert env is not None and env[4:8] == b"THNW"
     assert unwrap(env, SCHEMA) == raw
+
+
+def test_state_packets_take_their_tick_from_the_header() -> None:
+    """The body carries only the baseline's distance; sequence and timestamp ride the header."""
+    raw = encode_packet(StatePacket(99, 93, SCHEMA.wire_hash, b"\x01\x02", True, 0xABCDEF))
+    env_bytes = wrap(raw, SCHEMA, timestamp=4294.967796)
+    assert env_bytes is not None
+    env = wire.decode_envelope(env_bytes)
+    assert env.header.sequence == 99 and env.header.timestamp_us == 500  # wrapped at 2^32 us
+    assert env.header.schema_hash == SCHEMA.hash
+    assert env.body == wire.ComponentDelta(6, b"\x01\x02")
+
+
+def test_a_baseline_before_the_first_sequence_is_refused() -> None:
+    env = wire.encode_envelope(
+        wire.Envelope(wire.Header(3, schema_hash=SCHEMA.hash), wire.ComponentDelta(4, b""))
+    )
+    with pytest.raises(DecodeError, match="baseline"):
+        unwrap(env, SCHEMA)
 
 
 def test_chunk_requests_have_no_envelope_body() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import filecmp
 import json
 import math
@@ -34,6 +35,8 @@ from theta_ecs.wire import (
     SnapshotChunk,
     decode_envelope,
     encode_envelope,
+    timestamp_delta_us,
+    timestamp_us,
 )
 from theta_ecs.wire.envelope import MAX_CAPABILITIES, MAX_ENVELOPE_BYTES
 
@@ -47,23 +50,24 @@ BODIES: list[Body] = [
     SessionHello(peer_id=0),
     SessionAck(peer_id=9, accepted=False, capabilities=(), reason="schema différent ✗"),
     SessionAck(peer_id=9, accepted=True, capabilities=("zstd",)),
-    ComponentDelta(tick=2**32 - 1, baseline=None, payload=bytes(range(256)) * 3),
-    ComponentDelta(tick=7, baseline=0, payload=b""),
-    ComponentDelta(tick=7, baseline=2**32 - 1, payload=b"\x00"),
+    ComponentDelta(baseline_distance=0, payload=bytes(range(256)) * 3),
+    ComponentDelta(baseline_distance=7, payload=b""),
+    ComponentDelta(baseline_distance=2**32 - 1, payload=b"\x00"),
     SnapshotChunk(snapshot_id=5, index=0, count=1, checksum=0, data=b"chunk"),
     SnapshotChunk(snapshot_id=2**32 - 1, index=65534, count=65535, checksum=2**32 - 1, data=b""),
     Ack(ack_sequence=1000, ack_bits=2**64 - 1),
     Ack(ack_sequence=0),
     CommandLogEntry(payload=b"\x01signed command\xff"),
-    Heartbeat(origin_time=1234.5678, echo_time=1234.4, echo_delay=0.003),
-    Heartbeat(origin_time=-1.0),
+    Heartbeat(echo_timestamp_us=1_234_400_000, echo_delay_us=3000),
+    Heartbeat(echo_timestamp_us=2**32 - 1, echo_delay_us=2**32 - 1),
+    Heartbeat(),
 ]
 
 HEADERS = [
     Header(sequence=0),
-    Header(sequence=2**32 - 1, timestamp=1e9 + 0.25, compression=Compression.ZSTD,
+    Header(sequence=2**32 - 1, timestamp_us=2**32 - 1, compression=Compression.ZSTD,
            schema_hash=HASH, protocol_version=2**16 - 1),
-    Header(sequence=77, timestamp=-3.5, compression=Compression.ZSTD_DICTIONARY,
+    Header(sequence=77, timestamp_us=3_500_000, compression=Compression.ZSTD_DICTIONARY,
            dictionary_id=2**32 - 1, schema_hash=2**64 - 1),
 ]
 
@@ -103,20 +107,83 @@ def test_values_come_back_typed() -> None:
     assert env.header.protocol_version == PROTOCOL_VERSION
     delta = decode_envelope(encode_envelope(Envelope(HEADERS[0], BODIES[4]))).body
     assert isinstance(delta, ComponentDelta) and type(delta.payload) is bytes
-    assert delta.baseline is None
+    assert delta.baseline_distance == 0 and delta.baseline(HEADERS[0].sequence) is None
 
 
-def test_overhead_is_bounded() -> None:
+# The most the envelope adds to a body's bytes, over every alignment of the payload's end
+# (protocol 1, header as a table: 104 to 124 bytes; ~83.5 on average for a delta now).
+OVERHEAD_LIMITS: list[tuple[Body, int]] = [
+    (ComponentDelta(baseline_distance=6, payload=bytes(500)), 87),
+    (ComponentDelta(baseline_distance=0, payload=bytes(500)), 83),
+    (SnapshotChunk(snapshot_id=9, index=1, count=3, checksum=7, data=bytes(1100)), 103),
+    (CommandLogEntry(payload=bytes(100)), 83),
+    (Ack(ack_sequence=100, ack_bits=0xFFFF), 80),
+    (Heartbeat(echo_timestamp_us=5, echo_delay_us=7), 80),
+]
+
+
+@pytest.mark.parametrize(("body", "limit"), OVERHEAD_LIMITS, ids=lambda v: type(v).__name__)
+def test_overhead_is_bounded(body: Body, limit: int) -> None:
     """What the envelope adds to a payload, so bandwidth budgets can count it."""
-    payload = bytes(500)
-    env = Envelope(HEADERS[1], ComponentDelta(tick=1, baseline=3, payload=payload))
-    overhead = len(encode_envelope(env)) - len(payload)
-    assert overhead <= 120
+    field = next((f for f in ("payload", "data") if hasattr(body, f)), None)
+    for extra in range(8 if field else 1):
+        sized = body
+        if field is not None:
+            sized = dataclasses.replace(body, **{field: bytes(len(getattr(body, field)) + extra)})
+        size = len(getattr(sized, field)) if field else 0
+        assert len(encode_envelope(Envelope(HEADERS[2], sized))) - size <= limit
+
+
+def test_header_is_a_fixed_size_struct_inline_in_the_root() -> None:
+    """24 bytes, 8-byte aligned, inline in the root table: no vtable or offset of its own."""
+    env = Envelope(HEADERS[2], Ack(1))
+    data = encode_envelope(env)
+    root = struct.unpack_from("<I", data, 0)[0]
+    vt = root - struct.unpack_from("<i", data, root)[0]
+    at = root + struct.unpack_from("<H", data, vt + 4)[0]
+    assert at % 8 == 0
+    version, comp, seq, stamp, dict_id, schema = struct.unpack_from("<HBxIIIQ", data, at)
+    h = env.header
+    assert (version, comp, seq, stamp, dict_id, schema) == (
+        h.protocol_version, h.compression, h.sequence, h.timestamp_us, h.dictionary_id,
+        h.schema_hash,
+    )
+
+
+def test_baseline_distance_round_trips_absolute_sequences() -> None:
+    assert ComponentDelta.against(100, None, b"x") == ComponentDelta(0, b"x")
+    assert ComponentDelta.against(100, 94, b"x") == ComponentDelta(6, b"x")
+    assert ComponentDelta(6, b"x").baseline(100) == 94
+    # Across the 2^32 wrap of the sequence, both ways.
+    wrapped = ComponentDelta.against(3, 2**32 - 2, b"")
+    assert wrapped.baseline_distance == 5 and wrapped.baseline(3) == 2**32 - 2
+    assert ComponentDelta.against(2**32 - 1, 0, b"").baseline(2**32 - 1) == 0
+    with pytest.raises(EnvelopeError, match="own baseline"):
+        ComponentDelta.against(5, 5, b"")
+    with pytest.raises(EnvelopeError):
+        ComponentDelta.against(2**32, 1, b"")
+    with pytest.raises(EnvelopeError):
+        ComponentDelta(6, b"").baseline(-1)
+
+
+def test_timestamps_are_wrapping_microseconds() -> None:
+    assert timestamp_us(0.0) == 0
+    assert timestamp_us(1.5) == 1_500_000
+    assert timestamp_us(4294.967296) == 0  # 2^32 us later: wrapped
+    assert timestamp_us(-0.000001) == 2**32 - 1
+    assert timestamp_delta_us(timestamp_us(4295.0), timestamp_us(4294.9)) == 100_000
+    assert timestamp_delta_us(5, 2**32 - 5) == 10
+    assert timestamp_delta_us(2**32 - 5, 5) == -10
+    for bad in (math.nan, math.inf, 1e307):
+        with pytest.raises(EnvelopeError):
+            timestamp_us(bad)
+    with pytest.raises(EnvelopeError):
+        timestamp_delta_us(2**32, 0)
 
 
 def test_bytes_like_payloads_are_copied() -> None:
     buf = bytearray(b"abc")
-    delta = ComponentDelta(tick=1, baseline=None, payload=buf)  # type: ignore[arg-type]
+    delta = ComponentDelta(baseline_distance=0, payload=buf)  # type: ignore[arg-type]
     buf[0] = 0
     assert delta.payload == b"abc" and type(delta.payload) is bytes
 
@@ -129,8 +196,9 @@ def test_bytes_like_payloads_are_copied() -> None:
         lambda: Header(sequence=2**32),
         lambda: Header(sequence=True),
         lambda: Header(sequence=1.0),  # type: ignore[arg-type]
-        lambda: Header(sequence=1, timestamp=math.nan),
-        lambda: Header(sequence=1, timestamp=math.inf),
+        lambda: Header(sequence=1, timestamp_us=-1),
+        lambda: Header(sequence=1, timestamp_us=2**32),
+        lambda: Header(sequence=1, timestamp_us=1.5),  # type: ignore[arg-type]
         lambda: Header(sequence=1, compression=7),  # type: ignore[arg-type]
         lambda: Header(sequence=1, compression=Compression.ZSTD_DICTIONARY),  # no dictionary id
         lambda: Header(sequence=1, dictionary_id=3),  # a dictionary without dictionary compression
@@ -147,16 +215,19 @@ def test_bytes_like_payloads_are_copied() -> None:
         lambda: SessionAck(peer_id=1, accepted=False, reason="nul\x00inside"),
         lambda: SessionAck(peer_id=1, accepted=False, reason="x" * 513),
         lambda: SessionAck(peer_id=1, accepted=False, reason="\ud800"),
-        lambda: ComponentDelta(tick=1, baseline=-1, payload=b""),
-        lambda: ComponentDelta(tick=1, baseline=None, payload="text"),  # type: ignore[arg-type]
+        lambda: ComponentDelta(baseline_distance=-1, payload=b""),
+        lambda: ComponentDelta(baseline_distance=2**32, payload=b""),
+        lambda: ComponentDelta(baseline_distance=None, payload=b""),  # type: ignore[arg-type]
+        lambda: ComponentDelta(baseline_distance=0, payload="text"),  # type: ignore[arg-type]
         lambda: SnapshotChunk(snapshot_id=1, index=1, count=1, checksum=0, data=b""),
         lambda: SnapshotChunk(snapshot_id=1, index=0, count=0, checksum=0, data=b""),
         lambda: SnapshotChunk(snapshot_id=1, index=0, count=70_000, checksum=0, data=b""),
         lambda: SnapshotChunk(snapshot_id=1, index=0, count=1, checksum=2**32, data=b""),
         lambda: Ack(ack_sequence=1, ack_bits=-1),
         lambda: Ack(ack_sequence=1, ack_bits=2**64),
-        lambda: Heartbeat(origin_time=math.nan),
-        lambda: Heartbeat(origin_time=0.0, echo_delay=-0.1),
+        lambda: Heartbeat(echo_timestamp_us=-1),
+        lambda: Heartbeat(echo_timestamp_us=0.5),  # type: ignore[arg-type]
+        lambda: Heartbeat(echo_delay_us=2**32),
         lambda: Envelope(header=Ack(1), body=Ack(1)),  # type: ignore[arg-type]
         lambda: Envelope(header=Header(1), body=b"raw"),  # type: ignore[arg-type]
     ],
@@ -248,7 +319,7 @@ def test_union_type_swapped_for_another_known_table_is_still_safe() -> None:
 
 
 def raw_envelope(
-    *, header: bool = True, body: bool = True, extra_header_field: bool = False
+    *, header: bool = True, body: bool = True, extra_field: bool = False
 ) -> bytes:
     """An envelope built by hand with the runtime, to reach states our encoder never writes."""
     b = flatbuffers.Builder(64)
@@ -257,16 +328,19 @@ def raw_envelope(
         b.StartObject(2)
         b.PrependUint32Slot(0, 9, 0)
         ack = b.EndObject()
-    hdr = 0
+    b.StartObject(5 if extra_field else 3)
+    if extra_field:
+        b.PrependUint64Slot(4, 12345, 0)  # a field from a newer protocol
     if header:
-        b.StartObject(8 if extra_header_field else 6)
-        b.PrependUint32Slot(0, 3, 0)
-        if extra_header_field:
-            b.PrependUint64Slot(7, 12345, 0)  # a field from a newer protocol
-        hdr = b.EndObject()
-    b.StartObject(3)
-    if header:
-        b.PrependUOffsetTRelativeSlot(0, hdr, 0)
+        b.Prep(8, 24)
+        b.PrependUint64(HASH)
+        b.PrependUint32(0)  # dictionary_id
+        b.PrependUint32(1_000)  # timestamp_us
+        b.PrependUint32(3)  # sequence
+        b.Pad(1)
+        b.PrependUint8(0)  # compression
+        b.PrependUint16(0)  # protocol_version
+        b.PrependStructSlot(0, b.Offset(), 0)
     if body:
         b.PrependUOffsetTRelativeSlot(2, ack, 0)
         b.PrependUint8Slot(1, 5, 0)
@@ -275,7 +349,9 @@ def raw_envelope(
 
 
 def test_required_fields_must_be_present() -> None:
-    assert decode_envelope(raw_envelope()) == Envelope(Header(3, protocol_version=0), Ack(9))
+    assert decode_envelope(raw_envelope()) == Envelope(
+        Header(3, timestamp_us=1_000, schema_hash=HASH, protocol_version=0), Ack(9)
+    )
     with pytest.raises(EnvelopeError, match="header"):
         decode_envelope(raw_envelope(header=False))
     with pytest.raises(EnvelopeError, match="body"):
@@ -283,7 +359,24 @@ def test_required_fields_must_be_present() -> None:
 
 
 def test_fields_from_a_newer_writer_are_skipped() -> None:
-    assert decode_envelope(raw_envelope(extra_header_field=True)).body == Ack(9)
+    assert decode_envelope(raw_envelope(extra_field=True)).body == Ack(9)
+
+
+def header_slot(data: bytes) -> tuple[int, int]:
+    """Where the root table's vtable entry for the header lives, and the offset it holds."""
+    root = struct.unpack_from("<I", data, 0)[0]
+    vt = root - struct.unpack_from("<i", data, root)[0]
+    return vt + 4, int(struct.unpack_from("<H", data, vt + 4)[0])
+
+
+@pytest.mark.parametrize("shift", [-4, -1, 1, 2, 4, 8, 1000])
+def test_a_header_struct_out_of_place_is_refused(shift: int) -> None:
+    """The struct must be whole inside its table and 8-byte aligned."""
+    data = bytearray(encode_envelope(Envelope(HEADERS[1], Ack(5))))
+    entry, off = header_slot(bytes(data))
+    struct.pack_into("<H", data, entry, off + shift)
+    with pytest.raises(EnvelopeError, match="Envelope field 0"):
+        decode_envelope(bytes(data))
 
 
 FUZZ = settings(
@@ -339,7 +432,7 @@ def flatc() -> str:
 def test_flatc_reads_our_packet(tmp_path: Path) -> None:
     env = Envelope(
         Header(
-            sequence=4242, timestamp=17.25, compression=Compression.ZSTD_DICTIONARY,
+            sequence=4242, timestamp_us=17_250_000, compression=Compression.ZSTD_DICTIONARY,
             dictionary_id=3, schema_hash=HASH, protocol_version=PROTOCOL_VERSION,
         ),
         SnapshotChunk(snapshot_id=99, index=2, count=5, checksum=0xDEADBEEF, data=b"\x00\x01\xfe"),
@@ -354,12 +447,12 @@ def test_flatc_reads_our_packet(tmp_path: Path) -> None:
     )
     doc = json.loads((out / "packet.json").read_text())
     assert doc["header"] == {
-        "sequence": 4242,
-        "timestamp": 17.25,
+        "protocol_version": PROTOCOL_VERSION,
         "compression": "ZstdDictionary",
+        "sequence": 4242,
+        "timestamp_us": 17_250_000,
         "dictionary_id": 3,
         "schema_hash": HASH,
-        "protocol_version": PROTOCOL_VERSION,
     }
     assert doc["body_type"] == "SnapshotChunk"
     assert doc["body"] == {
@@ -367,11 +460,39 @@ def test_flatc_reads_our_packet(tmp_path: Path) -> None:
     }
 
 
+def test_flatc_reads_every_body_kind(tmp_path: Path) -> None:
+    """flatc's own reader takes every packet we write: header struct, union and each body."""
+    names = []
+    for i, data in enumerate(PACKETS):
+        (tmp_path / f"p{i}.bin").write_bytes(data)
+        names.append(str(tmp_path / f"p{i}.bin"))
+    out = tmp_path / "out"
+    subprocess.run(
+        [flatc(), "--json", "--raw-binary", "--strict-json", "-o", str(out), str(SCHEMA), "--",
+         *names],
+        check=True, capture_output=True, timeout=60,
+    )
+    for i, data in enumerate(PACKETS):
+        env = decode_envelope(data)
+        doc = json.loads((out / f"p{i}.json").read_text())
+        h = env.header
+        assert doc["header"]["sequence"] == h.sequence
+        assert doc["header"]["timestamp_us"] == h.timestamp_us
+        assert doc["header"]["schema_hash"] == h.schema_hash
+        assert doc["body_type"] == type(env.body).__name__
+        if isinstance(env.body, ComponentDelta):
+            assert doc["body"].get("baseline_distance", 0) == env.body.baseline_distance
+            assert bytes(doc["body"].get("payload", [])) == env.body.payload
+
+
 def test_we_read_flatc_built_packets(tmp_path: Path) -> None:
     """flatc's C++ builder lays buffers out differently from Python's: both must decode."""
     source = tmp_path / "hello.json"
     source.write_text(json.dumps({
-        "header": {"sequence": 1, "timestamp": 0.5, "schema_hash": HASH, "protocol_version": 1},
+        "header": {
+            "protocol_version": PROTOCOL_VERSION, "compression": "None", "sequence": 1,
+            "timestamp_us": 500_000, "dictionary_id": 0, "schema_hash": HASH,
+        },
         "body_type": "SessionHello",
         "body": {"peer_id": 77, "capabilities": ["zstd", "delta"], "max_datagram": 1200},
     }))
@@ -381,7 +502,7 @@ def test_we_read_flatc_built_packets(tmp_path: Path) -> None:
     )
     env = decode_envelope((tmp_path / "hello.bin").read_bytes(), expected_schema_hash=HASH)
     assert env == Envelope(
-        Header(sequence=1, timestamp=0.5, schema_hash=HASH),
+        Header(sequence=1, timestamp_us=500_000, schema_hash=HASH),
         SessionHello(peer_id=77, capabilities=("zstd", "delta"), max_datagram=1200),
     )
 

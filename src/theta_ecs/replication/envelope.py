@@ -2,8 +2,10 @@
 
 The replicator speaks compact packets (see :mod:`theta_ecs.serialization.packet`); a session
 that frames everything as envelopes maps them one to one: a state packet becomes a
-``ComponentDelta`` (header: sequence, compression, dictionary id, full 64-bit schema hash), a
-chunk a ``SnapshotChunk``, an ack an ``Ack``. Unwrapping checks the schema hash and rebuilds the
+``ComponentDelta`` (header: sequence = the snapshot's tick, compression, dictionary id, full
+64-bit schema hash; body: the baseline as a distance back from the sequence, and the payload), a
+chunk a ``SnapshotChunk``, an ack an ``Ack``. Timestamps are seconds on the sender's clock, sent
+as wrapping 32-bit microseconds. Unwrapping checks the schema hash and rebuilds the
 compact packet, so the replicator and receiver are unchanged. The envelope has no body for a
 chunk re-request, so :func:`wrap` returns None for those (the session sends them as they are).
 """
@@ -24,8 +26,10 @@ from ..wire import envelope as wire
 
 
 def wrap(packet: bytes, schema: ReplicationSchema, timestamp: float = 0.0) -> bytes | None:
-    """The envelope bytes for one compact packet (None for a chunk request)."""
+    """The envelope bytes for one compact packet (None for a chunk request); ``timestamp`` is
+    the sender's clock in seconds."""
     pkt = decode_packet(packet)
+    stamp = wire.timestamp_us(timestamp)
     if isinstance(pkt, StatePacket):
         if not pkt.compressed:
             comp = wire.Compression.NONE
@@ -33,13 +37,13 @@ def wrap(packet: bytes, schema: ReplicationSchema, timestamp: float = 0.0) -> by
             comp = wire.Compression.ZSTD_DICTIONARY
         else:
             comp = wire.Compression.ZSTD
-        header = wire.Header(pkt.sequence, timestamp, comp, pkt.dictionary_id, schema.hash)
-        body: wire.Body = wire.ComponentDelta(pkt.sequence, pkt.baseline, pkt.body)
+        header = wire.Header(pkt.sequence, stamp, comp, pkt.dictionary_id, schema.hash)
+        body: wire.Body = wire.ComponentDelta.against(pkt.sequence, pkt.baseline, pkt.body)
     elif isinstance(pkt, ChunkPacket):
-        header = wire.Header(pkt.sequence, timestamp, schema_hash=schema.hash)
+        header = wire.Header(pkt.sequence, stamp, schema_hash=schema.hash)
         body = wire.SnapshotChunk(pkt.sequence, pkt.index, pkt.count, pkt.checksum, pkt.payload)
     elif isinstance(pkt, AckPacket):
-        header = wire.Header(pkt.latest, timestamp, schema_hash=schema.hash)
+        header = wire.Header(pkt.latest, stamp, schema_hash=schema.hash)
         body = wire.Ack(pkt.latest, pkt.mask)
     else:
         assert isinstance(pkt, ChunkRequest)
@@ -58,12 +62,14 @@ def unwrap(data: bytes, schema: ReplicationSchema) -> bytes:
         raise DecodeError(f"bad envelope: {exc}") from None
     h, body = env.header, env.body
     if isinstance(body, wire.ComponentDelta):
-        if body.tick != h.sequence or (body.baseline is not None and body.baseline >= body.tick):
-            raise DecodeError("component delta disagrees with its header")
+        # The compact framing's baselines never wrap: a distance reaching back past sequence 0
+        # is not one of ours.
+        if body.baseline_distance > h.sequence:
+            raise DecodeError("component delta's baseline precedes the first sequence")
         compressed = h.compression is not wire.Compression.NONE
         return encode_packet(
-            StatePacket(body.tick, body.baseline, schema.wire_hash, body.payload, compressed,
-                        h.dictionary_id)
+            StatePacket(h.sequence, body.baseline(h.sequence), schema.wire_hash, body.payload,
+                        compressed, h.dictionary_id)
         )
     if isinstance(body, wire.SnapshotChunk):
         return encode_packet(

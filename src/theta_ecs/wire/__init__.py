@@ -3,6 +3,7 @@
 from .envelope import (
     FILE_IDENTIFIER,
     PROTOCOL_VERSION,
+    TIMESTAMP_MODULUS,
     Ack,
     Body,
     CommandLogEntry,
@@ -18,11 +19,14 @@ from .envelope import (
     SnapshotChunk,
     decode_envelope,
     encode_envelope,
+    timestamp_delta_us,
+    timestamp_us,
 )
 
 __all__ = [
     "FILE_IDENTIFIER",
     "PROTOCOL_VERSION",
+    "TIMESTAMP_MODULUS",
     "Ack",
     "Body",
     "CommandLogEntry",
@@ -38,4 +42,6 @@ __all__ = [
     "SnapshotChunk",
     "decode_envelope",
     "encode_envelope",
+    "timestamp_delta_us",
+    "timestamp_us",
 ]

@@ -3,9 +3,10 @@
 Encoding uses the flatc-generated builders in :mod:`theta_ecs._generated.network`. Decoding first
 runs a structural verifier of our own over the bytes (flatbuffers' Python runtime has none and
 reads wherever an offset points): every offset, vtable, vector and string must lie inside the
-buffer, aligned as the C++ verifier requires; required fields must be present; the union type
-must be known; counts and sizes are bounded. Only then do the generated accessors read it, and the
-values are checked against the same rules the dataclasses enforce. Anything else is an
+buffer, aligned as the C++ verifier requires; the header (a fixed-size struct inline in the root
+table) must be present, whole and 8-byte aligned; the union type must be known; counts and sizes
+are bounded. Only then do the generated accessors read it, and the values are checked against
+the same rules the dataclasses enforce. Anything else is an
 :class:`EnvelopeError`, never an IndexError or struct.error from the runtime.
 """
 
@@ -39,6 +40,7 @@ __all__ = [
     "MAX_ENVELOPE_BYTES",
     "MAX_REASON_BYTES",
     "PROTOCOL_VERSION",
+    "TIMESTAMP_MODULUS",
     "Ack",
     "Body",
     "CommandLogEntry",
@@ -54,9 +56,16 @@ __all__ = [
     "SnapshotChunk",
     "decode_envelope",
     "encode_envelope",
+    "timestamp_delta_us",
+    "timestamp_us",
 ]
 
-PROTOCOL_VERSION = 1
+#: 2: Header became a struct, timestamps 32-bit wrapping microseconds, ComponentDelta lost its tick
+#: (it is the header's sequence) and carries its baseline as a distance; Heartbeat's origin time is
+#: the header's timestamp.
+PROTOCOL_VERSION = 2
+#: Header and heartbeat timestamps are microseconds modulo this (they wrap every 71.6 minutes).
+TIMESTAMP_MODULUS = 1 << 32
 FILE_IDENTIFIER = b"THNW"
 #: The largest envelope decoded: reliable messages (a big command-log entry) may exceed a datagram.
 MAX_ENVELOPE_BYTES = 16 * 1024 * 1024
@@ -144,13 +153,30 @@ def _set(obj: object, name: str, value: object) -> None:
     object.__setattr__(obj, name, value)
 
 
+def timestamp_us(seconds: float) -> int:
+    """A clock reading in seconds as a header timestamp: whole microseconds modulo 2^32."""
+    micros = _finite("timestamp", seconds) * 1e6
+    if not math.isfinite(micros):
+        raise EnvelopeError(f"timestamp {seconds!r} s overflows in microseconds")
+    return round(micros) % TIMESTAMP_MODULUS
+
+
+def timestamp_delta_us(later: int, earlier: int) -> int:
+    """``later - earlier`` in microseconds for two wrapping 32-bit timestamps (signed, so exact
+    while they are less than 2^31 us, 35.8 minutes, apart)."""
+    delta = (_uint("later", later, _U32) - _uint("earlier", earlier, _U32)) % TIMESTAMP_MODULUS
+    return delta - TIMESTAMP_MODULUS if delta >= TIMESTAMP_MODULUS // 2 else delta
+
+
 # -- the envelope as values ---------------------------------------------------------------------
 @dataclass(frozen=True)
 class Header:
-    """Sent with every body. ``dictionary_id`` is non-zero exactly for ``ZSTD_DICTIONARY``."""
+    """Sent with every body. ``timestamp_us`` is the sender's clock in wrapping 32-bit
+    microseconds (:func:`timestamp_us`); ``dictionary_id`` is non-zero exactly for
+    ``ZSTD_DICTIONARY``."""
 
     sequence: int
-    timestamp: float = 0.0
+    timestamp_us: int = 0
     compression: Compression = Compression.NONE
     dictionary_id: int = 0
     schema_hash: int = 0
@@ -158,7 +184,7 @@ class Header:
 
     def __post_init__(self) -> None:
         _uint("sequence", self.sequence, _U32)
-        _set(self, "timestamp", _finite("timestamp", self.timestamp))
+        _uint("timestamp_us", self.timestamp_us, _U32)
         try:
             _set(self, "compression", Compression(self.compression))
         except ValueError:
@@ -202,17 +228,33 @@ class SessionAck:
 
 @dataclass(frozen=True)
 class ComponentDelta:
-    """``baseline`` is the acknowledged snapshot's sequence, ``None`` for a full snapshot."""
+    """State for the tick ``Header.sequence``: a full snapshot (``baseline_distance`` 0) or a delta
+    against the acknowledged snapshot ``Header.sequence - baseline_distance`` (modulo 2^32).
+    :meth:`against` and :meth:`baseline` convert from and to absolute sequences."""
 
-    tick: int
-    baseline: int | None
+    baseline_distance: int
     payload: bytes
 
     def __post_init__(self) -> None:
-        _uint("tick", self.tick, _U32)
-        if self.baseline is not None:
-            _uint("baseline", self.baseline, _U32)
+        _uint("baseline_distance", self.baseline_distance, _U32)
         _set(self, "payload", _blob("payload", self.payload))
+
+    @classmethod
+    def against(cls, sequence: int, baseline: int | None, payload: bytes) -> ComponentDelta:
+        """The body of packet ``sequence``: a delta against ``baseline``, None for a full one."""
+        _uint("sequence", sequence, _U32)
+        if baseline is None:
+            return cls(0, payload)
+        distance = (sequence - _uint("baseline", baseline, _U32)) % (_U32 + 1)
+        if distance == 0:
+            raise EnvelopeError(f"packet {sequence} cannot be its own baseline")
+        return cls(distance, payload)
+
+    def baseline(self, sequence: int) -> int | None:
+        """The baseline's sequence in packet ``sequence``, None for a full snapshot."""
+        if self.baseline_distance == 0:
+            return None
+        return (_uint("sequence", sequence, _U32) - self.baseline_distance) % (_U32 + 1)
 
 
 @dataclass(frozen=True)
@@ -255,19 +297,17 @@ class CommandLogEntry:
 
 @dataclass(frozen=True)
 class Heartbeat:
-    """Round trip at the receiver: ``now - echo_time - echo_delay`` (all on the receiver's clock
-    but ``echo_delay``, a duration on the sender's)."""
+    """The heartbeat's own send time is its header's ``timestamp_us``. ``echo_timestamp_us`` is
+    the ``timestamp_us`` of the last heartbeat received from the peer, ``echo_delay_us`` how long
+    it was held before this one went out. Round trip at the receiver, on its own clock:
+    ``timestamp_delta_us(now_us, echo_timestamp_us) - echo_delay_us``."""
 
-    origin_time: float
-    echo_time: float = 0.0
-    echo_delay: float = 0.0
+    echo_timestamp_us: int = 0
+    echo_delay_us: int = 0
 
     def __post_init__(self) -> None:
-        _set(self, "origin_time", _finite("origin_time", self.origin_time))
-        _set(self, "echo_time", _finite("echo_time", self.echo_time))
-        _set(self, "echo_delay", _finite("echo_delay", self.echo_delay))
-        if self.echo_delay < 0:
-            raise EnvelopeError(f"echo_delay must not be negative, got {self.echo_delay}")
+        _uint("echo_timestamp_us", self.echo_timestamp_us, _U32)
+        _uint("echo_delay_us", self.echo_delay_us, _U32)
 
 
 Body: TypeAlias = (
@@ -327,9 +367,7 @@ def _encode_body(b: flatbuffers.Builder, body: Body) -> int:
         payload = b.CreateByteVector(body.payload)
         _ComponentDelta.Start(b)
         _ComponentDelta.AddPayload(b, payload)
-        _ComponentDelta.AddTick(b, body.tick)
-        _ComponentDelta.AddBaseline(b, body.baseline or 0)
-        _ComponentDelta.AddHasBaseline(b, body.baseline is not None)
+        _ComponentDelta.AddBaselineDistance(b, body.baseline_distance)  # left out when 0
         return int(_ComponentDelta.End(b))
     if isinstance(body, SnapshotChunk):
         data = b.CreateByteVector(body.data)
@@ -352,9 +390,8 @@ def _encode_body(b: flatbuffers.Builder, body: Body) -> int:
         return int(_CommandLogEntry.End(b))
     if isinstance(body, Heartbeat):
         _Heartbeat.Start(b)
-        _Heartbeat.AddOriginTime(b, body.origin_time)
-        _Heartbeat.AddEchoTime(b, body.echo_time)
-        _Heartbeat.AddEchoDelay(b, body.echo_delay)
+        _Heartbeat.AddEchoTimestampUs(b, body.echo_timestamp_us)
+        _Heartbeat.AddEchoDelayUs(b, body.echo_delay_us)
         return int(_Heartbeat.End(b))
     raise EnvelopeError(f"{type(body).__name__} is not an envelope body")
 
@@ -363,23 +400,18 @@ def encode_envelope(env: Envelope) -> bytes:
     """The envelope's FlatBuffers bytes (file identifier ``THNW``)."""
     if not isinstance(env, Envelope):
         raise EnvelopeError(f"expected an Envelope, got {type(env).__name__}")
-    size_hint = 128 + sum(
+    size_hint = 96 + sum(
         len(getattr(env.body, name, b"")) for name in ("payload", "data")
     )
     b = flatbuffers.Builder(size_hint)
     body = _encode_body(b, env.body)
     h = env.header
-    # Widest fields first: the builder pads for alignment as it goes, so this order pads least.
-    _Header.Start(b)
-    _Header.AddSchemaHash(b, h.schema_hash)
-    _Header.AddTimestamp(b, h.timestamp)
-    _Header.AddSequence(b, h.sequence)
-    _Header.AddDictionaryId(b, h.dictionary_id)
-    _Header.AddProtocolVersion(b, h.protocol_version)
-    _Header.AddCompression(b, int(h.compression))
-    header = _Header.End(b)
     _Envelope.Start(b)
-    _Envelope.AddHeader(b, header)
+    # The struct is written inline, right before its slot is added (the builder requires it).
+    _Envelope.AddHeader(b, _Header.CreateHeader(
+        b, h.protocol_version, int(h.compression), h.sequence, h.timestamp_us, h.dictionary_id,
+        h.schema_hash,
+    ))
     _Envelope.AddBody(b, body)
     _Envelope.AddBodyType(b, _BODY_TYPES[type(env.body)])
     b.Finish(_Envelope.End(b), file_identifier=FILE_IDENTIFIER)
@@ -389,17 +421,18 @@ def encode_envelope(env: Envelope) -> bytes:
 # -- verification -------------------------------------------------------------------------------
 # A field: (slot, kind). Scalars by width; "table:<name>", "str", "bytes", "strs" are offsets.
 _Field = tuple[int, str]
-_SCALAR_SIZES = {"u8": 1, "bool": 1, "u16": 2, "u32": 4, "u64": 8, "f64": 8}
+_SCALAR_SIZES = {"u8": 1, "bool": 1, "u16": 2, "u32": 4, "u64": 8}
+_HEADER_SIZE = 24  # struct Header: fixed size, 8-byte aligned (its schema_hash is a ulong)
+_HEADER_ALIGN = 8
 
 _TABLES: dict[str, tuple[_Field, ...]] = {
-    "Header": ((0, "u32"), (1, "f64"), (2, "u8"), (3, "u32"), (4, "u64"), (5, "u16")),
     "SessionHello": ((0, "u64"), (1, "strs"), (2, "u16")),
     "SessionAck": ((0, "u64"), (1, "bool"), (2, "strs"), (3, "str")),
-    "ComponentDelta": ((0, "u32"), (1, "bool"), (2, "u32"), (3, "bytes")),
+    "ComponentDelta": ((0, "u32"), (1, "bytes")),
     "SnapshotChunk": ((0, "u32"), (1, "u16"), (2, "u16"), (3, "u32"), (4, "bytes")),
     "Ack": ((0, "u32"), (1, "u64")),
     "CommandLogEntry": ((0, "bytes"),),
-    "Heartbeat": ((0, "f64"), (1, "f64"), (2, "f64")),
+    "Heartbeat": ((0, "u32"), (1, "u32")),
 }
 _UNION_TABLES = {
     _Body.Body.SessionHello: "SessionHello",
@@ -504,19 +537,20 @@ class _Verifier:
         if obj_size < 4 or root + obj_size > self.n:
             raise self.fail(f"Envelope table size {obj_size}")
 
-        def slot(i: int, size: int) -> int:
+        def slot(i: int, size: int, align: int) -> int:
             entry = 4 + 2 * i
             off = int(_U16_AT(self.buf, vt + entry)[0]) if entry + 2 <= vt_size else 0
             if off and (off < 4 or off + size > obj_size):
                 raise self.fail(f"Envelope field {i} at offset {off} outside its table")
             if off:
-                self._check(root + off, size, size, f"Envelope field {i}")
+                self._check(root + off, size, align, f"Envelope field {i}")
             return root + off if off else 0
 
-        header, body_type, body = slot(0, 4), slot(1, 1), slot(2, 4)
+        # The header struct lies inline: in bounds and aligned is all there is to check.
+        header = slot(0, _HEADER_SIZE, _HEADER_ALIGN)
+        body_type, body = slot(1, 1, 1), slot(2, 4, 4)
         if not header:
             raise self.fail("no header (a required field)")
-        self.table(self._deref(header, "header"), "Header")
         kind = self.buf[body_type] if body_type else 0
         if not body or kind == 0:
             raise self.fail("no body (a required field)")
@@ -562,8 +596,7 @@ def _decode_body(kind: int, buf: bytes, pos: int) -> Body:
     if kind == _Body.Body.ComponentDelta:
         delta = _ComponentDelta.ComponentDelta()
         delta.Init(buf, pos)
-        baseline = delta.Baseline() if delta.HasBaseline() else None
-        return ComponentDelta(delta.Tick(), baseline, _bytes_field(delta._tab, 3))
+        return ComponentDelta(delta.BaselineDistance(), _bytes_field(delta._tab, 1))
     if kind == _Body.Body.SnapshotChunk:
         chunk = _SnapshotChunk.SnapshotChunk()
         chunk.Init(buf, pos)
@@ -581,7 +614,7 @@ def _decode_body(kind: int, buf: bytes, pos: int) -> Body:
         return CommandLogEntry(_bytes_field(entry._tab, 0))
     hb = _Heartbeat.Heartbeat()
     hb.Init(buf, pos)
-    return Heartbeat(hb.OriginTime(), hb.EchoTime(), hb.EchoDelay())
+    return Heartbeat(hb.EchoTimestampUs(), hb.EchoDelayUs())
 
 
 def decode_envelope(
@@ -602,10 +635,10 @@ def decode_envelope(
     if expected_schema_hash is not None and h.SchemaHash() != expected_schema_hash:
         raise SchemaMismatchError(expected_schema_hash, h.SchemaHash())
     try:
-        # The dataclasses hold the value rules (ranges, finite times, chunk index < count).
+        # The dataclasses hold the value rules (ranges, dictionary ids, chunk index < count).
         header = Header(
             sequence=h.Sequence(),
-            timestamp=h.Timestamp(),
+            timestamp_us=h.TimestampUs(),
             compression=h.Compression(),
             dictionary_id=h.DictionaryId(),
             schema_hash=h.SchemaHash(),

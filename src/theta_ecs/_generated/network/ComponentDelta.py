@@ -7,7 +7,8 @@ from flatbuffers.compat import import_numpy
 np = import_numpy()
 
 # Replicated component state: a delta against an acknowledged baseline, or a full snapshot
-# that fits in one packet (has_baseline false). The payload is the codec's.
+# that fits in one packet (baseline_distance 0). Its tick is Header.sequence. The payload is
+# the codec's.
 class ComponentDelta(object):
     __slots__ = ['_tab']
 
@@ -31,29 +32,15 @@ class ComponentDelta(object):
         self._tab = flatbuffers.table.Table(buf, pos)
 
     # ComponentDelta
-    def Tick(self):
+    def BaselineDistance(self):
         o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(4))
         if o != 0:
             return self._tab.Get(flatbuffers.number_types.Uint32Flags, o + self._tab.Pos)
         return 0
 
     # ComponentDelta
-    def HasBaseline(self):
-        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(6))
-        if o != 0:
-            return bool(self._tab.Get(flatbuffers.number_types.BoolFlags, o + self._tab.Pos))
-        return False
-
-    # ComponentDelta
-    def Baseline(self):
-        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(8))
-        if o != 0:
-            return self._tab.Get(flatbuffers.number_types.Uint32Flags, o + self._tab.Pos)
-        return 0
-
-    # ComponentDelta
     def Payload(self, j):
-        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(10))
+        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(6))
         if o != 0:
             a = self._tab.Vector(o)
             return self._tab.Get(flatbuffers.number_types.Uint8Flags, a + flatbuffers.number_types.UOffsetTFlags.py_type(j * 1))
@@ -61,36 +48,30 @@ class ComponentDelta(object):
 
     # ComponentDelta
     def PayloadAsNumpy(self):
-        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(10))
+        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(6))
         if o != 0:
             return self._tab.GetVectorAsNumpy(flatbuffers.number_types.Uint8Flags, o)
         return 0
 
     # ComponentDelta
     def PayloadLength(self):
-        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(10))
+        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(6))
         if o != 0:
             return self._tab.VectorLen(o)
         return 0
 
     # ComponentDelta
     def PayloadIsNone(self):
-        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(10))
+        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(6))
         return o == 0
 
-def ComponentDeltaStart(builder): builder.StartObject(4)
+def ComponentDeltaStart(builder): builder.StartObject(2)
 def Start(builder):
     return ComponentDeltaStart(builder)
-def ComponentDeltaAddTick(builder, tick): builder.PrependUint32Slot(0, tick, 0)
-def AddTick(builder, tick):
-    return ComponentDeltaAddTick(builder, tick)
-def ComponentDeltaAddHasBaseline(builder, hasBaseline): builder.PrependBoolSlot(1, hasBaseline, 0)
-def AddHasBaseline(builder, hasBaseline):
-    return ComponentDeltaAddHasBaseline(builder, hasBaseline)
-def ComponentDeltaAddBaseline(builder, baseline): builder.PrependUint32Slot(2, baseline, 0)
-def AddBaseline(builder, baseline):
-    return ComponentDeltaAddBaseline(builder, baseline)
-def ComponentDeltaAddPayload(builder, payload): builder.PrependUOffsetTRelativeSlot(3, flatbuffers.number_types.UOffsetTFlags.py_type(payload), 0)
+def ComponentDeltaAddBaselineDistance(builder, baselineDistance): builder.PrependUint32Slot(0, baselineDistance, 0)
+def AddBaselineDistance(builder, baselineDistance):
+    return ComponentDeltaAddBaselineDistance(builder, baselineDistance)
+def ComponentDeltaAddPayload(builder, payload): builder.PrependUOffsetTRelativeSlot(1, flatbuffers.number_types.UOffsetTFlags.py_type(payload), 0)
 def AddPayload(builder, payload):
     return ComponentDeltaAddPayload(builder, payload)
 def ComponentDeltaStartPayloadVector(builder, numElems): return builder.StartVector(1, numElems, 1)

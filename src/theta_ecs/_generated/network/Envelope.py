@@ -32,7 +32,7 @@ class Envelope(object):
     def Header(self):
         o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(4))
         if o != 0:
-            x = self._tab.Indirect(o + self._tab.Pos)
+            x = o + self._tab.Pos
             from theta_ecs._generated.network.Header import Header
             obj = Header()
             obj.Init(self._tab.Bytes, x)
@@ -59,7 +59,7 @@ class Envelope(object):
 def EnvelopeStart(builder): builder.StartObject(3)
 def Start(builder):
     return EnvelopeStart(builder)
-def EnvelopeAddHeader(builder, header): builder.PrependUOffsetTRelativeSlot(0, flatbuffers.number_types.UOffsetTFlags.py_type(header), 0)
+def EnvelopeAddHeader(builder, header): builder.PrependStructSlot(0, flatbuffers.number_types.UOffsetTFlags.py_type(header), 0)
 def AddHeader(builder, header):
     return EnvelopeAddHeader(builder, header)
 def EnvelopeAddBodyType(builder, bodyType): builder.PrependUint8Slot(1, bodyType, 0)

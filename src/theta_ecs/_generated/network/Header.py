@@ -6,91 +6,41 @@ import flatbuffers
 from flatbuffers.compat import import_numpy
 np = import_numpy()
 
+# Sent with every body, inline in the Envelope table: a struct is fixed-size and has no vtable
+# or offset, so it costs its 24 bytes and nothing more. Ordered so that only one byte pads it;
+# protocol_version comes first so that a reader can always find it, whatever a later version
+# makes of the rest (a later header is a new struct in a new Envelope field, never an edit).
 class Header(object):
     __slots__ = ['_tab']
 
     @classmethod
-    def GetRootAs(cls, buf, offset=0):
-        n = flatbuffers.encode.Get(flatbuffers.packer.uoffset, buf, offset)
-        x = Header()
-        x.Init(buf, n + offset)
-        return x
-
-    @classmethod
-    def GetRootAsHeader(cls, buf, offset=0):
-        """This method is deprecated. Please switch to GetRootAs."""
-        return cls.GetRootAs(buf, offset)
-    @classmethod
-    def HeaderBufferHasIdentifier(cls, buf, offset, size_prefixed=False):
-        return flatbuffers.util.BufferHasIdentifier(buf, offset, b"\x54\x48\x4E\x57", size_prefixed=size_prefixed)
+    def SizeOf(cls):
+        return 24
 
     # Header
     def Init(self, buf, pos):
         self._tab = flatbuffers.table.Table(buf, pos)
 
     # Header
-    def Sequence(self):
-        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(4))
-        if o != 0:
-            return self._tab.Get(flatbuffers.number_types.Uint32Flags, o + self._tab.Pos)
-        return 0
-
+    def ProtocolVersion(self): return self._tab.Get(flatbuffers.number_types.Uint16Flags, self._tab.Pos + flatbuffers.number_types.UOffsetTFlags.py_type(0))
     # Header
-    def Timestamp(self):
-        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(6))
-        if o != 0:
-            return self._tab.Get(flatbuffers.number_types.Float64Flags, o + self._tab.Pos)
-        return 0.0
-
+    def Compression(self): return self._tab.Get(flatbuffers.number_types.Uint8Flags, self._tab.Pos + flatbuffers.number_types.UOffsetTFlags.py_type(2))
     # Header
-    def Compression(self):
-        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(8))
-        if o != 0:
-            return self._tab.Get(flatbuffers.number_types.Uint8Flags, o + self._tab.Pos)
-        return 0
-
+    def Sequence(self): return self._tab.Get(flatbuffers.number_types.Uint32Flags, self._tab.Pos + flatbuffers.number_types.UOffsetTFlags.py_type(4))
     # Header
-    def DictionaryId(self):
-        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(10))
-        if o != 0:
-            return self._tab.Get(flatbuffers.number_types.Uint32Flags, o + self._tab.Pos)
-        return 0
-
+    def TimestampUs(self): return self._tab.Get(flatbuffers.number_types.Uint32Flags, self._tab.Pos + flatbuffers.number_types.UOffsetTFlags.py_type(8))
     # Header
-    def SchemaHash(self):
-        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(12))
-        if o != 0:
-            return self._tab.Get(flatbuffers.number_types.Uint64Flags, o + self._tab.Pos)
-        return 0
-
+    def DictionaryId(self): return self._tab.Get(flatbuffers.number_types.Uint32Flags, self._tab.Pos + flatbuffers.number_types.UOffsetTFlags.py_type(12))
     # Header
-    def ProtocolVersion(self):
-        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(14))
-        if o != 0:
-            return self._tab.Get(flatbuffers.number_types.Uint16Flags, o + self._tab.Pos)
-        return 0
+    def SchemaHash(self): return self._tab.Get(flatbuffers.number_types.Uint64Flags, self._tab.Pos + flatbuffers.number_types.UOffsetTFlags.py_type(16))
 
-def HeaderStart(builder): builder.StartObject(6)
-def Start(builder):
-    return HeaderStart(builder)
-def HeaderAddSequence(builder, sequence): builder.PrependUint32Slot(0, sequence, 0)
-def AddSequence(builder, sequence):
-    return HeaderAddSequence(builder, sequence)
-def HeaderAddTimestamp(builder, timestamp): builder.PrependFloat64Slot(1, timestamp, 0.0)
-def AddTimestamp(builder, timestamp):
-    return HeaderAddTimestamp(builder, timestamp)
-def HeaderAddCompression(builder, compression): builder.PrependUint8Slot(2, compression, 0)
-def AddCompression(builder, compression):
-    return HeaderAddCompression(builder, compression)
-def HeaderAddDictionaryId(builder, dictionaryId): builder.PrependUint32Slot(3, dictionaryId, 0)
-def AddDictionaryId(builder, dictionaryId):
-    return HeaderAddDictionaryId(builder, dictionaryId)
-def HeaderAddSchemaHash(builder, schemaHash): builder.PrependUint64Slot(4, schemaHash, 0)
-def AddSchemaHash(builder, schemaHash):
-    return HeaderAddSchemaHash(builder, schemaHash)
-def HeaderAddProtocolVersion(builder, protocolVersion): builder.PrependUint16Slot(5, protocolVersion, 0)
-def AddProtocolVersion(builder, protocolVersion):
-    return HeaderAddProtocolVersion(builder, protocolVersion)
-def HeaderEnd(builder): return builder.EndObject()
-def End(builder):
-    return HeaderEnd(builder)
+def CreateHeader(builder, protocolVersion, compression, sequence, timestampUs, dictionaryId, schemaHash):
+    builder.Prep(8, 24)
+    builder.PrependUint64(schemaHash)
+    builder.PrependUint32(dictionaryId)
+    builder.PrependUint32(timestampUs)
+    builder.PrependUint32(sequence)
+    builder.Pad(1)
+    builder.PrependUint8(compression)
+    builder.PrependUint16(protocolVersion)
+    return builder.Offset()

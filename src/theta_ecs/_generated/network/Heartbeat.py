@@ -6,7 +6,9 @@ import flatbuffers
 from flatbuffers.compat import import_numpy
 np = import_numpy()
 
-# Keeps the session alive and measures round trips: rtt = now - echo_time - echo_delay.
+# Keeps the session alive and measures round trips. The heartbeat's own send time is its
+# Header.timestamp_us; the peer echoes it back: rtt = now - echo_timestamp_us - echo_delay_us
+# (modulo 2^32, on the clock of whoever sent the echoed heartbeat).
 class Heartbeat(object):
     __slots__ = ['_tab']
 
@@ -30,38 +32,28 @@ class Heartbeat(object):
         self._tab = flatbuffers.table.Table(buf, pos)
 
     # Heartbeat
-    def OriginTime(self):
+    def EchoTimestampUs(self):
         o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(4))
         if o != 0:
-            return self._tab.Get(flatbuffers.number_types.Float64Flags, o + self._tab.Pos)
-        return 0.0
+            return self._tab.Get(flatbuffers.number_types.Uint32Flags, o + self._tab.Pos)
+        return 0
 
     # Heartbeat
-    def EchoTime(self):
+    def EchoDelayUs(self):
         o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(6))
         if o != 0:
-            return self._tab.Get(flatbuffers.number_types.Float64Flags, o + self._tab.Pos)
-        return 0.0
+            return self._tab.Get(flatbuffers.number_types.Uint32Flags, o + self._tab.Pos)
+        return 0
 
-    # Heartbeat
-    def EchoDelay(self):
-        o = flatbuffers.number_types.UOffsetTFlags.py_type(self._tab.Offset(8))
-        if o != 0:
-            return self._tab.Get(flatbuffers.number_types.Float64Flags, o + self._tab.Pos)
-        return 0.0
-
-def HeartbeatStart(builder): builder.StartObject(3)
+def HeartbeatStart(builder): builder.StartObject(2)
 def Start(builder):
     return HeartbeatStart(builder)
-def HeartbeatAddOriginTime(builder, originTime): builder.PrependFloat64Slot(0, originTime, 0.0)
-def AddOriginTime(builder, originTime):
-    return HeartbeatAddOriginTime(builder, originTime)
-def HeartbeatAddEchoTime(builder, echoTime): builder.PrependFloat64Slot(1, echoTime, 0.0)
-def AddEchoTime(builder, echoTime):
-    return HeartbeatAddEchoTime(builder, echoTime)
-def HeartbeatAddEchoDelay(builder, echoDelay): builder.PrependFloat64Slot(2, echoDelay, 0.0)
-def AddEchoDelay(builder, echoDelay):
-    return HeartbeatAddEchoDelay(builder, echoDelay)
+def HeartbeatAddEchoTimestampUs(builder, echoTimestampUs): builder.PrependUint32Slot(0, echoTimestampUs, 0)
+def AddEchoTimestampUs(builder, echoTimestampUs):
+    return HeartbeatAddEchoTimestampUs(builder, echoTimestampUs)
+def HeartbeatAddEchoDelayUs(builder, echoDelayUs): builder.PrependUint32Slot(1, echoDelayUs, 0)
+def AddEchoDelayUs(builder, echoDelayUs):
+    return HeartbeatAddEchoDelayUs(builder, echoDelayUs)
 def HeartbeatEnd(builder): return builder.EndObject()
 def End(builder):
     return HeartbeatEnd(builder)
