@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -161,16 +162,24 @@ def test_a_single_cube_falls_bounces_lower_and_settles() -> None:
     assert up > math.cos(math.radians(2))
 
 
-def test_cubes_are_deterministic_per_seed() -> None:
-    a, b, c = CubesScene(n=101, seed=5), CubesScene(n=101, seed=5), CubesScene(n=101, seed=6)
-    for _ in range(60):
+@pytest.mark.parametrize(
+    ("make", "position"),
+    [
+        (lambda seed: CubesScene(n=101, seed=seed), CubePosition),
+        (lambda seed: CrowdScene(n=300, seed=seed), CrowdPosition),
+    ],
+    ids=["cubes", "crowd"],
+)
+def test_scenes_are_deterministic_per_seed(make: Any, position: Any) -> None:
+    a, b, c = make(5), make(5), make(6)
+    for _ in range(40):
         a.step()
         b.step()
         c.step()
     wa, wb, wc = world_columns(a), world_columns(b), world_columns(c)
     for name in wa:
         np.testing.assert_array_equal(wa[name], wb[name])
-    assert not np.array_equal(wa[CubePosition.name], wc[CubePosition.name])
+    assert not np.array_equal(wa[position.name], wc[position.name])
 
 
 def test_cube_values_stay_in_their_quantized_ranges() -> None:
@@ -288,18 +297,6 @@ def test_crowd_stays_inside_by_steering_not_by_the_wall() -> None:
         pinned += int((np.abs(scene.pos[:, [0, 2]]) >= scene.extent - 1e-9).any(axis=1).sum())
     assert np.abs(scene.pos[:, [0, 2]]).max() <= 30.0
     assert pinned / (600 * 500) < 0.02
-
-
-def test_crowd_is_deterministic_per_seed() -> None:
-    a, b, c = CrowdScene(n=300, seed=1), CrowdScene(n=300, seed=1), CrowdScene(n=300, seed=2)
-    for _ in range(40):
-        a.step()
-        b.step()
-        c.step()
-    wa, wb, wc = world_columns(a), world_columns(b), world_columns(c)
-    for name in wa:
-        np.testing.assert_array_equal(wa[name], wb[name])
-    assert not np.array_equal(wa[CrowdPosition.name], wc[CrowdPosition.name])
 
 
 @pytest.mark.parametrize(

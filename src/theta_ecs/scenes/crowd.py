@@ -13,8 +13,9 @@ import math
 import numpy as np
 import numpy.typing as npt
 
-from ..schedule import Stage, SystemContext
+from ..schedule import Stage
 from ..world import World
+from .base import SteppedScene, checked_dt
 from .components import (
     CROWD_COMPONENTS,
     CROWD_HALF_EXTENT,
@@ -23,7 +24,6 @@ from .components import (
     CrowdPosition,
     CrowdVelocity,
 )
-from .timestep import checked_dt
 
 F64 = npt.NDArray[np.float64]
 
@@ -37,7 +37,7 @@ RUNNER_FRACTION = 0.05
 STILL_SPEED = 0.02  # below this a stopping agent is standing: its speed snaps to 0
 
 
-class CrowdScene:
+class CrowdScene(SteppedScene):
     """``n`` agents in a World over ``[-extent, extent]`` on x and z, stepped at ``rate_hz``.
 
     ``step(dt)`` advances them and the World's tick (the steering is a system in the World's
@@ -99,14 +99,6 @@ class CrowdScene:
         v[:, 0] = self.speed * np.sin(self.heading)
         v[:, 2] = self.speed * np.cos(self.heading)
         return v
-
-    def step(self, dt: float | None = None) -> None:
-        """Advance one frame of ``dt`` seconds (default ``1 / rate_hz``)."""
-        self.world.step(1.0 / self.rate_hz if dt is None else dt)
-
-    def _system(self, ctx: SystemContext) -> None:
-        self.simulate(ctx.dt)
-        self._write(self.last_changed)
 
     def simulate(self, dt: float) -> None:
         """Advance the agents by ``dt`` without touching the World."""

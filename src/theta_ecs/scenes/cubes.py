@@ -27,8 +27,9 @@ import math
 import numpy as np
 import numpy.typing as npt
 
-from ..schedule import Stage, SystemContext
+from ..schedule import Stage
 from ..world import World
+from .base import SteppedScene, checked_dt
 from .components import (
     CUBE_COMPONENTS,
     CUBES_HEIGHT,
@@ -38,7 +39,6 @@ from .components import (
     CubeOrientation,
     CubePosition,
 )
-from .timestep import checked_dt
 
 F64 = npt.NDArray[np.float64]
 
@@ -108,7 +108,7 @@ def _clamp_norm(v: F64, limit: float) -> None:
     np.multiply(v, np.minimum(1.0, limit / np.maximum(norm, 1e-12)), out=v)
 
 
-class CubesScene:
+class CubesScene(SteppedScene):
     """``n`` bodies (the ball and ``n - 1`` cubes) in a World, stepped at ``rate_hz`` by default.
 
     ``step(dt)`` advances the physics and the World's tick (the physics runs as a system in the
@@ -178,14 +178,6 @@ class CubesScene:
         self.last_changed = np.arange(n)  # rows written by the latest frame
 
     # -- driving ------------------------------------------------------------------------------
-    def step(self, dt: float | None = None) -> None:
-        """Advance one frame of ``dt`` seconds (default ``1 / rate_hz``)."""
-        self.world.step(1.0 / self.rate_hz if dt is None else dt)
-
-    def _system(self, ctx: SystemContext) -> None:
-        self.simulate(ctx.dt)
-        self._write(self.last_changed)
-
     def simulate(self, dt: float) -> None:
         """Advance the physics state by ``dt`` without touching the World."""
         dt = checked_dt(dt)
