@@ -154,8 +154,9 @@ class Archetype:
         self.count = keep_n
         return self.entities[holes].copy(), holes.astype(np.int64)
 
-    def changed_rows(self, component_id: int, since: int) -> npt.NDArray[np.int64]:
-        """Rows whose ``component_id`` value changed after tick ``since``."""
+    def changed_mask(self, component_id: int, since: int) -> npt.NDArray[np.bool_]:
+        """Per row: did ``component_id`` change after tick ``since``? A column handed out
+        writable counts as changed in every row."""
         if self.column_ticks[component_id] > since:
-            return np.arange(self.count, dtype=np.int64)
-        return np.flatnonzero(self.row_ticks[component_id][: self.count] > since)
+            return np.ones(self.count, np.bool_)
+        return self.row_ticks[component_id][: self.count] > since

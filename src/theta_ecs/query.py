@@ -6,7 +6,6 @@ from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
-import numpy.typing as npt
 
 from .archetype import Archetype, Column, EntityIds
 from .component import Component
@@ -92,16 +91,11 @@ class Query:
         for arch in self.archetypes():
             if not arch.count:
                 continue
-            mask: npt.NDArray[np.bool_] | None = None
-            for cid in watch:
-                if arch.column_ticks[cid] > tick:
-                    mask = np.ones(arch.count, np.bool_)
-                    break
-                rows_changed = arch.row_ticks[cid][: arch.count] > tick
-                mask = rows_changed if mask is None else (mask | rows_changed)
-            if mask is None:
+            if not watch:
                 continue
-            rows = np.flatnonzero(mask)
+            rows = np.flatnonzero(
+                np.logical_or.reduce([arch.changed_mask(cid, tick) for cid in watch])
+            )
             if not len(rows):
                 continue
             cols = []
