@@ -105,7 +105,7 @@ def _check_entry_limits(
     kind: bytes,
     field: bytes,
     payload_len: int,
-    error: type[CommandLogError] = DecodeError,
+    error: type[CommandLogError | DecodeError] = DecodeError,
 ) -> None:
     if not 1 <= clock < MAX_CLOCK:
         raise error(f"entry clock {clock} outside 1..2^53")

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
+from ..errors import DecodeError as DecodeError  # one class for every decoder (theta_ecs.errors)
 from ..errors import ThetaError
 
 
 class CommandLogError(ThetaError):
     """Base of every error the command log raises on purpose."""
-
-
-class DecodeError(CommandLogError, ValueError):
-    """Bytes that are not a well-formed entry, batch or packet (truncated, oversized, garbage)."""
 
 
 class SignatureError(CommandLogError):

@@ -12,7 +12,7 @@ chunk re-request, so :func:`wrap` returns None for those (the session sends them
 
 from __future__ import annotations
 
-from ..serialization.errors import DecodeError, SchemaMismatchError
+from ..errors import DecodeError
 from ..serialization.packet import (
     AckPacket,
     ChunkPacket,
@@ -54,12 +54,8 @@ def wrap(packet: bytes, schema: ReplicationSchema, timestamp: float = 0.0) -> by
 def unwrap(data: bytes, schema: ReplicationSchema) -> bytes:
     """The compact packet inside an envelope; DecodeError for anything that is not one of ours,
     SchemaMismatchError for another schema."""
-    try:
-        env = wire.decode_envelope(data, expected_schema_hash=schema.hash)
-    except wire.SchemaMismatchError as exc:
-        raise SchemaMismatchError(str(exc)) from None
-    except wire.EnvelopeError as exc:
-        raise DecodeError(f"bad envelope: {exc}") from None
+    # A malformed envelope is already a DecodeError, a mismatch the one SchemaMismatchError.
+    env = wire.decode_envelope(data, expected_schema_hash=schema.hash)
     h, body = env.header, env.body
     if isinstance(body, wire.ComponentDelta):
         # The compact framing's baselines never wrap: a distance reaching back past sequence 0
