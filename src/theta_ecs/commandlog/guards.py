@@ -45,6 +45,16 @@ class SequenceWindow:
             self.floor += 1
             self._above.discard(self.floor)
 
+    def raise_floor(self, floor: int) -> None:
+        """Mark every seq up to ``floor`` seen (a checkpoint covers them)."""
+        if floor <= self.floor:
+            return
+        self.floor = floor
+        self._above = {s for s in self._above if s > floor}
+        while self.floor + 1 in self._above:
+            self.floor += 1
+            self._above.discard(self.floor)
+
     @property
     def highest(self) -> int:
         return max(self._above) if self._above else self.floor
@@ -93,6 +103,8 @@ class GuardConfig:
     #: duplicates in sync answers this long after our own request count as ``sync_duplicates``
     #: rather than ``replay_rejections``
     sync_answer_window_s: float = 30.0
+    #: a checkpoint travels alone in its packet and may exceed ``max_packet`` up to this size
+    max_checkpoint: int = 64 * 1024 * 1024
 
 
 class PayloadGuard:

@@ -29,7 +29,7 @@ from .editor import Editor
 from .log import CommandLog
 
 #: Counters whose growth means this peer lacks entries that a sync would bring.
-_GAP_COUNTERS = ("rate_limit_drops", "sequence_window_drops")
+_GAP_COUNTERS = ("rate_limit_drops", "sequence_window_drops", "unknown_author_drops")
 
 
 class CommandPipeline:
@@ -90,6 +90,11 @@ class CommandPipeline:
         self._outbox.append(self.log.sync_request())
         self._last_sync = self._now()
         self._synced_once = True
+
+    def checkpoint(self) -> None:
+        """Sign a checkpoint of the log (admins only), compact to it and queue it for every
+        peer (see :meth:`CommandLog.checkpoint`)."""
+        self._outbox.extend(self.log.checkpoint())
 
     @property
     def inbox_depth(self) -> int:
