@@ -1,10 +1,10 @@
 """The command log: collaborative editing by ordered, signed, guarded, persistent commands.
 
 Peers exchange intentions (commands), not state. Every entry carries a Lamport clock, its author,
-a scope and a payload, signed with Ed25519; admins change roles and compact history (checkpoints) through the log
-itself; every peer orders entries by (clock, author, seq) and
+a scope and a payload, signed with Ed25519; every peer orders entries by (clock, author, seq) and
 folds each scope's entries under its conflict strategy, so all peers holding the same entries hold
-the same world. Sans-I/O: the log yields and accepts packets (bytes).
+the same world. Admins change roles and compact history (checkpoints) through the log itself.
+Sans-I/O: the log yields and accepts packets (bytes).
 """
 
 from .checkpoint import Checkpoint
