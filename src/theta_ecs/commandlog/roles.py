@@ -91,7 +91,9 @@ class Permissions:
         if need is None:
             raise PermissionDeniedError(f"no permission is defined for command type {kind!r}")
         if role is None:
-            raise PermissionDeniedError(f"{kind!r} refused: the author's role was revoked")
+            raise PermissionDeniedError(
+                f"{kind!r} refused: the author holds no role (revoked or never granted)"
+            )
         if role < need:
             raise PermissionDeniedError(
                 f"{kind!r} needs role {need.name.lower()}, author has {role.name.lower()}"
