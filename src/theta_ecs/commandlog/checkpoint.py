@@ -82,12 +82,6 @@ class Checkpoint:
             keys[author] = key
         return roles, keys
 
-    def floors_get(self, author: int) -> int:
-        """The floor of ``author`` (0: the checkpoint covers none of its entries)."""
-        for a, f in self.floors:
-            if a == author:
-                return f
-        return 0
 
 
 def is_checkpoint(blob: bytes) -> bool:

@@ -634,6 +634,8 @@ class CommandLog:
             self._start_keys,
             [e for e in self._role_entries.values() if covered(e)],
         )
+        if timeline.role(signer.author) is not Role.ADMIN:
+            raise PermissionDeniedError("the local author is not an admin in the covered history")
         held = [e for e in self._entries.values() if covered(e)]
         clock = max([e.clock for e in held] + [self._checkpoint.clock if self._checkpoint else 1])
 
@@ -678,7 +680,8 @@ class CommandLog:
             if not restoring:
                 tel.count("duplicates_dropped")
             return
-        if any(self._cp_floors.get(a, 0) > cp.floors_get(a) for a in self._cp_floors):
+        new_floors = cp.floor_map()
+        if any(new_floors.get(a, 0) < f for a, f in self._cp_floors.items()):
             tel.count("stale_checkpoint_drops")  # an older (or a rival) checkpoint
             return
         key = self.roster.verifier.key_of(cp.author) or self._admitted.key_of(cp.author)
@@ -688,17 +691,36 @@ class CommandLog:
                 raise StoreCorruptError("a stored checkpoint fails its signature check")
             tel.count("signature_rejections")
             return
-        if self._timeline.role_at(cp.author, (cp.clock, U64, U64)) is not Role.ADMIN:
-            # this log accepted a stored checkpoint before; the history that made its signer an
-            # admin may be compacted into it, so its own (signed) role table vouches for it
-            vouched = restoring and cp.roles()[0].get(cp.author) is Role.ADMIN
-            if not vouched:
-                if restoring:
-                    raise StoreCorruptError("a stored checkpoint is signed by a non-admin")
-                tel.count("checkpoint_permission_rejections")
-                return
+        if not self._checkpoint_signer_ok(cp, new_floors, restoring=restoring):
+            if restoring:
+                raise StoreCorruptError("a stored checkpoint is signed by a non-admin")
+            tel.count("checkpoint_permission_rejections")
+            return
         self._apply_checkpoint(cp, restoring=restoring)
         tel.count("checkpoints_applied")
+
+    def _checkpoint_signer_ok(
+        self, cp: Checkpoint, floors: dict[int, int], *, restoring: bool
+    ) -> bool:
+        """Whether the signer was an admin after the history the checkpoint covers.
+
+        Judged alike by every peer that holds that history: the checkpoint's own signed role
+        table must say admin, and so must this log's roles folded over the covered role changes
+        only (a change the signer had not seen, e.g. a late revoke, cannot make peers disagree).
+        A peer without the history (a joiner) knows the roster's admins only, so it refuses a
+        checkpoint of an admin granted in the log. A log restoring its own store accepted the
+        checkpoint before: the signed table alone vouches for it there.
+        """
+        if cp.roles()[0].get(cp.author) is not Role.ADMIN:
+            return False
+        if restoring:
+            return True
+        covered = RoleTimeline(
+            self._start_roles,
+            self._start_keys,
+            [e for e in self._role_entries.values() if e.seq <= floors.get(e.author, 0)],
+        )
+        return covered.role(cp.author) is Role.ADMIN
 
     def _apply_checkpoint(self, cp: Checkpoint, *, restoring: bool) -> None:
         """Replace the history the checkpoint covers by its state; refold the rest on top."""

@@ -12,8 +12,9 @@ once per ``sync_interval_s``); answers come back addressed to the asker through 
 
 Telemetry gauges: ``command_append_rate`` (local entries/s), ``command_inbox_depth``,
 ``command_outbox_depth``, ``command_pending``, ``command_verify_us_per_entry``,
-``command_sign_ms``, ``command_frame_ms``; counters of :mod:`.log` (``replay_rejections``,
-``rate_limit_drops``, ``payload_guard_drops``, ``permission_rejections``, ``command_conflicts``,
+``command_sign_ms``, ``command_frame_ms``; counters of :mod:`.log` (``duplicates_dropped``,
+``replay_rejections``, ``covered_drops``, ``checkpoints_applied``, ``rate_limit_drops``,
+``payload_guard_drops``, ``permission_rejections``, ``command_conflicts``,
 ``command_rejections``, ...).
 """
 
