@@ -116,3 +116,23 @@ def test_a_grant_admits_a_newcomer_whose_entries_wait_for_it() -> None:
     assert observer.editor.transform(nid)["py"] == 2.0
     admin.receive(entity_packets)
     assert admin.editor.digest() == observer.editor.digest() == newcomer.editor.digest()
+
+
+def test_the_roster_stays_live_for_members_the_log_never_changed() -> None:
+    """A server admits clients into its roster after its log exists; their roles count at once,
+    and a member the log's grants and revokes never touched follows the roster."""
+    r = roster(2, {0: Role.ADMIN})
+    server = make_peer(0, r)
+    late = make_peer(4, roster(5))  # its own log knows itself; the server's roster not yet
+    nid = late.editor.create_entity({"px": 4.0})
+    packets = late.flush()
+    server.receive(packets)
+    assert counters(server)["unknown_author_drops"] == 2
+    r.add(signer(4).public_key, Role.EDITOR)  # admitted after the server's log was made
+    server.receive(packets)
+    assert server.editor.transform(nid)["px"] == 4.0
+    r.add(signer(4).public_key, Role.VIEWER)  # demoted through the roster
+    assert server.log.role_of(signer(4).author) is Role.VIEWER
+    server.log.grant(signer(4).public_key, Role.ADMIN)  # from here on the log decides
+    r.add(signer(4).public_key, Role.VIEWER)
+    assert server.log.role_of(signer(4).author) is Role.ADMIN

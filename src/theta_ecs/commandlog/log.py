@@ -85,6 +85,7 @@ from .roles import (
     Role,
     RoleTimeline,
     Roster,
+    StartRoles,
     check_grant,
     check_revoke,
     grant_payload,
@@ -196,9 +197,9 @@ class CommandLog:
         self._cp_floors: dict[int, int] = {}
         # role changes: integrated grant/revoke entries after the checkpoint, folded in order
         self._role_entries: dict[EntryId, Entry] = {}
-        self._start_roles: dict[int, Role | None] = {m.author: m.role for m in roster}
-        self._start_keys: dict[int, bytes] = {m.author: m.public_key for m in roster}
-        self._timeline = RoleTimeline(self._start_roles, self._start_keys)
+        self._start_roles = StartRoles(roster)
+        self._cp_keys: dict[int, bytes] = {}  # members a checkpoint admitted (not in the roster)
+        self._timeline = RoleTimeline(self._start_roles, self._start_keys())
         self._admitted = Verifier()  # keys of members the roster lacks (granted in the log)
         for ctype in ROLE_COMMANDS:
             self.register(ctype)
@@ -592,17 +593,21 @@ class CommandLog:
         if roles_changed:
             self._refold_roles()
 
+    def _start_keys(self) -> dict[int, bytes]:
+        """Public keys of the members before the held history: the roster's and the
+        checkpoint's."""
+        return {**{m.author: m.public_key for m in self.roster}, **self._cp_keys}
+
     def _refold_roles(self) -> None:
         """Recompute the role timeline; refold every scope of an author whose roles changed."""
         old = self._timeline
         new = self._timeline = RoleTimeline(
-            self._start_roles, self._start_keys, self._role_entries.values()
+            self._start_roles, self._start_keys(), self._role_entries.values()
         )
-        for author, key in new.keys.items():
+        for author, key in new.granted.items():
             if not self.roster.verifier.knows(author) and not self._admitted.knows(author):
                 self._admitted.add(key)
-        touched = set(old.keys) | set(new.keys)
-        for author in touched:
+        for author in old.changed() | new.changed():
             if old.history(author) != new.history(author):
                 for group in self._author_groups.get(author, ()):
                     self._scopes[group].invalidate()
@@ -631,7 +636,7 @@ class CommandLog:
 
         timeline = RoleTimeline(
             self._start_roles,
-            self._start_keys,
+            self._start_keys(),
             [e for e in self._role_entries.values() if covered(e)],
         )
         if timeline.role(signer.author) is not Role.ADMIN:
@@ -647,7 +652,10 @@ class CommandLog:
         for group, scope in self._scopes.items():
             res = scope.fold((e for e in scope.tail if covered(e)), permit)
             scopes[group] = retain(res.accepted, rules)
-        members = {key: timeline.final.get(a) for a, key in timeline.keys.items()}
+        roles = timeline.roles()
+        members = {
+            key: roles.get(a) for a, key in {**self._start_keys(), **timeline.granted}.items()
+        }
         body = encode_checkpoint_body(signer.author, clock, floors, members, scopes)
         raw = body + signer.sign(body, CHECKPOINT_DOMAIN)
         cp = decode_checkpoint(raw)
@@ -717,7 +725,7 @@ class CommandLog:
             return True
         covered = RoleTimeline(
             self._start_roles,
-            self._start_keys,
+            self._start_keys(),
             [e for e in self._role_entries.values() if e.seq <= floors.get(e.author, 0)],
         )
         return covered.role(cp.author) is Role.ADMIN
@@ -734,14 +742,23 @@ class CommandLog:
         old_groups = set(self._scopes)
         self._checkpoint, self._cp_floors = cp, floors
         roles, keys = cp.roles()
-        self._start_roles = {**{m.author: m.role for m in self.roster}, **roles}
-        self._start_keys = {**self._start_keys, **keys}
+        # the table overrides the roster only where the log's role changes made them differ, so
+        # members nobody changed in the log keep following the (live) roster
+        self._start_roles = StartRoles(
+            self.roster,
+            {
+                a: r
+                for a, r in roles.items()
+                if a not in self.roster or self.roster.role_of(a) is not r
+            },
+        )
+        self._cp_keys = {a: k for a, k in keys.items() if a not in self.roster}
         for author, key in keys.items():
             if not self.roster.verifier.knows(author) and not self._admitted.knows(author):
                 self._admitted.add(key)
         self._role_entries = {e.id: e for e in tail if e.kind in (GRANT, REVOKE)}
         self._timeline = RoleTimeline(
-            self._start_roles, self._start_keys, self._role_entries.values()
+            self._start_roles, self._start_keys(), self._role_entries.values()
         )
         self._refused = {i: e for i, e in self._refused.items() if not covered(*i)}
         self._reported_rejections = {i for i in self._reported_rejections if not covered(*i)}

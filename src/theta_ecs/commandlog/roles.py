@@ -150,6 +150,8 @@ class RoleTimeline:
     in order: a change counts only when its author is an admin at its own position; a grant
     whose key's author id clashes with another member's net-id namespace is ignored. Role of an
     entry's author = the last effective change strictly before the entry, else the start role.
+    ``start`` is read live, not copied: a roster edited after the log was made still counts for
+    authors that no change in the log touched.
     """
 
     def __init__(
@@ -158,34 +160,35 @@ class RoleTimeline:
         keys: Mapping[int, bytes],
         changes: Iterable[Entry] = (),
     ) -> None:
-        self.start = dict(start)
-        #: public keys of every member, including those admitted by a grant
-        self.keys = dict(keys)
+        self.start = start
+        #: public keys of members admitted by a grant in the log (beyond ``keys``)
+        self.granted: dict[int, bytes] = {}
         self._changes: dict[int, list[tuple[Key, Role | None]]] = {}
         self._keys_at: dict[int, list[Key]] = {}
-        current = dict(self.start)
+        self._final: dict[int, Role | None] = {}
         for entry in sorted(changes, key=lambda e: e.key):
-            if current.get(entry.author) is not Role.ADMIN:
+            if self.role(entry.author) is not Role.ADMIN:
                 continue
             if entry.kind == GRANT:
                 role_value, key = _GRANT.unpack(entry.payload)
                 target = author_id(key)
+                known = {**keys, **self.granted}
                 if any(
                     other != target and (other & 0xFFFFFFFF) == (target & 0xFFFFFFFF)
-                    for other in self.keys
+                    for other in known
                 ):
                     continue
-                self.keys.setdefault(target, key)
+                if target not in keys:
+                    self.granted.setdefault(target, key)
                 role: Role | None = Role(role_value)
             elif entry.kind == REVOKE:
                 (target,) = _REVOKE.unpack(entry.payload)
                 role = None
             else:
                 continue
-            current[target] = role
+            self._final[target] = role
             self._changes.setdefault(target, []).append((entry.key, role))
             self._keys_at.setdefault(target, []).append(entry.key)
-        self.final = current
 
     def role_at(self, author: int, key: Key) -> Role | None:
         """The author's role for an entry at ``key`` (None: no role, every command refused)."""
@@ -197,7 +200,40 @@ class RoleTimeline:
 
     def role(self, author: int) -> Role | None:
         """The author's role after every change (what a new local command is checked against)."""
-        return self.final.get(author)
+        if author in self._final:
+            return self._final[author]
+        return self.start.get(author)
+
+    def roles(self) -> dict[int, Role | None]:
+        """Every member's role after every change."""
+        return {**dict(self.start), **self._final}
 
     def history(self, author: int) -> list[tuple[Key, Role | None]]:
         return list(self._changes.get(author, ()))
+
+    def changed(self) -> set[int]:
+        """Authors whose role some change in the log set."""
+        return set(self._changes)
+
+
+class StartRoles(Mapping[int, "Role | None"]):
+    """Roles before the first entry a log holds: a checkpoint's table where it has one, else
+    the roster's, read live (a roster edited after the log was made still counts)."""
+
+    def __init__(self, roster: Roster, table: Mapping[int, Role | None] | None = None) -> None:
+        self.roster = roster
+        self.table = dict(table or {})
+
+    def __getitem__(self, author: int) -> Role | None:
+        if author in self.table:
+            return self.table[author]
+        if author in self.roster:
+            return self.roster.role_of(author)
+        raise KeyError(author)
+
+    def __iter__(self) -> Iterator[int]:
+        yield from self.table
+        yield from (m.author for m in self.roster if m.author not in self.table)
+
+    def __len__(self) -> int:
+        return len(set(self.table) | {m.author for m in self.roster})
