@@ -43,3 +43,16 @@ class StoreCorruptError(StoreError):
 
 class ForeignStoreError(StoreError):
     """A database that exists but was not written by theta's command log."""
+
+
+class DurabilityError(StoreError, ValueError):
+    """A store asked for a weaker durability than it promises without saying so explicitly."""
+
+    def __init__(self, message: str, *, expected: str, actual: str) -> None:
+        super().__init__(message)
+        self.expected = expected
+        self.actual = actual
+
+
+class CheckpointError(CommandLogError):
+    """A checkpoint that cannot be made here (no signer, not an admin, nothing to cover)."""
