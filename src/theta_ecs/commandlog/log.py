@@ -225,6 +225,8 @@ class CommandLog:
 
     # -- reading --------------------------------------------------------------------------------
     def __len__(self) -> int:
+        """Entries held: those a checkpoint retained and every later one (denied ones too: a
+        grant ordered before them may still arrive)."""
         return len(self._entries)
 
     def __contains__(self, entry_id: object) -> bool:
@@ -234,7 +236,8 @@ class CommandLog:
         return self._entries.get(entry_id)
 
     def ordered(self) -> list[Entry]:
-        """Every integrated entry in the total order (identical on every peer with the same set)."""
+        """Every entry held, in the total order (identical on every peer holding the same
+        entries and the same checkpoint)."""
         if not self._order_sorted:
             self._order.sort(key=lambda e: e.key)
             self._order_sorted = True
