@@ -246,3 +246,39 @@ def test_corrupted_acks_never_stall_replication(flips: list[tuple[int, int, int]
     assert h.rcv.applied_sequence >= scene.world.tick - 3
     assert h.history[h.rcv.applied_sequence].same_state(h.history[scene.world.tick])
     assert_client_matches(h)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(st.integers(1, 3), min_size=3, max_size=12),  # tick steps between sent states
+    st.lists(
+        st.one_of(
+            st.builds(AckPacket, st.integers(0, 60), st.integers(0, 2**32 - 1)),
+            st.builds(ResyncRequest, st.integers(1, 60), st.integers(0, 59)).filter(
+                lambda r: r.baseline < r.sequence
+            ),
+            st.builds(ChunkRequest, st.integers(0, 60), st.tuples(st.integers(0, 5))),
+        ),
+        max_size=20,
+    ),
+)
+def test_hostile_acks_and_requests_never_make_an_unsent_state_the_baseline(
+    steps: list[int], packets: list[AckPacket | ResyncRequest | ChunkRequest]
+) -> None:
+    world = World()
+    world.spawn_batch({Position: np.arange(600, dtype=np.float32).reshape(-1, 3)})
+    schema = ReplicationSchema([Position])
+    rep = Replicator(schema, ReplicatorConfig(packet_budget=400))  # every state is chunked
+    sent: set[int] = set()
+    tick, now = 0, 0.0
+    for i, step in enumerate(steps):
+        tick, now = tick + step, now + 1 / 60
+        if rep.produce(capture(world, schema, tick=tick), now) and rep.last_state.tick == tick:
+            sent.add(tick)
+        for pkt in packets[i::len(steps)]:
+            rep.receive(encode_packet(pkt), now)
+            acked = rep.acked_sequence
+            assert acked is None or acked in sent
+            if acked is not None:
+                state = rep._history[acked]
+                assert not state.unsent and not state.disowned
