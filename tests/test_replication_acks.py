@@ -197,6 +197,32 @@ def test_the_receiver_does_not_ask_for_a_resync_over_a_reordered_old_delta() -> 
     assert not any(isinstance(decode_packet(p), ResyncRequest) for p in rcv.produce(now + 1))
 
 
+def test_junk_deltas_do_not_make_the_receiver_ask_for_ever() -> None:
+    scene, h = cubes(20, seed=9)
+    run(scene, h, 20)
+    applied = h.rcv.applied_sequence
+    wire_hash = h.schema.wire_hash
+    far = encode_packet(StatePacket(applied + 10**6, applied + 10**6 - 1, wire_hash, b"x"))
+    near = encode_packet(StatePacket(applied + 50, applied + 45, wire_hash, b"x"))
+    h.rcv.receive(far, h.now)  # outside the plausible window: no request at all
+    assert not any(isinstance(decode_packet(p), ResyncRequest) for p in h.rcv.produce(h.now))
+    h.rcv.receive(near, h.now)  # plausible: asked about once, refused by the replicator ...
+    assert any(isinstance(decode_packet(p), ResyncRequest) for p in h.rcv.produce(h.now))
+    run(scene, h, 30)  # ... and forgotten as soon as genuine state applies again
+    assert h.rcv.stats.resync_requests == 1
+    assert h.rep.stats.refused_resyncs == 0 and h.rep.stats.resyncs == 0  # never sent up
+    assert h.rcv.applied_sequence >= scene.world.tick - 3
+    # A request that does reach the replicator about a packet it never sent is refused.
+    h.rep.receive(encode_packet(ResyncRequest(applied + 50, applied + 45)), h.now)
+    assert h.rep.stats.refused_resyncs == 1 and h.rep.stats.resyncs == 0
+    # With the stream dead, a stuck receiver stops asking after a while.
+    h.rcv.receive(encode_packet(StatePacket(scene.world.tick + 30, scene.world.tick + 20,
+                                            wire_hash, b"x")), h.now)
+    asked = [any(isinstance(decode_packet(p), ResyncRequest) for p in h.rcv.produce(h.now + t))
+             for t in (0.0, 0.5, 1.0, 5.0, 6.0)]
+    assert asked[:3] == [True, True, True] and asked[3:] == [False, False]
+
+
 def test_a_resync_request_travels_outside_the_envelope() -> None:
     scene = CubesScene(5, seed=1)
     schema = ReplicationSchema(scene.components)
