@@ -177,7 +177,7 @@ def _values(obj: object) -> Iterator[tuple[str, Value]]:
     """Values of a mapping by key, or of an object by dataclass field or attribute: numbers,
     and Histogram / RollingStat objects for histogram and summary metrics."""
     if isinstance(obj, Mapping):
-        items: Iterable[tuple[str, Any]] = list(obj.items())
+        items: Iterable[tuple[str, Any]] = dict(obj).items()  # one C-level copy: no torn read
     elif dataclasses.is_dataclass(obj) and not isinstance(obj, type):
         items = [(f.name, getattr(obj, f.name)) for f in dataclasses.fields(obj)]
     else:
