@@ -228,3 +228,23 @@ def test_histogram_buckets_count_values_up_to_and_including_each_bound() -> None
         hist.observe(value)
     assert hist.cumulative() == [(0.001, 2), (0.01, 4), (float("inf"), 5)]
     assert hist.sum == pytest.approx(0.5135)
+
+
+def test_a_stats_field_nobody_declared_is_still_exported_under_its_key() -> None:
+    @dataclasses.dataclass
+    class LinkStats:
+        sent: int = 4
+        brand_new: int = 2
+
+    reg = MetricRegistry()
+    reg.counter("theta_link_sent_total", "packets", "Sent.", source="link", key="sent",
+                labels=("peer",))
+    reg.counter("theta_undeclared_events_total", "events", "Fallback.",
+                source="telemetry.counters", key="*", labels=("key",))
+    exporter = MetricsExporter(reg)
+    exporter.watch("link", LinkStats(), peer="a")
+    exporter.watch("link", LinkStats(sent=1, brand_new=5), peer="b")
+    got = _scrape(exporter.render().decode())
+    assert got[("theta_link_sent_total", (("peer", "a"),))] == 4
+    assert got[("theta_link_sent_total", (("peer", "b"),))] == 1
+    assert got[("theta_undeclared_events_total", (("key", "link.brand_new"),))] == 7
