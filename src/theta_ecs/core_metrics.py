@@ -60,7 +60,21 @@ _COUNTERS: tuple[tuple[str, str, str, str], ...] = (
     ("sequence_window_drops", "theta_commandlog_sequence_window_drops_total", "commands",
      "Guard: entries too far ahead of an author's sequence (a gap to fill by sync)."),
     ("replay_rejections", "theta_commandlog_replay_rejections_total", "commands",
-     "Guard: unsolicited re-deliveries of already integrated entries (possible replay)."),
+     "Guard: entries that reuse an integrated entry's identity with other content (a replay "
+     "or forgery attempt; before duplicates were counted apart, every re-delivery)."),
+    ("duplicates_dropped", "theta_commandlog_duplicates_dropped_total", "commands",
+     "Exact re-deliveries of already integrated entries (ordinary network duplication), "
+     "dropped without counting as replays."),
+    ("checkpoints_made", "theta_commandlog_checkpoints_made_total", "checkpoints",
+     "Checkpoints this peer signed (the folded state at a Lamport time; history before it "
+     "compacted)."),
+    ("checkpoints_applied", "theta_commandlog_checkpoints_applied_total", "checkpoints",
+     "Checkpoints received from peers and applied."),
+    ("stale_checkpoint_drops", "theta_commandlog_stale_checkpoint_drops_total", "checkpoints",
+     "Guard: checkpoints older than, or rivals of, the one already applied."),
+    ("checkpoint_permission_rejections",
+     "theta_commandlog_checkpoint_permission_rejections_total", "checkpoints",
+     "Guard: checkpoints signed by an author without the admin role."),
     ("sync_duplicates", "theta_commandlog_sync_duplicates_total", "commands",
      "Already integrated entries that came again in an answer to our own sync request."),
     ("unknown_command_drops", "theta_commandlog_unknown_command_drops_total", "commands",
@@ -135,6 +149,14 @@ _REPLICATOR: tuple[tuple[str, str, str, str], ...] = (
      "Full states sent (no usable baseline)."),
     ("ignored_requests", "theta_replicator_ignored_chunk_requests_total", "requests",
      "Chunk requests dropped (unknown state, or served too recently)."),
+    ("forged_acks", "theta_replicator_forged_acks_total", "acks",
+     "Guard: acknowledgements of states never (or not yet wholly) sent, refused."),
+    ("resyncs", "theta_replicator_resyncs_total", "packets",
+     "Full states sent because the peer lacked the acknowledged baseline."),
+    ("refused_resyncs", "theta_replicator_refused_resync_requests_total", "requests",
+     "Guard: resync requests naming a packet and baseline pair never sent, refused."),
+    ("stale_resyncs", "theta_replicator_stale_resync_requests_total", "requests",
+     "Resync requests about a baseline no longer in use, ignored."),
 )
 for _key, _name, _unit, _help in _REPLICATOR:
     R.counter(_name, _unit, _help, source="replicator", key=_key, labels=("peer",))
@@ -156,6 +178,12 @@ _RECEIVER: tuple[tuple[str, str, str, str], ...] = (
     ("acks_sent", "theta_receiver_sent_acks_total", "acks", "Acknowledgements sent."),
     ("chunk_requests", "theta_receiver_chunk_requests_total", "requests",
      "Requests for missing chunks sent."),
+    ("resync_requests", "theta_receiver_resync_requests_total", "requests",
+     "Requests for a full state, sent because a delta's baseline is missing."),
 )
 for _key, _name, _unit, _help in _RECEIVER:
     R.counter(_name, _unit, _help, source="receiver", key=_key, labels=("peer",))
+R.counter("theta_receiver_chunk_drops_total", "chunks",
+          "Guard: chunks, or whole incomplete messages, dropped from reassembly, by reason "
+          "(duplicate, stale, out_of_window, superseded, expired, evicted, refused).",
+          source="receiver", key="chunk_drops", labels=("peer",), expand="reason")

@@ -129,22 +129,30 @@ class MetricsExporter(Collector):
                 continue
             labels = dict(w.labels)
             declared = self.declarations.for_source(w.source)
-            for key, value in _values(obj):
+            fallback = undeclared.setdefault(
+                "telemetry.gauges" if w.source == "telemetry.gauges" else "telemetry.counters", {})
+            prefix = "" if w.source in _TELEMETRY_SOURCES else f"{w.source}."
+            for key, value in _values(obj, nested=True):
                 metric = declared.get(key)
-                if metric is not None:
-                    _sample(families, metric, [labels[label] for label in metric.labels], value)
-                elif isinstance(value, (int, float)):
-                    fallback = "telemetry.gauges" if w.source == "telemetry.gauges" else (
-                        "telemetry.counters")
-                    name = key if w.source in _TELEMETRY_SOURCES else f"{w.source}.{key}"
-                    slot = undeclared.setdefault(fallback, {})
-                    slot[name] = slot.get(name, 0.0) + float(value)
-        for source, values in undeclared.items():
+                label_values = [labels[label] for label in metric.labels] if metric else []
+                if metric is not None and metric.expand is None:
+                    _sample(families, metric, label_values, value)
+                    continue
+                if _is_group(value):  # a nested group of counters: one sample per field
+                    for sub, v in _values(value):
+                        if metric is not None:
+                            _sample(families, metric, [*label_values, sub], v)
+                        elif isinstance(v, (int, float)):
+                            name = f"{prefix}{key}.{sub}"
+                            fallback[name] = fallback.get(name, 0.0) + float(v)
+                elif metric is None and isinstance(value, (int, float)):
+                    fallback[prefix + key] = fallback.get(prefix + key, 0.0) + float(value)
+        for source, found in undeclared.items():
             metric = self.declarations.for_source(source).get(UNDECLARED)
             if metric is None:
                 continue
-            for key, value in sorted(values.items()):
-                _sample(families, metric, [key], value)
+            for key, total in sorted(found.items()):
+                _sample(families, metric, [key], total)
         yield from families.values()
 
     def _world(self, world: World, families: dict[str, Family]) -> None:
@@ -173,9 +181,15 @@ class MetricsExporter(Collector):
         return bytes(generate_latest(registry))
 
 
-def _values(obj: object) -> Iterator[tuple[str, Value]]:
+def _is_group(value: object) -> bool:
+    return isinstance(value, Mapping) or (
+        dataclasses.is_dataclass(value) and not isinstance(value, type))
+
+
+def _values(obj: object, nested: bool = False) -> Iterator[tuple[str, Any]]:
     """Values of a mapping by key, or of an object by dataclass field or attribute: numbers,
-    and Histogram / RollingStat objects for histogram and summary metrics."""
+    Histogram / RollingStat objects for histogram and summary metrics, and (``nested``)
+    groups of counters (a dataclass or mapping inside the stats object)."""
     if isinstance(obj, Mapping):
         items: Iterable[tuple[str, Any]] = dict(obj).items()  # one C-level copy: no torn read
     elif dataclasses.is_dataclass(obj) and not isinstance(obj, type):
@@ -183,7 +197,9 @@ def _values(obj: object) -> Iterator[tuple[str, Value]]:
     else:
         items = [(k, v) for k, v in vars(obj).items() if not k.startswith("_")]
     for key, value in items:
-        if isinstance(value, (int, float, Histogram, RollingStat)) and not isinstance(value, bool):
+        if isinstance(value, bool):
+            continue
+        if isinstance(value, (int, float, Histogram, RollingStat)) or (nested and _is_group(value)):
             yield str(key), value
 
 
@@ -210,7 +226,7 @@ def _family(families: dict[str, Family], m: Metric) -> Family:
     fam = families.get(m.name)
     if fam is not None:
         return fam
-    labels = list(m.labels)
+    labels = list(m.all_labels)
     made: Family
     if m.kind is MetricKind.COUNTER:
         made = CounterMetricFamily(m.name, m.help, labels=labels)
