@@ -47,7 +47,7 @@ def _documented() -> dict[str, tuple[str, str, tuple[str, ...], str]]:
 
 
 def test_the_reference_lists_exactly_the_declared_metrics() -> None:
-    declared = load_declarations()
+    declared = load_declarations(strict=True)
     documented = _documented()
     missing = [m.doc_row() for m in declared if m.name not in documented]
     stale = sorted(set(documented) - {m.name for m in declared})
@@ -85,7 +85,7 @@ HOW_TO_DECLARE = (
 
 
 def test_every_telemetry_key_the_code_counts_is_declared() -> None:
-    declared = load_declarations()
+    declared = load_declarations(strict=True)
     keys = _telemetry_keys_in_code()
     assert len(keys["count"]) > 20  # the scan finds the counters it is meant to find
     for kind, source in (("count", "telemetry.counters"), ("gauge", "telemetry.gauges")):
@@ -100,7 +100,7 @@ def test_every_telemetry_key_the_code_counts_is_declared() -> None:
 def test_every_stats_field_is_declared(source: str, stats: type) -> None:
     # Declarations may run ahead of the code (a field another branch is adding), not behind it.
     fields = {f.name for f in dataclasses.fields(stats)}
-    undeclared = sorted(fields - set(load_declarations().for_source(source)))
+    undeclared = sorted(fields - set(load_declarations(strict=True).for_source(source)))
     assert not undeclared, (
         f"{stats.__name__} fields without a metric declaration: {undeclared}; {HOW_TO_DECLARE}")
 
@@ -278,3 +278,18 @@ def test_a_nested_group_of_counters_becomes_one_labelled_sample_per_field() -> N
     got = _scrape(exporter.render().decode())
     assert got[("theta_link_drops_total", (("peer", "a"), ("reason", "late")))] == 3
     assert got[("theta_link_drops_total", (("peer", "a"), ("reason", "corrupt")))] == 1
+
+
+def test_a_backend_whose_declarations_cannot_import_is_skipped_and_named(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from importlib.metadata import EntryPoint
+
+    from theta_ecs import metrics
+
+    broken = EntryPoint("gone", "theta_no_such_backend.metrics", metrics.ENTRY_POINT_GROUP)
+    monkeypatch.setattr(metrics, "entry_points", lambda group: [broken])
+    monkeypatch.setattr(metrics, "LOAD_ERRORS", {})
+    assert "theta_frames_total" in metrics.load_declarations()
+    assert "theta_no_such_backend" in metrics.LOAD_ERRORS["theta_no_such_backend.metrics"]
+    with pytest.raises(ModuleNotFoundError):
+        metrics.load_declarations(strict=True)

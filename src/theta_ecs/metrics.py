@@ -186,11 +186,25 @@ def _check_name(m: Metric) -> None:
 REGISTRY = MetricRegistry()
 
 
-def load_declarations(registry: MetricRegistry = REGISTRY) -> MetricRegistry:
-    """Import the core's declarations and every module listed under ``theta.metrics``."""
+#: Declaration modules that failed to import in :func:`load_declarations`, with the reason.
+LOAD_ERRORS: dict[str, str] = {}
+
+
+def load_declarations(registry: MetricRegistry = REGISTRY, strict: bool = False) -> MetricRegistry:
+    """Import the core's declarations and every module listed under ``theta.metrics``.
+
+    A backend's module that cannot import (its library is missing) is skipped and named in
+    :data:`LOAD_ERRORS`, so a server still exports everything else; ``strict`` raises instead.
+    """
     importlib.import_module("theta_ecs.core_metrics")
     for ep in entry_points(group=ENTRY_POINT_GROUP):
-        importlib.import_module(ep.value.split(":")[0])
+        module = ep.value.split(":")[0]
+        try:
+            importlib.import_module(module)
+        except ImportError as exc:
+            if strict:
+                raise
+            LOAD_ERRORS[module] = f"{type(exc).__name__}: {exc}"
     return registry
 
 
@@ -204,5 +218,5 @@ if __name__ == "__main__":  # python -m theta_ecs.metrics: print the reference t
     from theta_ecs import metrics
 
     print("| name | type | unit | labels | meaning |\n| --- | --- | --- | --- | --- |")
-    for metric in metrics.load_declarations():
+    for metric in metrics.load_declarations(strict=True):
         print(metric.doc_row())
