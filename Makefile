@@ -15,13 +15,14 @@ test: build
 	$(BIN)/mypy
 	$(BIN)/python -m pytest
 
-# The pytest-benchmark suites under benchmarks/ (`make test` never runs them). Each suite keeps
+# The pytest-benchmark suites under benchmarks/ (`make test` never runs them): every
+# benchmarks/test_<suite>.py, or BENCH_SUITES="ecs bandwidth". Each suite keeps
 # its runs under benchmarks/results/history/<suite>/, copies the latest to
 # benchmarks/results/<suite>-benchmark.json (pytest-benchmark's format), and
 # fails when a benchmark got slower than the previous saved run by more than BENCH_FAIL
 # (pytest-benchmark's --benchmark-compare-fail). The bandwidth suite also writes bandwidth.json
 # and .png and fails on a bandwidth regression over 5%. Every suite runs even if one fails.
-BENCH_SUITES ?= ecs commandlog bandwidth
+BENCH_SUITES ?= $(patsubst benchmarks/test_%.py,%,$(wildcard benchmarks/test_*.py))
 BENCH_FAIL   ?= min:25%
 BENCH_ARGS   ?=
 bench: build

@@ -7,12 +7,17 @@ against the previous run. The test suite (``testpaths = tests``) never collects 
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from theta_ecs.bench.workload import Results, Target, Workload
+
+# Suites may share helper modules kept in this folder (e.g. net_support).
+sys.path.insert(0, str(Path(__file__).parent))
 
 _BOARD = pytest.StashKey["Board"]()
 DEFAULT_FRESH_ROUNDS = 5

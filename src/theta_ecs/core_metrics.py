@@ -60,22 +60,21 @@ _COUNTERS: tuple[tuple[str, str, str, str], ...] = (
     ("sequence_window_drops", "theta_commandlog_sequence_window_drops_total", "commands",
      "Guard: entries too far ahead of an author's sequence (a gap to fill by sync)."),
     ("replay_rejections", "theta_commandlog_replay_rejections_total", "commands",
-     "Guard: a second, different entry under an author's already used sequence number "
-     "(a replay or an equivocation: an attack, never a network artefact)."),
+     "Guard: entries that reuse an integrated entry's identity with other content (a replay "
+     "or forgery attempt; before duplicates were counted apart, every re-delivery)."),
     ("duplicates_dropped", "theta_commandlog_duplicates_dropped_total", "commands",
-     "Exact copies of entries (or of the checkpoint) this log already holds or refused: "
-     "the network duplicated or resent them; harmless."),
-    ("covered_drops", "theta_commandlog_covered_drops_total", "commands",
-     "Entries a checkpoint here already covers (their effect is in it), dropped; harmless."),
+     "Exact re-deliveries of already integrated entries (ordinary network duplication), "
+     "dropped without counting as replays."),
     ("checkpoints_made", "theta_commandlog_checkpoints_made_total", "checkpoints",
-     "Checkpoints this peer signed (history before them compacted)."),
+     "Checkpoints this peer signed (the folded state at a Lamport time; history before it "
+     "compacted)."),
     ("checkpoints_applied", "theta_commandlog_checkpoints_applied_total", "checkpoints",
-     "Checkpoints received, verified and applied (history before them compacted)."),
+     "Checkpoints received from peers and applied."),
     ("stale_checkpoint_drops", "theta_commandlog_stale_checkpoint_drops_total", "checkpoints",
-     "Checkpoints older than (or rival to) the one this peer holds, dropped."),
+     "Guard: checkpoints older than, or rivals of, the one already applied."),
     ("checkpoint_permission_rejections",
      "theta_commandlog_checkpoint_permission_rejections_total", "checkpoints",
-     "Guard: checkpoints signed by an author who was not an admin over the history covered."),
+     "Guard: checkpoints signed by an author without the admin role."),
     ("sync_duplicates", "theta_commandlog_sync_duplicates_total", "commands",
      "Already integrated entries that came again in an answer to our own sync request."),
     ("unknown_command_drops", "theta_commandlog_unknown_command_drops_total", "commands",
@@ -151,13 +150,13 @@ _REPLICATOR: tuple[tuple[str, str, str, str], ...] = (
     ("ignored_requests", "theta_replicator_ignored_chunk_requests_total", "requests",
      "Chunk requests dropped (unknown state, or served too recently)."),
     ("forged_acks", "theta_replicator_forged_acks_total", "acks",
-     "Acknowledgements naming a state never (or not wholly) sent, refused."),
-    ("resyncs", "theta_replicator_resyncs_total", "requests",
-     "Resync requests (the peer lacks its baseline) answered with a full state."),
-    ("stale_resyncs", "theta_replicator_stale_resyncs_total", "requests",
-     "Resync requests about a state older than the current baseline, ignored."),
-    ("refused_resyncs", "theta_replicator_refused_resyncs_total", "requests",
-     "Resync requests naming a state never sent, refused."),
+     "Guard: acknowledgements of states never (or not yet wholly) sent, refused."),
+    ("resyncs", "theta_replicator_resyncs_total", "packets",
+     "Full states sent because the peer lacked the acknowledged baseline."),
+    ("refused_resyncs", "theta_replicator_refused_resync_requests_total", "requests",
+     "Guard: resync requests naming a packet and baseline pair never sent, refused."),
+    ("stale_resyncs", "theta_replicator_stale_resync_requests_total", "requests",
+     "Resync requests about a baseline no longer in use, ignored."),
 )
 for _key, _name, _unit, _help in _REPLICATOR:
     R.counter(_name, _unit, _help, source="replicator", key=_key, labels=("peer",))
@@ -180,11 +179,11 @@ _RECEIVER: tuple[tuple[str, str, str, str], ...] = (
     ("chunk_requests", "theta_receiver_chunk_requests_total", "requests",
      "Requests for missing chunks sent."),
     ("resync_requests", "theta_receiver_resync_requests_total", "requests",
-     "Resync requests sent because a delta's baseline was missing."),
+     "Requests for a full state, sent because a delta's baseline is missing."),
 )
 for _key, _name, _unit, _help in _RECEIVER:
     R.counter(_name, _unit, _help, source="receiver", key=_key, labels=("peer",))
 R.counter("theta_receiver_chunk_drops_total", "chunks",
-          "Chunks or incomplete messages dropped by the reassembler, by reason (duplicate, "
-          "stale, out_of_window, superseded, expired, evicted, refused).",
-          source="receiver", key="chunk_drops", labels=("peer", "reason"))
+          "Guard: chunks, or whole incomplete messages, dropped from reassembly, by reason "
+          "(duplicate, stale, out_of_window, superseded, expired, evicted, refused).",
+          source="receiver", key="chunk_drops", labels=("peer",), expand="reason")

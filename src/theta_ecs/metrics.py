@@ -62,7 +62,11 @@ class MetricKind(str, Enum):
 
 @dataclass(frozen=True)
 class Metric:
-    """One exported metric. ``scale`` converts the source's value to the metric's unit."""
+    """One exported metric. ``scale`` converts the source's value to the metric's unit.
+
+    ``expand`` names one more label for a value that is itself a group of counters (a nested
+    stats object such as drops by reason): each of its fields becomes one labelled sample.
+    """
 
     name: str
     kind: MetricKind
@@ -72,10 +76,16 @@ class Metric:
     key: str
     labels: tuple[str, ...] = ()
     scale: float = 1.0
+    expand: str | None = None
+
+    @property
+    def all_labels(self) -> tuple[str, ...]:
+        """The exported label names: the watched object's, then ``expand``'s."""
+        return (*self.labels, self.expand) if self.expand else self.labels
 
     def doc_row(self) -> str:
         """This metric's row in docs/metrics.md."""
-        labels = ", ".join(f"`{label}`" for label in self.labels) or "—"
+        labels = ", ".join(f"`{label}`" for label in self.all_labels) or "—"
         return f"| `{self.name}` | {self.kind.value} | {self.unit} | {labels} | {self.help} |"
 
 
@@ -103,16 +113,19 @@ class MetricRegistry:
         return metric
 
     def _make(self, kind: MetricKind, name: str, unit: str, help: str, source: str, key: str,
-              labels: tuple[str, ...], scale: float) -> Metric:
-        return self.declare(Metric(name, kind, unit, help, source, key, labels, scale))
+              labels: tuple[str, ...], scale: float, expand: str | None = None) -> Metric:
+        return self.declare(Metric(name, kind, unit, help, source, key, labels, scale, expand))
 
     def counter(self, name: str, unit: str, help: str, *, source: str, key: str,
-                labels: tuple[str, ...] = (), scale: float = 1.0) -> Metric:
-        return self._make(MetricKind.COUNTER, name, unit, help, source, key, labels, scale)
+                labels: tuple[str, ...] = (), scale: float = 1.0,
+                expand: str | None = None) -> Metric:
+        return self._make(MetricKind.COUNTER, name, unit, help, source, key, labels, scale,
+                          expand)
 
     def gauge(self, name: str, unit: str, help: str, *, source: str, key: str,
-              labels: tuple[str, ...] = (), scale: float = 1.0) -> Metric:
-        return self._make(MetricKind.GAUGE, name, unit, help, source, key, labels, scale)
+              labels: tuple[str, ...] = (), scale: float = 1.0,
+              expand: str | None = None) -> Metric:
+        return self._make(MetricKind.GAUGE, name, unit, help, source, key, labels, scale, expand)
 
     def histogram(self, name: str, unit: str, help: str, *, source: str, key: str,
                   labels: tuple[str, ...] = (), scale: float = 1.0) -> Metric:
@@ -160,7 +173,11 @@ def _check_name(m: Metric) -> None:
         raise MetricDeclarationError(m.name, f"the unit {m.unit!r} belongs in the name")
     if m.kind in (MetricKind.HISTOGRAM, MetricKind.SUMMARY) and m.unit != "seconds":
         raise MetricDeclarationError(m.name, "histograms and summaries here are durations")
-    for label in m.labels:
+    if m.expand is not None and m.kind in (MetricKind.HISTOGRAM, MetricKind.SUMMARY):
+        raise MetricDeclarationError(m.name, "only counters and gauges expand a nested group")
+    if len(set(m.all_labels)) != len(m.all_labels):
+        raise MetricDeclarationError(m.name, "a label is named twice")
+    for label in m.all_labels:
         if not re.match(r"^[a-z_][a-z0-9_]*$", label) or label.startswith("__"):
             raise MetricDeclarationError(m.name, f"bad label name {label!r}")
 
@@ -169,11 +186,25 @@ def _check_name(m: Metric) -> None:
 REGISTRY = MetricRegistry()
 
 
-def load_declarations(registry: MetricRegistry = REGISTRY) -> MetricRegistry:
-    """Import the core's declarations and every module listed under ``theta.metrics``."""
+#: Declaration modules that failed to import in :func:`load_declarations`, with the reason.
+LOAD_ERRORS: dict[str, str] = {}
+
+
+def load_declarations(registry: MetricRegistry = REGISTRY, strict: bool = False) -> MetricRegistry:
+    """Import the core's declarations and every module listed under ``theta.metrics``.
+
+    A backend's module that cannot import (its library is missing) is skipped and named in
+    :data:`LOAD_ERRORS`, so a server still exports everything else; ``strict`` raises instead.
+    """
     importlib.import_module("theta_ecs.core_metrics")
     for ep in entry_points(group=ENTRY_POINT_GROUP):
-        importlib.import_module(ep.value.split(":")[0])
+        module = ep.value.split(":")[0]
+        try:
+            importlib.import_module(module)
+        except ImportError as exc:
+            if strict:
+                raise
+            LOAD_ERRORS[module] = f"{type(exc).__name__}: {exc}"
     return registry
 
 
@@ -187,5 +218,5 @@ if __name__ == "__main__":  # python -m theta_ecs.metrics: print the reference t
     from theta_ecs import metrics
 
     print("| name | type | unit | labels | meaning |\n| --- | --- | --- | --- | --- |")
-    for metric in metrics.load_declarations():
+    for metric in metrics.load_declarations(strict=True):
         print(metric.doc_row())

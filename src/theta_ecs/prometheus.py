@@ -56,9 +56,6 @@ Value = float | Histogram | RollingStat
 Family = CounterMetricFamily | GaugeMetricFamily | HistogramMetricFamily | SummaryMetricFamily
 #: Sources read from a Telemetry rather than from a watched object's attributes.
 _TELEMETRY_SOURCES = frozenset({"telemetry.counters", "telemetry.gauges"})
-#: The label a metric declares last when its value is a record of counters (drops by reason):
-#: the exporter fills it with each field's name.
-BREAKDOWN_LABEL = "reason"
 
 
 @dataclass(frozen=True)
@@ -96,7 +93,7 @@ class MetricsExporter(Collector):
         declared = self.declarations.for_source(source)
         if not declared:
             raise MetricDeclarationError(source, "no metric is declared for this source")
-        expected = {label for m in declared.values() for label in m.labels} - {BREAKDOWN_LABEL}
+        expected = {label for m in declared.values() for label in m.labels}
         if set(labels) != expected:
             raise MetricDeclarationError(
                 source, f"expects labels {sorted(expected)}, got {sorted(labels)}")
@@ -132,27 +129,30 @@ class MetricsExporter(Collector):
                 continue
             labels = dict(w.labels)
             declared = self.declarations.for_source(w.source)
-            for key, value in _values(obj):
+            fallback = undeclared.setdefault(
+                "telemetry.gauges" if w.source == "telemetry.gauges" else "telemetry.counters", {})
+            prefix = "" if w.source in _TELEMETRY_SOURCES else f"{w.source}."
+            for key, value in _values(obj, nested=True):
                 metric = declared.get(key)
-                if metric is not None and _is_record(value):
-                    # A record of counters (e.g. drops by reason): one sample per field.
-                    base = [labels[label] for label in metric.labels if label != BREAKDOWN_LABEL]
-                    for part, count in _values(value):
-                        _sample(families, metric, [*base, part], count)
-                elif metric is not None:
-                    _sample(families, metric, [labels[label] for label in metric.labels], value)
-                elif isinstance(value, (int, float)):
-                    fallback = "telemetry.gauges" if w.source == "telemetry.gauges" else (
-                        "telemetry.counters")
-                    name = key if w.source in _TELEMETRY_SOURCES else f"{w.source}.{key}"
-                    slot = undeclared.setdefault(fallback, {})
-                    slot[name] = slot.get(name, 0.0) + float(value)
-        for source, values in undeclared.items():
+                label_values = [labels[label] for label in metric.labels] if metric else []
+                if metric is not None and metric.expand is None:
+                    _sample(families, metric, label_values, value)
+                    continue
+                if _is_group(value):  # a nested group of counters: one sample per field
+                    for sub, v in _values(value):
+                        if metric is not None:
+                            _sample(families, metric, [*label_values, sub], v)
+                        elif isinstance(v, (int, float)):
+                            name = f"{prefix}{key}.{sub}"
+                            fallback[name] = fallback.get(name, 0.0) + float(v)
+                elif metric is None and isinstance(value, (int, float)):
+                    fallback[prefix + key] = fallback.get(prefix + key, 0.0) + float(value)
+        for source, found in undeclared.items():
             metric = self.declarations.for_source(source).get(UNDECLARED)
             if metric is None:
                 continue
-            for key, value in sorted(values.items()):
-                _sample(families, metric, [key], value)
+            for key, total in sorted(found.items()):
+                _sample(families, metric, [key], total)
         yield from families.values()
 
     def _world(self, world: World, families: dict[str, Family]) -> None:
@@ -181,24 +181,26 @@ class MetricsExporter(Collector):
         return bytes(generate_latest(registry))
 
 
-def _values(obj: object) -> Iterator[tuple[str, Any]]:
+def _is_group(value: object) -> bool:
+    return isinstance(value, Mapping) or (
+        dataclasses.is_dataclass(value) and not isinstance(value, type))
+
+
+def _values(obj: object, nested: bool = False) -> Iterator[tuple[str, Any]]:
     """Values of a mapping by key, or of an object by dataclass field or attribute: numbers,
-    and Histogram / RollingStat objects for histogram and summary metrics."""
+    Histogram / RollingStat objects for histogram and summary metrics, and (``nested``)
+    groups of counters (a dataclass or mapping inside the stats object)."""
     if isinstance(obj, Mapping):
-        items: Iterable[tuple[str, Any]] = list(obj.items())
+        items: Iterable[tuple[str, Any]] = dict(obj).items()  # one C-level copy: no torn read
     elif dataclasses.is_dataclass(obj) and not isinstance(obj, type):
         items = [(f.name, getattr(obj, f.name)) for f in dataclasses.fields(obj)]
     else:
         items = [(k, v) for k, v in vars(obj).items() if not k.startswith("_")]
     for key, value in items:
-        number = isinstance(value, (int, float)) and not isinstance(value, bool)
-        if number or isinstance(value, (Histogram, RollingStat)) or _is_record(value):
+        if isinstance(value, bool):
+            continue
+        if isinstance(value, (int, float, Histogram, RollingStat)) or (nested and _is_group(value)):
             yield str(key), value
-
-
-def _is_record(value: object) -> bool:
-    """A dataclass instance of counters nested in a stats object (read field by field)."""
-    return dataclasses.is_dataclass(value) and not isinstance(value, type)
 
 
 def _sample(families: dict[str, Family], m: Metric, labels: list[str], value: Value) -> None:
@@ -224,7 +226,7 @@ def _family(families: dict[str, Family], m: Metric) -> Family:
     fam = families.get(m.name)
     if fam is not None:
         return fam
-    labels = list(m.labels)
+    labels = list(m.all_labels)
     made: Family
     if m.kind is MetricKind.COUNTER:
         made = CounterMetricFamily(m.name, m.help, labels=labels)

@@ -492,7 +492,8 @@ def table(result: dict[str, Any]) -> str:
     timing = result.get("timing")
     if timing:
         lines.append(
-            f"10k-entity delta+zstd: encode {timing['encode_ms_median']:.3f} ms (min "
+            f"{timing['entities']:,}-entity delta+zstd: encode "
+            f"{timing['encode_ms_median']:.3f} ms (min "
             f"{timing['encode_ms_min']:.3f}, interleaved "
             f"{timing['encode_ms_median_interleaved']:.3f}), decode "
             f"{timing['decode_ms_median']:.3f} ms, capture {timing['capture_ms_median']:.3f} ms "

@@ -56,6 +56,7 @@ TARGETS = (
     Target("insert_remove", "esper"),
     Target("spawn_one", "esper"),
     Target("scheduler", max_ns=3_000.0),
+    Target("scheduler_query", max_ns=3_000.0),
 )
 
 
