@@ -21,7 +21,7 @@ from cpython.object cimport PyObject
 from cpython.ref cimport Py_INCREF
 from cpython.tuple cimport PyTuple_New, PyTuple_SET_ITEM
 from cpython.float cimport PyFloat_AS_DOUBLE
-from cpython.long cimport PyLong_AsDouble, PyLong_AsLongLong, PyLong_AsUnsignedLongLong
+from cpython.long cimport PyLong_AsLongLong, PyLong_AsUnsignedLongLong
 from libc.math cimport isfinite
 from libc.stdint cimport (int8_t, int16_t, int32_t, int64_t, uint8_t, uint16_t, uint32_t,
                           uint64_t)
@@ -105,10 +105,17 @@ cdef int _store(int kind, char* dst, object v, object comp) except -1:
         i = 1 if v is True else 0
     elif PyLong_CheckExact(v):
         if kind == K_F32 or kind == K_F64:
+            # as the checked path: an int numpy cannot hold (beyond int64/uint64) is refused
             try:
-                d = PyLong_AsDouble(v)
+                d = <double>PyLong_AsLongLong(v)
             except OverflowError:
-                raise ComponentDataError(f"{comp.name}: {v} overflows {_kind_name(kind)}") from None
+                try:
+                    d = <double>PyLong_AsUnsignedLongLong(v)
+                except OverflowError:
+                    raise ComponentDataError(
+                        f"{comp.name}: {v} is beyond 64-bit integers, not stored as "
+                        f"{_kind_name(kind)}"
+                    ) from None
             if kind == K_F32:
                 if d > FLT_MAX or d < -FLT_MAX:
                     raise ComponentDataError(f"{comp.name}: {v} overflows float32")
@@ -207,6 +214,45 @@ cdef inline object _load(int kind, const char* p):
     if kind == K_BOOL:
         return (<const uint8_t*>p)[0] != 0
     return None
+
+
+cdef class ComponentKey:
+    """Identity of a component type for hashing and equality, in C.
+
+    :class:`theta_ecs.component.Component` derives from this, so ``{Position: ...}`` dicts and
+    the per-entity paths hash and compare components without a Python-level call. Two
+    components are equal when their stable ids are.
+    """
+
+    cdef uint64_t _cid
+    cdef Py_hash_t _hash
+
+    def _set_identity(self, uint64_t cid):
+        self._cid = cid
+        self._hash = hash(cid)
+
+    def __hash__(self):
+        return self._hash
+
+    def __eq__(self, other):
+        if isinstance(other, ComponentKey):
+            return self._cid == (<ComponentKey>other)._cid
+        return NotImplemented
+
+    def __ne__(self, other):
+        if isinstance(other, ComponentKey):
+            return self._cid != (<ComponentKey>other)._cid
+        return NotImplemented
+
+
+cdef inline uint64_t _mix(uint64_t x) noexcept nogil:
+    """A 64-bit finaliser (splitmix64), so sums of mixed ids rarely collide."""
+    x ^= x >> 30
+    x *= 0xBF58476D1CE4E5B9ULL
+    x ^= x >> 27
+    x *= 0x94D049BB133111EBULL
+    x ^= x >> 31
+    return x
 
 
 cdef enum:
@@ -673,6 +719,13 @@ cdef class WorldCore:
         cdef Archetype arch = self._locate(entity, &row)
         cdef Slot s = arch.slot_for(comp)
         if s is None:
+            if isinstance(comp, ComponentKey):
+                # a cached edge whose table holds this very object: comp is the registered one
+                dest = arch.add_edges.get((<ComponentKey>comp)._cid)
+                if dest is not None and (<Archetype>dest).slot_for(comp) is not None:
+                    self._move(self._id(entity), arch, row, <Archetype>dest,
+                               (<ComponentKey>comp)._cid, value)
+                    return
             known = self._known(comp)
             s = arch.slot_by_id(known.id)
             if s is None:
@@ -734,14 +787,17 @@ cdef class WorldCore:
         cdef Slot s
         cdef Py_ssize_t row
         cdef uint64_t e
-        try:
-            key = tuple([c.id for c in components])
-        except AttributeError:
-            return self._spawn_checked(components)  # not a Component: a typed error there
+        cdef uint64_t key = 0
+        for c in components:
+            if not isinstance(c, ComponentKey):
+                return self._spawn_checked(components)  # not a Component: a typed error there
+            key += _mix((<ComponentKey>c)._cid)
         route = self._spawn_routes.get(key)
         if route is None:
             return self._spawn_checked(components)
         arch = <Archetype>route
+        if len(arch._slots) != len(components):  # a key collision: the checked path decides
+            return self._spawn_checked(components)
         arch.grow_one()
         row = arch.count
         for comp, value in components.items():
@@ -758,8 +814,12 @@ cdef class WorldCore:
         self._entities.put(e, <int32_t>arch.id, row)
         return e
 
-    def _remember_spawn_route(self, key, arch):
-        """Let later spawns with the same component order go straight to ``arch``."""
+    def _remember_spawn_route(self, Archetype arch):
+        """Let later spawns of exactly ``arch``'s components go straight to it."""
+        cdef uint64_t key = 0
+        cdef Slot s
+        for s in arch._slots:
+            key += _mix(s.ccid)
         self._spawn_routes[key] = arch
 
     def despawn(self, entity):

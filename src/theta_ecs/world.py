@@ -80,7 +80,7 @@ class World(WorldCore):
         self._queries: dict[tuple[tuple[int, ...], tuple[int, ...]], Query] = {}
         self._resources: dict[type, object] = {}
         self._empty = self._archetype_for(())
-        self._remember_spawn_route((), self._empty)
+        self._remember_spawn_route(self._empty)
         #: Frame number: advances once per :meth:`step`.
         self.tick = 1
         self.telemetry = Telemetry()
@@ -183,8 +183,7 @@ class World(WorldCore):
         arch = self._archetype_for(values)
         entity = int(self._entities.allocate_one())
         self._place_new(entity, arch, {c.id: v for c, v in values.items()})
-        if isinstance(components, dict):
-            self._remember_spawn_route(tuple(c.id for c in components), arch)
+        self._remember_spawn_route(arch)
         return entity
 
     def _place_new(self, entity: int, arch: Archetype, values: Mapping[int, Any]) -> None:
