@@ -158,7 +158,7 @@ def test_components_hash_and_compare_by_stable_id() -> None:
     import pickle
 
     twin = Component("test.Position", np.dtype((np.float32, 3)))
-    assert twin == Pos and hash(twin) == hash(Pos) and not (twin != Pos)
+    assert twin == Pos and hash(twin) == hash(Pos) and (twin != Pos) is False
     assert Pos != Vel and Pos != "test.Position" and {Pos: 1}[twin] == 1
     back = pickle.loads(pickle.dumps(Pos))
     assert back == Pos and back.fields == Pos.fields and hash(back) == hash(Pos)
