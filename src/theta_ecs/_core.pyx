@@ -448,7 +448,7 @@ cdef class Archetype:
     cdef readonly Py_ssize_t id
     cdef readonly tuple components
     cdef readonly frozenset component_ids
-    cdef public Py_ssize_t count
+    cdef Py_ssize_t _count
     cdef Py_ssize_t _capacity
     cdef readonly object entities
     cdef uint64_t* _ents
@@ -464,7 +464,7 @@ cdef class Archetype:
         self.components = tuple(sorted(components, key=lambda c: c.id))
         self.component_ids = frozenset(c.id for c in self.components)
         self._capacity = max(capacity, 8)
-        self.count = 0
+        self._count = 0
         self.add_edges = {}
         self.remove_edges = {}
         self._slots = [Slot(c) for c in self.components]
@@ -483,11 +483,22 @@ cdef class Archetype:
 
     def __repr__(self):
         names = ", ".join(c.name for c in self.components)
-        return f"Archetype#{self.id}[{names}] ({self.count} rows)"
+        return f"Archetype#{self.id}[{names}] ({self._count} rows)"
 
     @property
     def capacity(self):
         return self._capacity
+
+    @property
+    def count(self):
+        """Rows in use; set only after the rows up to it were written (batch appends)."""
+        return self._count
+
+    @count.setter
+    def count(self, Py_ssize_t n):
+        if not 0 <= n <= self._capacity:
+            raise ValueError(f"row count {n} outside 0..{self._capacity}")
+        self._count = n
 
     @property
     def column_ticks(self):
@@ -519,15 +530,15 @@ cdef class Archetype:
         return None
 
     cdef int grow_one(self) except -1:
-        if self.count >= self._capacity:
+        if self._count >= self._capacity:
             self.reserve(1)
         return 0
 
     cdef uint64_t take_row(self, Py_ssize_t row, bint* moved) noexcept:
         """Swap-remove ``row``; returns the entity moved into it (``moved`` says whether)."""
-        cdef Py_ssize_t last = self.count - 1
+        cdef Py_ssize_t last = self._count - 1
         cdef Slot s
-        self.count = last
+        self._count = last
         if row == last:
             moved[0] = False
             return 0
@@ -542,11 +553,11 @@ cdef class Archetype:
     # -- table operations -------------------------------------------------------------------
     def reserve(self, Py_ssize_t extra):
         """Make room for ``extra`` more rows, doubling so appends stay amortised O(1)."""
-        cdef Py_ssize_t needed = self.count + extra
+        cdef Py_ssize_t needed = self._count + extra
         if needed <= self._capacity:
             return
         cap = max(needed, 2 * self._capacity)
-        n = self.count
+        n = self._count
         ents = np.zeros(cap, np.uint64)
         ents[:n] = self.entities[:n]
         self.entities = ents
@@ -567,23 +578,23 @@ cdef class Archetype:
         """
         k = len(entities)
         self.reserve(k)
-        start = self.count
+        start = self._count
         end = start + k
         self.entities[start:end] = entities
         for cid, col in self.columns.items():
             col[start:end] = values[cid]
             self.row_ticks[cid][start:end] = tick
-        self.count = end
+        self._count = end
         return start
 
     def append_one(self, entity, values, tick):
         self.reserve(1)
-        row = self.count
+        row = self._count
         self.entities[row] = entity
         for cid, col in self.columns.items():
             col[row] = values[cid]
             self.row_ticks[cid][row] = tick
-        self.count = row + 1
+        self._count = row + 1
         return row
 
     def copy_rows_into(self, rows, Archetype dest, Py_ssize_t dest_first):
@@ -596,8 +607,8 @@ cdef class Archetype:
 
     def swap_remove(self, Py_ssize_t row):
         """Remove ``row`` by moving the last row into it; returns the moved entity, if any."""
-        if not 0 <= row < self.count:
-            raise IndexError(f"row {row} outside 0..{self.count - 1}")
+        if not 0 <= row < self._count:
+            raise IndexError(f"row {row} outside 0..{self._count - 1}")
         cdef bint moved
         cdef uint64_t m = self.take_row(row, &moved)
         return m if moved else None
@@ -607,7 +618,7 @@ cdef class Archetype:
 
         Returns (entities that moved, their new rows) so the caller can update locations.
         """
-        n = self.count
+        n = self._count
         m = len(rows)
         keep_n = n - m
         holes = rows[rows < keep_n]
@@ -621,15 +632,15 @@ cdef class Archetype:
                 col[holes] = col[movers]
                 ticks = self.row_ticks[cid]
                 ticks[holes] = ticks[movers]
-        self.count = keep_n
+        self._count = keep_n
         return self.entities[holes].copy(), holes.astype(np.int64)
 
     def changed_mask(self, component_id, since):
         """Per row: did ``component_id`` change after tick ``since``? A column handed out
         writable counts as changed in every row."""
         if self.column_tick(component_id) > since:
-            return np.ones(self.count, np.bool_)
-        return self.row_ticks[component_id][: self.count] > since
+            return np.ones(self._count, np.bool_)
+        return self.row_ticks[component_id][: self._count] > since
 
 
 cdef class WorldCore:
@@ -753,7 +764,7 @@ cdef class WorldCore:
         """Move one entity from ``src`` to ``dest``, writing ``value`` for the component
         ``added`` (None on removal). The value is written first, so a bad one changes nothing."""
         dest.grow_one()
-        cdef Py_ssize_t new_row = dest.count
+        cdef Py_ssize_t new_row = dest._count
         cdef Slot d, s
         cdef uint64_t t
         if added is not None:
@@ -769,7 +780,7 @@ cdef class WorldCore:
             t = s.tick_data[row]
             d.tick_data[new_row] = t if t > s.column_tick else s.column_tick
         dest._ents[new_row] = entity
-        dest.count = new_row + 1
+        dest._count = new_row + 1
         cdef bint moved
         cdef uint64_t m = src.take_row(row, &moved)
         if moved:
@@ -799,7 +810,7 @@ cdef class WorldCore:
         if len(arch._slots) != len(components):  # a key collision: the checked path decides
             return self._spawn_checked(components)
         arch.grow_one()
-        row = arch.count
+        row = arch._count
         for comp, value in components.items():
             s = arch.slot_for(comp)
             if s is None:  # equal to, but not, the registered object: check it properly
@@ -810,7 +821,7 @@ cdef class WorldCore:
         arch._ents[row] = e
         for s in arch._slots:
             s.tick_data[row] = self.change_tick
-        arch.count = row + 1
+        arch._count = row + 1
         self._entities.put(e, <int32_t>arch.id, row)
         return e
 
