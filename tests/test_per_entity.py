@@ -164,3 +164,14 @@ def test_equal_component_objects_take_the_checked_path() -> None:
         world.spawn({clash: 1.0})
     with pytest.raises(DuplicateComponentError):
         world.get(e, clash)
+
+
+def test_table_bounds_are_checked_at_the_python_surface() -> None:
+    world = World()
+    e = world.spawn({Pos: (1, 2, 3)})
+    arch = next(a for a in world.archetypes if a.component_ids == {Pos.id})
+    with pytest.raises(ValueError):
+        arch.count = arch.capacity + 1  # the C paths trust count: it may not pass capacity
+    with pytest.raises(IndexError):
+        arch.swap_remove(5)
+    assert arch.count == 1 and world.get(e, Pos) == (1.0, 2.0, 3.0)
