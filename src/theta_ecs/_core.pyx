@@ -516,10 +516,12 @@ cdef class Archetype:
     # -- C helpers for the world's per-entity paths -----------------------------------------
     cdef inline Slot slot_for(self, object comp):
         """The slot of exactly this Component object, or None."""
-        cdef Slot s
-        for s in self._slots:
-            if s.comp is comp:
-                return s
+        cdef Py_ssize_t i
+        cdef PyObject* s
+        for i in range(PyList_GET_SIZE(self._slots)):
+            s = PyList_GET_ITEM(self._slots, i)  # _slots holds only Slots
+            if (<Slot>s).comp is comp:
+                return <Slot>s
         return None
 
     cdef inline Slot slot_by_id(self, uint64_t cid):
@@ -680,7 +682,12 @@ cdef class WorldCore:
     cdef Archetype _locate(self, object entity, int64_t* row):
         """The archetype of a live entity (its row into ``row``), else StaleEntityError."""
         cdef uint64_t e = self._id(entity)
-        cdef int32_t a = self._entities.find(e, row)
+        cdef EntityAllocator alloc = self._entities
+        cdef uint64_t idx = entity_index_of(e)
+        cdef int32_t a = -1
+        if idx < <uint64_t>alloc._high and alloc._gen[idx] == entity_generation_of(e):
+            a = alloc._arch[idx]
+            row[0] = alloc._row[idx]
         if a < 0:
             raise StaleEntityError(
                 f"entity {e:#x} (index {entity_index_of(e)}, generation "
