@@ -175,3 +175,14 @@ def test_table_bounds_are_checked_at_the_python_surface() -> None:
     with pytest.raises(IndexError):
         arch.swap_remove(5)
     assert arch.count == 1 and world.get(e, Pos) == (1.0, 2.0, 3.0)
+
+
+def test_a_corrupted_location_is_an_error_not_a_wild_read() -> None:
+    world = World()
+    e = world.spawn({Pos: (1, 2, 3)})
+    world._entities.place(e, 99, 0)  # private state poked from Python
+    with pytest.raises(StaleEntityError, match="no valid location"):
+        world.get(e, Pos)
+    world._entities.place(e, 1, 10**6)
+    with pytest.raises(StaleEntityError, match="no valid location"):
+        world.set(e, Pos, (0, 0, 0))

@@ -753,7 +753,12 @@ cdef class WorldCore:
                 f"entity {e:#x} (index {entity_index_of(e)}, generation "
                 f"{entity_generation_of(e)}) is not alive"
             )
-        return <Archetype>self._archetypes[a]
+        # the allocator is reachable from Python (world._entities): never trust it blindly
+        if a >= PyList_GET_SIZE(self._archetypes) or not (
+            0 <= row[0] < (<Archetype>PyList_GET_ITEM(self._archetypes, a))._count
+        ):
+            raise StaleEntityError(f"entity {e:#x} has no valid location (archetype {a})")
+        return <Archetype>PyList_GET_ITEM(self._archetypes, a)
 
     cdef Slot _slot(self, Archetype arch, object entity, object comp):
         """The slot of ``comp`` in ``arch``: by identity, else through the registry; raises
