@@ -52,6 +52,8 @@ cdef extern from "Python.h":
     unsigned long long PyLong_AsUnsignedLongLong_raw "PyLong_AsUnsignedLongLong"(object)
     PyObject* PyErr_Occurred()
     void PyErr_Clear()
+    bint PyFloat_CheckExact_p "PyFloat_CheckExact"(PyObject*)
+    double PyFloat_AS_DOUBLE_p "PyFloat_AS_DOUBLE"(PyObject*)
 
 cdef extern from "numpy/arrayobject.h":
     object PyArray_NewFromDescr_raw "PyArray_NewFromDescr"(
@@ -401,7 +403,7 @@ cdef class Slot:
         self.tick_data = <uint64_t*>cnp.PyArray_DATA(ticks)
         self.stride = cnp.PyArray_STRIDE(col, 0)
 
-    cdef object read(self, Py_ssize_t row):
+    cdef inline object read(self, Py_ssize_t row):
         """A copy of one row: a number, a tuple of numbers, or (other dtypes) a numpy copy."""
         cdef const char* p = self.data + row * self.stride
         cdef Py_ssize_t i
@@ -437,13 +439,19 @@ cdef class Slot:
             return _store(self.kind, dst, value, self.comp)
         if self.width < 0 or self.stride > STAGE_BYTES:
             return 0
+        cdef double d
         if PyTuple_CheckExact(value):
             n = PyTuple_GET_SIZE(value)
             if n != self.width:
                 return 0
             for i in range(n):
                 item = PyTuple_GET_ITEM(value, i)
-                if not _store(self.kind, stage + i * self.itemsize, <object>item, self.comp):
+                if self.kind == K_F32 and PyFloat_CheckExact_p(item):  # the common case, inline
+                    d = PyFloat_AS_DOUBLE_p(item)
+                    if isfinite(d) and (d > FLT_MAX or d < -FLT_MAX):
+                        raise ComponentDataError(f"{self.comp.name}: {d} overflows float32")
+                    (<float*>stage)[i] = <float>d
+                elif not _store(self.kind, stage + i * self.itemsize, <object>item, self.comp):
                     return 0
         elif PyList_CheckExact(value):
             n = PyList_GET_SIZE(value)
@@ -729,6 +737,7 @@ cdef class WorldCore:
         self.change_tick += 1
         return self.change_tick
 
+    @cython.final
     cdef inline uint64_t _id(self, object entity) except? 0:
         cdef uint64_t e
         if PyLong_CheckExact(entity):
@@ -739,7 +748,8 @@ cdef class WorldCore:
             return e
         return self._entity_id(entity)
 
-    cdef Archetype _locate(self, object entity, int64_t* row):
+    @cython.final
+    cdef inline Archetype _locate(self, object entity, int64_t* row):
         """The archetype of a live entity (its row into ``row``), else StaleEntityError."""
         cdef uint64_t e = self._id(entity)
         cdef EntityAllocator alloc = self._entities
@@ -760,7 +770,8 @@ cdef class WorldCore:
             raise StaleEntityError(f"entity {e:#x} has no valid location (archetype {a})")
         return <Archetype>PyList_GET_ITEM(self._archetypes, a)
 
-    cdef Slot _slot(self, Archetype arch, object entity, object comp):
+    @cython.final
+    cdef inline Slot _slot(self, Archetype arch, object entity, object comp):
         """The slot of ``comp`` in ``arch``: by identity, else through the registry; raises
         UnknownComponentError when ``comp`` is no Component or the entity lacks it."""
         cdef Slot s = arch.slot_for(comp)
