@@ -152,3 +152,13 @@ def test_empty_batches_are_accepted(world: World) -> None:
     assert len(world.spawn_batch({Pos: np.zeros((0, 3), np.float32)})) == 0
     world.despawn_batch([])
     assert world.entity_count == 0
+
+
+def test_components_hash_and_compare_by_stable_id() -> None:
+    import pickle
+
+    twin = Component("test.Position", np.dtype((np.float32, 3)))
+    assert twin == Pos and hash(twin) == hash(Pos) and (twin != Pos) is False
+    assert Pos != Vel and Pos != "test.Position" and {Pos: 1}[twin] == 1
+    back = pickle.loads(pickle.dumps(Pos))
+    assert back == Pos and back.fields == Pos.fields and hash(back) == hash(Pos)

@@ -164,3 +164,25 @@ def test_equal_component_objects_take_the_checked_path() -> None:
         world.spawn({clash: 1.0})
     with pytest.raises(DuplicateComponentError):
         world.get(e, clash)
+
+
+def test_table_bounds_are_checked_at_the_python_surface() -> None:
+    world = World()
+    e = world.spawn({Pos: (1, 2, 3)})
+    arch = next(a for a in world.archetypes if a.component_ids == {Pos.id})
+    with pytest.raises(ValueError):
+        arch.count = arch.capacity + 1  # the C paths trust count: it may not pass capacity
+    with pytest.raises(IndexError):
+        arch.swap_remove(5)
+    assert arch.count == 1 and world.get(e, Pos) == (1.0, 2.0, 3.0)
+
+
+def test_a_corrupted_location_is_an_error_not_a_wild_read() -> None:
+    world = World()
+    e = world.spawn({Pos: (1, 2, 3)})
+    world._entities.place(e, 99, 0)  # private state poked from Python
+    with pytest.raises(StaleEntityError, match="no valid location"):
+        world.get(e, Pos)
+    world._entities.place(e, 1, 10**6)
+    with pytest.raises(StaleEntityError, match="no valid location"):
+        world.set(e, Pos, (0, 0, 0))

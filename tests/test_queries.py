@@ -77,3 +77,20 @@ def test_change_ticks_survive_archetype_moves(world: World) -> None:
     assert [b.entities.tolist() for b in world.query(Pos).changed_since(4)] == [[e]]
     assert list(world.query(Pos).changed_since(5)) == []
     assert [b.entities.tolist() for b in world.query(Health).changed_since(8)] == [[e]]
+
+
+def test_query_views_follow_growth_and_stay_independent(world: World) -> None:
+    world.spawn_batch({Pos: np.ones((3, 3), np.float32), Vel: np.zeros((3, 3), np.float32)})
+    q = world.query(Pos, Vel)
+    ents, (pos, vel) = next(iter(q))
+    assert len(ents) == 3 and not vel.flags.writeable and not ents.flags.writeable
+    with pytest.raises(ValueError):
+        vel.flags.writeable = True  # the buffer itself is read-only
+    vel.shape = (9,)  # reshaping one batch's view leaves later batches alone
+    world.spawn_batch({Pos: np.full((100, 3), 2, np.float32),
+                       Vel: np.full((100, 3), 5, np.float32)})  # the table reallocates
+    ents, (pos, vel) = next(iter(q.iter(write=[Pos])))
+    assert len(ents) == 103 and vel.shape == (103, 3) and vel[-1, 0] == 5
+    assert pos.flags.writeable and not vel.flags.writeable
+    pos[0] = 9
+    assert world.get(int(ents[0]), Pos) == (9.0, 9.0, 9.0)

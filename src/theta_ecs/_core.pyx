@@ -17,11 +17,11 @@ consistent, so the loops run without bounds checks.
 import numpy as np
 cimport cython
 cimport numpy as cnp
-from cpython.object cimport PyObject
+from cpython.object cimport PyObject, PyTypeObject
 from cpython.ref cimport Py_INCREF
 from cpython.tuple cimport PyTuple_New, PyTuple_SET_ITEM
 from cpython.float cimport PyFloat_AS_DOUBLE
-from cpython.long cimport PyLong_AsDouble, PyLong_AsLongLong, PyLong_AsUnsignedLongLong
+from cpython.long cimport PyLong_AsLongLong, PyLong_AsUnsignedLongLong
 from libc.math cimport isfinite
 from libc.stdint cimport (int8_t, int16_t, int32_t, int64_t, uint8_t, uint16_t, uint32_t,
                           uint64_t)
@@ -52,6 +52,13 @@ cdef extern from "Python.h":
     unsigned long long PyLong_AsUnsignedLongLong_raw "PyLong_AsUnsignedLongLong"(object)
     PyObject* PyErr_Occurred()
     void PyErr_Clear()
+    bint PyFloat_CheckExact_p "PyFloat_CheckExact"(PyObject*)
+    double PyFloat_AS_DOUBLE_p "PyFloat_AS_DOUBLE"(PyObject*)
+
+cdef extern from "numpy/arrayobject.h":
+    object PyArray_NewFromDescr_raw "PyArray_NewFromDescr"(
+        PyTypeObject* subtype, cnp.PyArray_Descr* descr, int nd, cnp.npy_intp* dims,
+        cnp.npy_intp* strides, void* data, int flags, PyObject* obj)
 
 cdef extern from "float.h":
     double FLT_MAX
@@ -105,10 +112,17 @@ cdef int _store(int kind, char* dst, object v, object comp) except -1:
         i = 1 if v is True else 0
     elif PyLong_CheckExact(v):
         if kind == K_F32 or kind == K_F64:
+            # as the checked path: an int numpy cannot hold (beyond int64/uint64) is refused
             try:
-                d = PyLong_AsDouble(v)
+                d = <double>PyLong_AsLongLong(v)
             except OverflowError:
-                raise ComponentDataError(f"{comp.name}: {v} overflows {_kind_name(kind)}") from None
+                try:
+                    d = <double>PyLong_AsUnsignedLongLong(v)
+                except OverflowError:
+                    raise ComponentDataError(
+                        f"{comp.name}: {v} is beyond 64-bit integers, not stored as "
+                        f"{_kind_name(kind)}"
+                    ) from None
             if kind == K_F32:
                 if d > FLT_MAX or d < -FLT_MAX:
                     raise ComponentDataError(f"{comp.name}: {v} overflows float32")
@@ -207,6 +221,64 @@ cdef inline object _load(int kind, const char* p):
     if kind == K_BOOL:
         return (<const uint8_t*>p)[0] != 0
     return None
+
+
+cdef object _rows(cnp.ndarray base, Py_ssize_t n):
+    """A view of the first ``n`` rows of ``base`` (same dtype, strides and writability), made
+    directly: a quarter of the cost of ``base[:n]``."""
+    cdef int nd = cnp.PyArray_NDIM(base)
+    cdef cnp.npy_intp dims[32]
+    cdef int i
+    for i in range(nd):
+        dims[i] = cnp.PyArray_DIMS(base)[i]
+    dims[0] = n
+    cdef cnp.PyArray_Descr* descr = cnp.PyArray_DESCR(base)
+    Py_INCREF(<object><PyObject*>descr)  # PyArray_NewFromDescr steals it
+    cdef cnp.ndarray view = PyArray_NewFromDescr_raw(
+        <PyTypeObject*>cnp.ndarray, descr, nd, dims, cnp.PyArray_STRIDES(base),
+        cnp.PyArray_DATA(base), cnp.PyArray_FLAGS(base) & cnp.NPY_ARRAY_WRITEABLE, NULL,
+    )
+    cnp.set_array_base(view, base)
+    return view
+
+
+cdef class ComponentKey:
+    """Identity of a component type for hashing and equality, in C.
+
+    :class:`theta_ecs.component.Component` derives from this, so ``{Position: ...}`` dicts and
+    the per-entity paths hash and compare components without a Python-level call. Two
+    components are equal when their stable ids are.
+    """
+
+    cdef uint64_t _cid
+    cdef Py_hash_t _hash
+
+    def _set_identity(self, uint64_t cid):
+        self._cid = cid
+        self._hash = hash(cid)
+
+    def __hash__(self):
+        return self._hash
+
+    def __eq__(self, other):
+        if isinstance(other, ComponentKey):
+            return self._cid == (<ComponentKey>other)._cid
+        return NotImplemented
+
+    def __ne__(self, other):
+        if isinstance(other, ComponentKey):
+            return self._cid != (<ComponentKey>other)._cid
+        return NotImplemented
+
+
+cdef inline uint64_t _mix(uint64_t x) noexcept nogil:
+    """A 64-bit finaliser (splitmix64), so sums of mixed ids rarely collide."""
+    x ^= x >> 30
+    x *= 0xBF58476D1CE4E5B9ULL
+    x ^= x >> 27
+    x *= 0x94D049BB133111EBULL
+    x ^= x >> 31
+    return x
 
 
 cdef enum:
@@ -331,7 +403,7 @@ cdef class Slot:
         self.tick_data = <uint64_t*>cnp.PyArray_DATA(ticks)
         self.stride = cnp.PyArray_STRIDE(col, 0)
 
-    cdef object read(self, Py_ssize_t row):
+    cdef inline object read(self, Py_ssize_t row):
         """A copy of one row: a number, a tuple of numbers, or (other dtypes) a numpy copy."""
         cdef const char* p = self.data + row * self.stride
         cdef Py_ssize_t i
@@ -367,13 +439,19 @@ cdef class Slot:
             return _store(self.kind, dst, value, self.comp)
         if self.width < 0 or self.stride > STAGE_BYTES:
             return 0
+        cdef double d
         if PyTuple_CheckExact(value):
             n = PyTuple_GET_SIZE(value)
             if n != self.width:
                 return 0
             for i in range(n):
                 item = PyTuple_GET_ITEM(value, i)
-                if not _store(self.kind, stage + i * self.itemsize, <object>item, self.comp):
+                if self.kind == K_F32 and PyFloat_CheckExact_p(item):  # the common case, inline
+                    d = PyFloat_AS_DOUBLE_p(item)
+                    if isfinite(d) and (d > FLT_MAX or d < -FLT_MAX):
+                        raise ComponentDataError(f"{self.comp.name}: {d} overflows float32")
+                    (<float*>stage)[i] = <float>d
+                elif not _store(self.kind, stage + i * self.itemsize, <object>item, self.comp):
                     return 0
         elif PyList_CheckExact(value):
             n = PyList_GET_SIZE(value)
@@ -402,7 +480,7 @@ cdef class Archetype:
     cdef readonly Py_ssize_t id
     cdef readonly tuple components
     cdef readonly frozenset component_ids
-    cdef public Py_ssize_t count
+    cdef Py_ssize_t _count
     cdef Py_ssize_t _capacity
     cdef readonly object entities
     cdef uint64_t* _ents
@@ -412,15 +490,17 @@ cdef class Archetype:
     cdef readonly dict remove_edges
     cdef list _slots
     cdef dict _slot_by_cid
+    cdef dict _read_only   # column id (None: entity ids) -> read-only view of all rows
 
     def __init__(self, Py_ssize_t archetype_id, components, Py_ssize_t capacity=8):
         self.id = archetype_id
         self.components = tuple(sorted(components, key=lambda c: c.id))
         self.component_ids = frozenset(c.id for c in self.components)
         self._capacity = max(capacity, 8)
-        self.count = 0
+        self._count = 0
         self.add_edges = {}
         self.remove_edges = {}
+        self._read_only = {}
         self._slots = [Slot(c) for c in self.components]
         self._slot_by_cid = {s.cid: s for s in self._slots}
         self.entities = np.zeros(self._capacity, np.uint64)
@@ -437,11 +517,22 @@ cdef class Archetype:
 
     def __repr__(self):
         names = ", ".join(c.name for c in self.components)
-        return f"Archetype#{self.id}[{names}] ({self.count} rows)"
+        return f"Archetype#{self.id}[{names}] ({self._count} rows)"
 
     @property
     def capacity(self):
         return self._capacity
+
+    @property
+    def count(self):
+        """Rows in use; set only after the rows up to it were written (batch appends)."""
+        return self._count
+
+    @count.setter
+    def count(self, Py_ssize_t n):
+        if not 0 <= n <= self._capacity:
+            raise ValueError(f"row count {n} outside 0..{self._capacity}")
+        self._count = n
 
     @property
     def column_ticks(self):
@@ -453,16 +544,51 @@ cdef class Archetype:
         cdef Slot s = self._slot_by_cid[cid]
         s.column_tick = tick
 
+    def read_view(self, cid):
+        """A read-only view of the rows in use of column ``cid`` (None: the entity ids).
+
+        Its buffer is read-only, so it cannot be made writable again; the full-capacity view
+        behind it is made once per allocation, and each call only slices it.
+        """
+        return self._read_view(cid)
+
+    cdef object _read_view(self, object cid):
+        full = self._read_only.get(cid)
+        if full is None:
+            base = self.entities if cid is None else self.columns[cid]
+            full = np.asarray(memoryview(base).toreadonly())
+            self._read_only[cid] = full
+        return _rows(full, self._count)
+
+    def batch(self, tuple ids, frozenset writable, uint64_t tick):
+        """(read-only entity ids, one view per column id in ``ids``) over the rows in use.
+
+        Columns in ``writable`` come as writable views and count as changed at ``tick``; the
+        others are read-only views.
+        """
+        cdef Slot s
+        cols = []
+        for cid in ids:
+            if cid in writable:
+                s = <Slot>self._slot_by_cid[cid]
+                s.column_tick = tick
+                cols.append(_rows(s.col, self._count))
+            else:
+                cols.append(self._read_view(cid))
+        return self._read_view(None), tuple(cols)
+
     def column_tick(self, cid):
         return (<Slot>self._slot_by_cid[cid]).column_tick
 
     # -- C helpers for the world's per-entity paths -----------------------------------------
     cdef inline Slot slot_for(self, object comp):
         """The slot of exactly this Component object, or None."""
-        cdef Slot s
-        for s in self._slots:
-            if s.comp is comp:
-                return s
+        cdef Py_ssize_t i
+        cdef PyObject* s
+        for i in range(PyList_GET_SIZE(self._slots)):
+            s = PyList_GET_ITEM(self._slots, i)  # _slots holds only Slots
+            if (<Slot>s).comp is comp:
+                return <Slot>s
         return None
 
     cdef inline Slot slot_by_id(self, uint64_t cid):
@@ -473,15 +599,15 @@ cdef class Archetype:
         return None
 
     cdef int grow_one(self) except -1:
-        if self.count >= self._capacity:
+        if self._count >= self._capacity:
             self.reserve(1)
         return 0
 
     cdef uint64_t take_row(self, Py_ssize_t row, bint* moved) noexcept:
         """Swap-remove ``row``; returns the entity moved into it (``moved`` says whether)."""
-        cdef Py_ssize_t last = self.count - 1
+        cdef Py_ssize_t last = self._count - 1
         cdef Slot s
-        self.count = last
+        self._count = last
         if row == last:
             moved[0] = False
             return 0
@@ -496,11 +622,11 @@ cdef class Archetype:
     # -- table operations -------------------------------------------------------------------
     def reserve(self, Py_ssize_t extra):
         """Make room for ``extra`` more rows, doubling so appends stay amortised O(1)."""
-        cdef Py_ssize_t needed = self.count + extra
+        cdef Py_ssize_t needed = self._count + extra
         if needed <= self._capacity:
             return
         cap = max(needed, 2 * self._capacity)
-        n = self.count
+        n = self._count
         ents = np.zeros(cap, np.uint64)
         ents[:n] = self.entities[:n]
         self.entities = ents
@@ -512,6 +638,7 @@ cdef class Archetype:
             ticks[:n] = self.row_ticks[comp.id][:n]
             self.row_ticks[comp.id] = ticks
         self._capacity = cap
+        self._read_only = {}
         self._bind()
 
     def append(self, entities, values, tick):
@@ -521,23 +648,23 @@ cdef class Archetype:
         """
         k = len(entities)
         self.reserve(k)
-        start = self.count
+        start = self._count
         end = start + k
         self.entities[start:end] = entities
         for cid, col in self.columns.items():
             col[start:end] = values[cid]
             self.row_ticks[cid][start:end] = tick
-        self.count = end
+        self._count = end
         return start
 
     def append_one(self, entity, values, tick):
         self.reserve(1)
-        row = self.count
+        row = self._count
         self.entities[row] = entity
         for cid, col in self.columns.items():
             col[row] = values[cid]
             self.row_ticks[cid][row] = tick
-        self.count = row + 1
+        self._count = row + 1
         return row
 
     def copy_rows_into(self, rows, Archetype dest, Py_ssize_t dest_first):
@@ -550,8 +677,8 @@ cdef class Archetype:
 
     def swap_remove(self, Py_ssize_t row):
         """Remove ``row`` by moving the last row into it; returns the moved entity, if any."""
-        if not 0 <= row < self.count:
-            raise IndexError(f"row {row} outside 0..{self.count - 1}")
+        if not 0 <= row < self._count:
+            raise IndexError(f"row {row} outside 0..{self._count - 1}")
         cdef bint moved
         cdef uint64_t m = self.take_row(row, &moved)
         return m if moved else None
@@ -561,7 +688,7 @@ cdef class Archetype:
 
         Returns (entities that moved, their new rows) so the caller can update locations.
         """
-        n = self.count
+        n = self._count
         m = len(rows)
         keep_n = n - m
         holes = rows[rows < keep_n]
@@ -575,15 +702,15 @@ cdef class Archetype:
                 col[holes] = col[movers]
                 ticks = self.row_ticks[cid]
                 ticks[holes] = ticks[movers]
-        self.count = keep_n
+        self._count = keep_n
         return self.entities[holes].copy(), holes.astype(np.int64)
 
     def changed_mask(self, component_id, since):
         """Per row: did ``component_id`` change after tick ``since``? A column handed out
         writable counts as changed in every row."""
         if self.column_tick(component_id) > since:
-            return np.ones(self.count, np.bool_)
-        return self.row_ticks[component_id][: self.count] > since
+            return np.ones(self._count, np.bool_)
+        return self.row_ticks[component_id][: self._count] > since
 
 
 cdef class WorldCore:
@@ -610,6 +737,7 @@ cdef class WorldCore:
         self.change_tick += 1
         return self.change_tick
 
+    @cython.final
     cdef inline uint64_t _id(self, object entity) except? 0:
         cdef uint64_t e
         if PyLong_CheckExact(entity):
@@ -620,18 +748,30 @@ cdef class WorldCore:
             return e
         return self._entity_id(entity)
 
-    cdef Archetype _locate(self, object entity, int64_t* row):
+    @cython.final
+    cdef inline Archetype _locate(self, object entity, int64_t* row):
         """The archetype of a live entity (its row into ``row``), else StaleEntityError."""
         cdef uint64_t e = self._id(entity)
-        cdef int32_t a = self._entities.find(e, row)
+        cdef EntityAllocator alloc = self._entities
+        cdef uint64_t idx = entity_index_of(e)
+        cdef int32_t a = -1
+        if idx < <uint64_t>alloc._high and alloc._gen[idx] == entity_generation_of(e):
+            a = alloc._arch[idx]
+            row[0] = alloc._row[idx]
         if a < 0:
             raise StaleEntityError(
                 f"entity {e:#x} (index {entity_index_of(e)}, generation "
                 f"{entity_generation_of(e)}) is not alive"
             )
-        return <Archetype>self._archetypes[a]
+        # the allocator is reachable from Python (world._entities): never trust it blindly
+        if a >= PyList_GET_SIZE(self._archetypes) or not (
+            0 <= row[0] < (<Archetype>PyList_GET_ITEM(self._archetypes, a))._count
+        ):
+            raise StaleEntityError(f"entity {e:#x} has no valid location (archetype {a})")
+        return <Archetype>PyList_GET_ITEM(self._archetypes, a)
 
-    cdef Slot _slot(self, Archetype arch, object entity, object comp):
+    @cython.final
+    cdef inline Slot _slot(self, Archetype arch, object entity, object comp):
         """The slot of ``comp`` in ``arch``: by identity, else through the registry; raises
         UnknownComponentError when ``comp`` is no Component or the entity lacks it."""
         cdef Slot s = arch.slot_for(comp)
@@ -673,6 +813,13 @@ cdef class WorldCore:
         cdef Archetype arch = self._locate(entity, &row)
         cdef Slot s = arch.slot_for(comp)
         if s is None:
+            if isinstance(comp, ComponentKey):
+                # a cached edge whose table holds this very object: comp is the registered one
+                dest = arch.add_edges.get((<ComponentKey>comp)._cid)
+                if dest is not None and (<Archetype>dest).slot_for(comp) is not None:
+                    self._move(self._id(entity), arch, row, <Archetype>dest,
+                               (<ComponentKey>comp)._cid, value)
+                    return
             known = self._known(comp)
             s = arch.slot_by_id(known.id)
             if s is None:
@@ -700,7 +847,7 @@ cdef class WorldCore:
         """Move one entity from ``src`` to ``dest``, writing ``value`` for the component
         ``added`` (None on removal). The value is written first, so a bad one changes nothing."""
         dest.grow_one()
-        cdef Py_ssize_t new_row = dest.count
+        cdef Py_ssize_t new_row = dest._count
         cdef Slot d, s
         cdef uint64_t t
         if added is not None:
@@ -716,7 +863,7 @@ cdef class WorldCore:
             t = s.tick_data[row]
             d.tick_data[new_row] = t if t > s.column_tick else s.column_tick
         dest._ents[new_row] = entity
-        dest.count = new_row + 1
+        dest._count = new_row + 1
         cdef bint moved
         cdef uint64_t m = src.take_row(row, &moved)
         if moved:
@@ -734,16 +881,19 @@ cdef class WorldCore:
         cdef Slot s
         cdef Py_ssize_t row
         cdef uint64_t e
-        try:
-            key = tuple([c.id for c in components])
-        except AttributeError:
-            return self._spawn_checked(components)  # not a Component: a typed error there
+        cdef uint64_t key = 0
+        for c in components:
+            if not isinstance(c, ComponentKey):
+                return self._spawn_checked(components)  # not a Component: a typed error there
+            key += _mix((<ComponentKey>c)._cid)
         route = self._spawn_routes.get(key)
         if route is None:
             return self._spawn_checked(components)
         arch = <Archetype>route
+        if len(arch._slots) != len(components):  # a key collision: the checked path decides
+            return self._spawn_checked(components)
         arch.grow_one()
-        row = arch.count
+        row = arch._count
         for comp, value in components.items():
             s = arch.slot_for(comp)
             if s is None:  # equal to, but not, the registered object: check it properly
@@ -754,12 +904,16 @@ cdef class WorldCore:
         arch._ents[row] = e
         for s in arch._slots:
             s.tick_data[row] = self.change_tick
-        arch.count = row + 1
+        arch._count = row + 1
         self._entities.put(e, <int32_t>arch.id, row)
         return e
 
-    def _remember_spawn_route(self, key, arch):
-        """Let later spawns with the same component order go straight to ``arch``."""
+    def _remember_spawn_route(self, Archetype arch):
+        """Let later spawns of exactly ``arch``'s components go straight to it."""
+        cdef uint64_t key = 0
+        cdef Slot s
+        for s in arch._slots:
+            key += _mix(s.ccid)
         self._spawn_routes[key] = arch
 
     def despawn(self, entity):

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
+from ._core import ComponentKey
 from ._siphash import siphash24
 from .errors import DuplicateComponentError, UnknownComponentError
 
@@ -66,12 +67,13 @@ Quantization = QuantizedFloat | SmallestThree
 
 
 @dataclass(frozen=True, eq=False)
-class Component:
+class Component(ComponentKey):
     """A component type: ``Component("game.Position", np.dtype((np.float32, 3)))``.
 
     ``fields`` names the parts of a vector dtype (for the manifest and quantization); structured
     dtypes name their own. ``quantization`` maps a field name (or ``"*"`` for the whole value) to
-    how it travels; ``replicated`` says whether snapshots carry it.
+    how it travels; ``replicated`` says whether snapshots carry it. Components hash and compare
+    by stable id, in C (:class:`~theta_ecs._core.ComponentKey`).
     """
 
     name: str
@@ -119,6 +121,7 @@ class Component:
         object.__setattr__(self, "replicated", replicated)
         object.__setattr__(self, "doc", doc)
         object.__setattr__(self, "id", stable_id(name))
+        self._set_identity(self.id)
 
     @property
     def row_shape(self) -> tuple[int, ...]:
@@ -134,11 +137,10 @@ class Component:
         """A new column of ``n`` rows."""
         return np.zeros((n, *self.row_shape), dtype=self.column_dtype)
 
-    def __hash__(self) -> int:
-        return hash(self.id)
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Component) and other.id == self.id
+    def __reduce__(self) -> tuple[object, tuple[object, ...]]:
+        args = (self.name, self.dtype, self.fields, dict(self.quantization), self.replicated,
+                self.doc)
+        return (Component, args)
 
     def __repr__(self) -> str:
         return f"Component({self.name!r}, {self.dtype!s})"

@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 from .component import Component
 from .errors import AccessPolicyViolation, ScheduleError, StaleEntityError, ThetaError
 from .events import EventReader
-from .query import QueryBatch
+from .query import Query, QueryBatch
 from .values import coerce_one
 from .worldview import WorldView
 
@@ -138,12 +138,17 @@ class SystemContext:
     The scheduler keeps one context per system and refreshes it before each run.
     """
 
-    __slots__ = ("_commands", "_spec", "_world", "dt", "last_run_tick", "tick")
+    __slots__ = ("_commands", "_declared", "_plans", "_spec", "_world", "dt", "last_run_tick",
+                 "tick")
 
     def __init__(self, world: WorldView, spec: SystemSpec, dt: float) -> None:
         self._world = world
         self._spec = spec
         self._commands: DeferredCommands | None = None
+        self._declared = spec.reads | spec.writes
+        # (components, without) -> the query and its writable column ids, checked once
+        self._plans: dict[tuple[tuple[Component, ...], tuple[Component, ...]],
+                          tuple[Query, frozenset[int]]] = {}
         self.dt = dt
         self.tick = world.advance_change_tick()
         self.last_run_tick = spec.last_run_tick
@@ -164,7 +169,7 @@ class SystemContext:
         return AccessPolicyViolation(f"system {self._spec.name!r}: {message}")
 
     def _allowed(self, components: Sequence[Component]) -> None:
-        declared = self._spec.reads | self._spec.writes
+        declared = self._declared
         for comp in components:
             if comp not in declared:
                 raise self._violation(f"queried {comp.name}, which it did not declare")
@@ -173,9 +178,14 @@ class SystemContext:
         QueryBatch
     ]:
         """Per-archetype batches; declared writes are writable views, reads are read-only."""
-        self._allowed(components)
-        q = self._world.query(*components, without=without)
-        return q.iter(write=[c for c in components if c in self._spec.writes])
+        key = (components, tuple(without))
+        plan = self._plans.get(key)
+        if plan is None:
+            self._allowed(components)
+            q = self._world.query(*components, without=without)
+            writable = frozenset(c.id for c in components if c in self._spec.writes)
+            plan = self._plans[key] = (q, writable)
+        return plan[0].batches(plan[1])
 
     def changed(self, *components: Component, since: int | None = None) -> Iterator[QueryBatch]:
         """Rows whose components changed since this system last ran (or ``since``)."""

@@ -78,9 +78,10 @@ class World(WorldCore):
         self._entities = EntityAllocator(capacity)
         self._archetype_by_set: dict[frozenset[int], Archetype] = {}
         self._queries: dict[tuple[tuple[int, ...], tuple[int, ...]], Query] = {}
+        self._query_cache: dict[tuple[tuple[int, ...], tuple[int, ...]], tuple[Query, object]] = {}
         self._resources: dict[type, object] = {}
         self._empty = self._archetype_for(())
-        self._remember_spawn_route((), self._empty)
+        self._remember_spawn_route(self._empty)
         #: Frame number: advances once per :meth:`step`.
         self.tick = 1
         self.telemetry = Telemetry()
@@ -183,8 +184,7 @@ class World(WorldCore):
         arch = self._archetype_for(values)
         entity = int(self._entities.allocate_one())
         self._place_new(entity, arch, {c.id: v for c, v in values.items()})
-        if isinstance(components, dict):
-            self._remember_spawn_route(tuple(c.id for c in components), arch)
+        self._remember_spawn_route(arch)
         return entity
 
     def _place_new(self, entity: int, arch: Archetype, values: Mapping[int, Any]) -> None:
@@ -302,6 +302,13 @@ class World(WorldCore):
     # -- queries ------------------------------------------------------------------------------
     def query(self, *components: Component, without: Sequence[Component] = ()) -> Query:
         """The cached query for entities having all ``components`` and none of ``without``."""
+        # Keyed by object identity (the cache keeps the objects alive, so ids are not reused):
+        # a repeated query skips the registry; an equal but distinct object is checked below.
+        fast_key = (tuple(map(id, components)), tuple(map(id, without)))
+        hit = self._query_cache.get(fast_key)
+        if hit is not None:
+            return hit[0]
+        asked = (components, tuple(without))
         components = tuple(self._known(c) for c in components)
         without = tuple(self._known(c) for c in without)
         key = (tuple(c.id for c in components), tuple(sorted(c.id for c in without)))
@@ -309,6 +316,7 @@ class World(WorldCore):
         if q is None:
             q = Query(self, components, without)
             self._queries[key] = q
+        self._query_cache[fast_key] = (q, asked)
         return q
 
     # -- resources ----------------------------------------------------------------------------
