@@ -1,0 +1,130 @@
+"""A voice session for one participant (sans-I/O): our capture goes out, every remote speaker's
+stream comes in and is mixed for us.
+
+``capture(pcm, now)`` and ``receive(data, now)`` take input; ``datagrams_to_send(now)`` and
+``pop(now)`` give output. Voice packets and listener reports are opaque bytes to the carrier:
+:func:`pump` moves them over any :class:`theta_ecs.interfaces.Transport` (the loopback link in
+tests; a QUIC datagram channel wherever a transport offers one). Peer faults are dropped and
+counted in :attr:`VoiceSession.dropped`, never raised.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from .diagnostics import DiagnosticsExporter, VoiceDiagnostics
+from .errors import VoiceConfigError, VoicePacketError
+from .mixer import VoiceMixer
+from .packet import VoicePacket, VoiceReport, is_report
+from .stream import VoiceSender, VoiceStream
+
+__all__ = ["VoiceSession", "pump"]
+
+
+class VoiceSession:
+    """One participant: a sender for our microphone, a stream per remote speaker, one mix."""
+
+    def __init__(self, stream_id: int, *, codec: str = "opus", frame_ms: int = 20,
+                 max_streams: int = 32, report_interval: float = 1.0, stream_timeout: float = 30.0,
+                 sender_options: dict[str, Any] | None = None,
+                 stream_options: dict[str, Any] | None = None,
+                 mixer: VoiceMixer | None = None) -> None:
+        if max_streams < 1:
+            raise VoiceConfigError("max_streams >= 1", setting="max_streams", expected=">= 1",
+                                   actual=max_streams)
+        self.sender = VoiceSender(stream_id, codec=codec, frame_ms=frame_ms,
+                                  **(sender_options or {}))
+        self.frame_ms = frame_ms
+        self.max_streams = max_streams
+        self.report_interval = report_interval
+        self.stream_timeout = stream_timeout
+        self.stream_options = dict(stream_options or {})
+        self.streams: dict[int, VoiceStream] = {}
+        self.mixer = mixer or VoiceMixer(frame_samples=self.sender.frame_samples)
+        self.dropped: Counter[str] = Counter()
+        self.reports_received = 0
+        self._outbox: list[bytes] = []
+        self._next_report = 0.0
+        self._exporter = DiagnosticsExporter()
+
+    # -- sending --------------------------------------------------------------------------------
+    def capture(self, pcm: npt.NDArray[np.int16], now: float) -> None:
+        """One captured frame of our microphone."""
+        data = self.sender.push(pcm, now)
+        if data is not None:
+            self._outbox.append(data)
+
+    def datagrams_to_send(self, now: float) -> list[bytes]:
+        """Voice packets, and each second a report on every stream we hear."""
+        if now >= self._next_report and self.streams:
+            self._next_report = now + self.report_interval
+            for stream in self.streams.values():
+                self._outbox.append(VoiceReport(
+                    stream.stream_id, stream.loss_rate,
+                    round(1e3 * stream.buffer.current_delay)).encode())
+        out, self._outbox = self._outbox, []
+        return out
+
+    # -- receiving ------------------------------------------------------------------------------
+    def receive(self, data: bytes, now: float) -> None:
+        """One datagram from the carrier's voice channel."""
+        try:
+            if is_report(data):
+                report = VoiceReport.decode(data)
+                if report.stream_id == self.sender.stream_id:
+                    self.reports_received += 1
+                    self.sender.set_expected_loss(report.loss)
+                return
+            packet = VoicePacket.decode(data)
+        except VoicePacketError as exc:
+            self.dropped[exc.reason] += 1
+            return
+        if packet.stream_id == self.sender.stream_id:
+            self.dropped["own_stream"] += 1  # an echo of our own voice
+            return
+        stream = self.streams.get(packet.stream_id)
+        if stream is None:
+            self._expire(now)
+            if len(self.streams) >= self.max_streams:
+                self.dropped["too_many_streams"] += 1
+                return
+            stream = self.streams[packet.stream_id] = VoiceStream(
+                packet.stream_id, codec=packet.codec, frame_ms=packet.frame_ms,
+                **self.stream_options)
+        stream.push(packet, now)
+
+    def _expire(self, now: float) -> None:
+        for sid in [sid for sid, s in self.streams.items()
+                    if s.buffer.idle and now - s.last_arrival > self.stream_timeout]:
+            del self.streams[sid]
+            self.mixer.forget(sid)
+
+    def pop(self, now: float) -> npt.NDArray[np.int16]:
+        """One mixed stereo frame for the listener: every stream's frames due by ``now``."""
+        for sid, stream in self.streams.items():
+            while (item := stream.pop(now)) is not None:
+                self.mixer.push(sid, item[1], now)
+        return self.mixer.pop(now)
+
+    # -- diagnostics ----------------------------------------------------------------------------
+    def diagnostics(self) -> list[VoiceDiagnostics]:
+        return [self.sender.diagnostics(), *(s.diagnostics() for s in self.streams.values())]
+
+    def export(self, telemetry: Any) -> None:
+        """Every stream's diagnostics into a :class:`theta_ecs.telemetry.Telemetry`."""
+        for diag in self.diagnostics():
+            self._exporter.export(telemetry, diag)
+        for reason, n in self.dropped.items():
+            telemetry.gauge(f"voice.dropped.{reason}", float(n))
+
+
+def pump(transport: Any, session: VoiceSession, now: float) -> None:
+    """Move one round of datagrams between ``session`` and a Transport (unreliable sends)."""
+    for data in session.datagrams_to_send(now):
+        transport.send(data)
+    for data in transport.receive():
+        session.receive(data, now)
