@@ -43,6 +43,10 @@ class DelayPolicy(ABC):
         if math.isfinite(transit):
             self._transits.append(transit)
 
+    def reset(self) -> None:
+        """Forget the history (the sender's clock jumped: a restarted or resynchronised stream)."""
+        self._transits.clear()
+
     @property
     def samples(self) -> int:
         return len(self._transits)

@@ -33,6 +33,8 @@ __all__ = ["JitterBuffer", "JitterStats", "PlayoutFrame", "PlayoutKind", "PushRe
 
 INTERRUPTION_S = 0.150  # WebRTC: a concealment of 150 ms or more is an interruption
 _U32 = 2**32
+#: A transit this far from the recent ones means the sender's clock jumped, not the network.
+CLOCK_JUMP_S = 2.0
 
 
 class PlayoutKind(enum.Enum):
@@ -226,7 +228,9 @@ class JitterBuffer:
     def _anchor(self, packet: VoicePacket, seq: int, ts: int, arrival: float) -> None:
         """Start a timeline at this packet: play it ``target`` behind the fastest transit."""
         transit = arrival - ts / self.sample_rate
-        if self.policy.samples == 0 or self._state is _State.EMPTY:
+        if self.policy.samples and abs(transit - self.policy.base) > CLOCK_JUMP_S:
+            self.policy.reset()  # the sender's timestamps jumped: old transits mean nothing
+        if self.policy.samples == 0:
             self.policy.observe(transit)
         self._packets.clear()
         self._probation = None
