@@ -1,10 +1,10 @@
 """Voice activity detection: which frames carry speech.
 
 Detectors sit behind a small ABC with a registry. ``energy`` (the default) is Mumble's kind of
-detector made adaptive: frame RMS in dBFS against a noise floor tracked as the minimum of the last
-few seconds, with hysteresis (a higher threshold to start than to stay) and a hangover (~200 ms)
-so word endings and short pauses are not clipped. ``push_to_talk`` and ``always_on`` are the two
-manual modes.
+detector made adaptive: frame RMS in dBFS against a noise floor tracked as a low quantile of the
+last few seconds, with hysteresis (a higher threshold to start than to stay) and a hangover
+(~200 ms) so word endings and short pauses are not clipped. ``push_to_talk`` and
+``always_on`` are the two manual modes.
 """
 
 from __future__ import annotations
@@ -88,57 +88,40 @@ class EnergyVad(VoiceActivityDetector):
     """RMS energy against an adaptive noise floor, with hysteresis and a hangover.
 
     ``start_db`` / ``stay_db`` are the margins above the floor that start and sustain speech;
-    ``min_level_dbfs`` keeps near-silence from ever counting; the floor is the quietest frame of
-    the last ``floor_window`` seconds (speech has pauses shorter than that, so speech never
-    becomes the floor), smoothed so one dropout does not pull it down.
+    ``min_level_dbfs`` keeps near-silence from ever counting. The floor is a low quantile (10th
+    percentile) of the frame levels of the last ``floor_window`` seconds: speech has pauses, so
+    the quiet end of the window is noise, and a quantile is steadier than the minimum on noise
+    whose level fluctuates (pink noise, fans, traffic).
     """
 
     name = "energy"
 
     def __init__(self, *, frame_ms: int = 20, start_db: float = 9.0, stay_db: float = 5.0,
-                 hangover: float = 0.2, floor_window: float = 3.0,
+                 hangover: float = 0.2, floor_window: float = 3.0, floor_quantile: float = 0.1,
                  min_level_dbfs: float = -55.0) -> None:
         super().__init__()
         if stay_db > start_db:
             raise VoiceConfigError("hysteresis: stay_db must not exceed start_db",
                                    setting="stay_db", expected=f"<= {start_db}", actual=stay_db)
+        if not 0.0 <= floor_quantile < 0.5:
+            raise VoiceConfigError("the floor is a low quantile", setting="floor_quantile",
+                                   expected=(0.0, 0.5), actual=floor_quantile)
         self.start_db = start_db
         self.stay_db = stay_db
         self.min_level_dbfs = min_level_dbfs
+        self.floor_quantile = floor_quantile
         self.hangover_frames = max(0, round(hangover * 1000 / frame_ms))
-        # Minimum statistics over blocks of 0.25 s, so the window costs a few entries only.
-        self._block_frames = max(1, round(250 / frame_ms))
-        self._blocks: deque[float] = deque(maxlen=max(2, round(floor_window / 0.25)))
-        self._block_min = math.inf
-        self._block_count = 0
-        self._floor: float | None = None
+        self._levels: deque[float] = deque(maxlen=max(2, round(floor_window * 1000 / frame_ms)))
         self._hang = 0
         self.level_dbfs = -120.0
-
-    @property
-    def noise_floor_dbfs(self) -> float:
-        return self._floor if self._floor is not None else -120.0
-
-    def _track_floor(self, level: float) -> None:
-        self._block_min = min(self._block_min, level)
-        self._block_count += 1
-        if self._block_count >= self._block_frames:
-            self._blocks.append(self._block_min)
-            self._block_min = math.inf
-            self._block_count = 0
-        window_min = min(min(self._blocks, default=math.inf), self._block_min)
-        if self._floor is None:
-            self._floor = level
-        elif window_min < self._floor:
-            self._floor = window_min  # down at once: the floor is a minimum
-        else:
-            self._floor += 0.1 * (window_min - self._floor)  # up slowly
+        self.noise_floor_dbfs = -120.0
 
     def _decide(self, pcm: npt.NDArray[np.int16], now: float) -> bool:
         level = frame_dbfs(pcm)
         self.level_dbfs = level
-        self._track_floor(level)
-        floor = self.noise_floor_dbfs
+        self._levels.append(level)
+        levels = np.fromiter(self._levels, float, len(self._levels))
+        floor = self.noise_floor_dbfs = float(np.quantile(levels, self.floor_quantile))
         margin = self.stay_db if self.active else self.start_db
         loud = level >= self.min_level_dbfs and level >= floor + margin
         if loud:
