@@ -216,3 +216,20 @@ def test_fec_beats_no_fec_under_loss(clip: np.ndarray) -> None:
     q_fec = pesq_wb(clip, with_fec.aligned(len(clip)))
     q_plc = pesq_wb(clip, without.aligned(len(clip)))
     assert q_fec > q_plc + 0.3
+
+
+def test_mouth_to_ear_figure_matches_the_audio(clip: np.ndarray) -> None:
+    """The reported delay is the delay the audio really has: cross-correlating what was said
+    with what was played finds the same lag (Opus lookahead included)."""
+    result = run_link(clip[: 48_000 * 3], LinkModel(latency_s=0.01))
+    played_lag = float(np.median(result.mouth_to_ear_s)) - result.cpu_s  # CPU is not in audio
+    x = clip[: 48_000 * 3].astype(float)
+    y = result.output[: len(x) + 9600].astype(float)
+    lags = np.arange(0, 9600)
+    seg = x[24_000:72_000]
+    corr = [float(np.dot(seg, y[24_000 + k: 72_000 + k])) for k in lags[::16]]
+    coarse = int(lags[::16][int(np.argmax(corr))])
+    fine = range(max(coarse - 16, 0), coarse + 17)
+    best = max(fine, key=lambda k: float(np.dot(seg, y[24_000 + k: 72_000 + k])))
+    assert abs(best / 48_000 - played_lag) < 0.002
+    assert 0.03 < played_lag < 0.08

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from theta_ecs import World, plugins
 from theta_ecs.backends.loopback import LinkModel, LoopbackNetwork, ManualClock
@@ -171,3 +173,15 @@ def test_audio_source_group() -> None:
     from theta_ecs.interfaces import AudioSource
 
     assert isinstance(source, AudioSource) and len(source.read(960)) == 0
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.binary(max_size=80), max_size=20))
+def test_fuzz_receive_never_raises(datagrams: list[bytes]) -> None:
+    session = VoiceSession(1, max_streams=2)
+    header = VoicePacket(5, 0, 0, b"\x08").encode()[:16]
+    for i, data in enumerate(datagrams):
+        session.receive(data, i * F)
+        session.receive(header + len(data).to_bytes(2, "big") + data, i * F)
+        assert session.pop(i * F).shape == (960, 2)
+    assert len(session.streams) <= 2
