@@ -139,6 +139,10 @@ def test_hostile_datagrams_are_dropped_and_counted() -> None:
     assert len(session.streams) == 4
     assert session.dropped["truncated"] == 2 and session.dropped["magic"] == 1
     assert session.dropped["own_stream"] == 1 and session.dropped["too_many_streams"] == 96
+    telemetry = Telemetry()
+    session.export(telemetry)
+    session.export(telemetry)
+    assert telemetry.counters["voice.dropped.too_many_streams"] == 96
     # Opus garbage inside a well-formed packet: concealed and counted, never raised.
     for seq in range(1, 30):
         session.receive(VoicePacket(100, seq, seq * 960, b"\xff\xff\xff").encode(), seq * F)

@@ -148,6 +148,12 @@ class SoundDeviceSink:
                                    expected="int16", actual=str(arr.dtype))
         if arr.ndim == 1:
             arr = np.repeat(arr[:, None], self.channels, axis=1) if self.channels > 1 else arr
+        elif arr.ndim == 2 and arr.shape[1] != self.channels:
+            if self.channels != 1:
+                raise VoiceConfigError(
+                    f"{arr.shape[1]}-channel audio for a {self.channels}-channel sink",
+                    setting="channels", expected=self.channels, actual=arr.shape[1])
+            arr = arr.mean(axis=1).astype(np.int16)  # a mix for a mono device
         if self._resample is not None:
             arr = self._resample.resample_chunk(arr.reshape(-1, self.channels))
         self.ring.write(arr)

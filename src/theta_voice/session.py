@@ -50,6 +50,7 @@ class VoiceSession:
         self._outbox: list[bytes] = []
         self._next_report = 0.0
         self._exporter = DiagnosticsExporter()
+        self._dropped_exported: dict[str, int] = {}
 
     # -- sending --------------------------------------------------------------------------------
     def capture(self, pcm: npt.NDArray[np.int16], now: float) -> None:
@@ -119,7 +120,10 @@ class VoiceSession:
         for diag in self.diagnostics():
             self._exporter.export(telemetry, diag)
         for reason, n in self.dropped.items():
-            telemetry.gauge(f"voice.dropped.{reason}", float(n))
+            key = f"voice.dropped.{reason}"
+            if n > self._dropped_exported.get(key, 0):
+                telemetry.count(key, n - self._dropped_exported.get(key, 0))
+                self._dropped_exported[key] = n
 
 
 def pump(transport: Any, session: VoiceSession, now: float) -> None:
