@@ -76,4 +76,6 @@ def test_hostile_signed_entries_are_contained(
         assert integrated + peer.log.pending + refused == len(specs)
         dups = order_of[id(peer)][len(packets) :]
         replayed = sum(len(decode_batch(decode_packet(p).batches[0]).entries) for p in dups)
-        assert tel.get("replay_rejections", 0) == replayed
+        # exact copies are network duplicates, not replay attacks
+        assert tel.get("duplicates_dropped", 0) == replayed
+        assert tel.get("replay_rejections", 0) == 0

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from theta_ecs.commandlog import (
+    DurabilityError,
     ForeignStoreError,
     MemoryCommandStore,
     SqliteCommandStore,
@@ -197,3 +198,56 @@ def test_stores_satisfy_the_protocol_and_a_failed_flush_is_retried(tmp_path: Pat
     b.receive(a.flush())  # the same entries, now durable and sent
     assert b.editor.entity(nid) is not None
     assert len(store.load()) == 1
+
+
+def test_relaxed_durability_must_be_named(tmp_path: Path) -> None:
+    """Issue 7, defect 4: synchronous=NORMAL may lose acknowledged appends on a power cut."""
+    with pytest.raises(DurabilityError, match="durability='relaxed'") as err:
+        SqliteCommandStore(tmp_path / "a.db", sync="NORMAL")
+    assert err.value.expected == "durability='relaxed'" and isinstance(err.value, StoreError)
+    assert not (tmp_path / "a.db").exists()  # refused before anything was opened
+    with pytest.raises(DurabilityError):
+        SqliteCommandStore(tmp_path / "a.db", durability="fast")
+    with pytest.raises(DurabilityError):
+        SqliteCommandStore(tmp_path / "a.db", sync="EXTRA", durability="relaxed")
+
+    def pragma(store: SqliteCommandStore) -> int:
+        return int(store._db.execute("PRAGMA synchronous").fetchone()[0])
+
+    cases = [
+        ({}, "full", 2),
+        ({"sync": "FULL"}, "full", 2),
+        ({"sync": "extra"}, "extra", 3),
+        ({"durability": "extra"}, "extra", 3),
+        ({"durability": "relaxed"}, "relaxed", 1),
+        ({"durability": "relaxed", "sync": "NORMAL"}, "relaxed", 1),
+    ]
+    for i, (kwargs, name, level) in enumerate(cases):
+        store = SqliteCommandStore(tmp_path / f"s{i}.db", **kwargs)
+        assert store.durability == name and pragma(store) == level
+        store.close()
+
+
+@pytest.mark.parametrize("kind", ["memory", "sqlite"])
+def test_compact_replaces_the_content_in_one_step(kind: str, tmp_path: Path) -> None:
+    path = tmp_path / "c.db"
+    store: MemoryCommandStore | SqliteCommandStore = (
+        MemoryCommandStore() if kind == "memory" else SqliteCommandStore(path)
+    )
+    store.append([b"one", b"two", b"three"])
+    store.compact([b"checkpoint", b"three"])
+    store.append([b"four"])
+    assert store.load() == [b"checkpoint", b"three", b"four"]
+    if isinstance(store, SqliteCommandStore):
+        store.close()
+        store = SqliteCommandStore(path)
+        assert store.load() == [b"checkpoint", b"three", b"four"]
+        # a compaction that fails halfway (after the delete and one insert) changes nothing
+        store._db.execute(
+            "CREATE TRIGGER refuse BEFORE INSERT ON batches WHEN NEW.body = x'78' "
+            "BEGIN SELECT RAISE(ABORT, 'refused'); END"
+        )
+        with pytest.raises(StoreError, match="refused"):
+            store.compact([b"new checkpoint", b"x"])
+        assert store.load() == [b"checkpoint", b"three", b"four"]
+    store.close()

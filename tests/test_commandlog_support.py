@@ -70,6 +70,7 @@ def make_peer(
     store: CommandStore | None = None,
     now: FakeClock | None = None,
     with_signer: bool = True,
+    joining: bool = False,
 ) -> Peer:
     world = World()
     log = CommandLog(
@@ -80,6 +81,7 @@ def make_peer(
         store=store,
         telemetry=world.telemetry,
         now=now or FakeClock(),
+        joining=joining,
     )
     return Peer(world, log, Editor(world, log))
 
@@ -91,3 +93,7 @@ def exchange(*peers: Peer) -> None:
         for q, packets in out:
             if q is not p:
                 p.receive(packets)
+
+
+def counters(peer: Peer) -> dict[str, int]:
+    return peer.world.telemetry.counters

@@ -63,13 +63,16 @@ def test_swap_remove_relocates_last_row(world: World) -> None:
     assert [world.get(e, Health) for e in ents if e != ents[1]] == [0, 2, 3, 4]
 
 
-def test_get_returns_copy_and_set_writes(world: World) -> None:
-    e = world.spawn({Pos: (1, 1, 1)})
+def test_get_returns_plain_values_and_set_writes(world: World) -> None:
+    e = world.spawn({Pos: (1, 1, 1), Health: 5})
     value = world.get(e, Pos)
-    value[:] = 7
-    np.testing.assert_array_equal(world.get(e, Pos), [1, 1, 1])
+    assert value == (1.0, 1.0, 1.0) and all(type(v) is float for v in value)
+    assert world.get(e, Health) == 5 and type(world.get(e, Health)) is int
     world.set(e, Pos, (2, 3, 4))
-    np.testing.assert_array_equal(world.get(e, Pos), [2, 3, 4])
+    assert value == (1.0, 1.0, 1.0)  # a copy: later writes do not show through
+    assert world.get(e, Pos) == (2.0, 3.0, 4.0)
+    world.set(e, Pos, np.array([5, 6, 7], np.float32))  # numpy values take the checked path
+    assert world.get(e, Pos) == (5.0, 6.0, 7.0)
 
 
 def test_structured_component(world: World) -> None:

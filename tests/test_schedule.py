@@ -193,3 +193,21 @@ def test_telemetry_snapshot_exports_json(world: World) -> None:
     assert set(data["stages"]) == {"startup", "simulation", "render", "editor"}
     assert data["systems"]["noop"]["mean_ms"] >= 0
     assert data["frame_time"]["peak_ms"] >= data["frame_time"]["mean_ms"] > 0
+
+
+def test_contexts_are_refreshed_each_run_and_commands_made_on_use(world: World) -> None:
+    seen: list[tuple[int, int, bool]] = []
+
+    def watcher(ctx: SystemContext) -> None:
+        seen.append((ctx.last_run_tick, ctx.tick, ctx._commands is None))
+        if len(seen) == 2:
+            ctx.commands.spawn({Health: 1})
+
+    world.add_system(watcher, reads=[Health])
+    for _ in range(3):
+        world.step()
+    (l0, t0, fresh0), (l1, t1, fresh1), (l2, t2, fresh2) = seen
+    assert l0 == 0 and l1 == t0 and l2 == t1 and t0 < t1 < t2
+    assert fresh0 and fresh1 and fresh2  # the buffer from frame 2 does not leak into frame 3
+    assert world.entity_count == 1
+    assert world.telemetry.systems["watcher"].count == 3

@@ -16,7 +16,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from theta_ecs.errors import ThetaError
+from theta_ecs import errors as theta_errors
+from theta_ecs.errors import DecodeError, ThetaError
 from theta_ecs.wire import (
     FILE_IDENTIFIER,
     PROTOCOL_VERSION,
@@ -29,6 +30,7 @@ from theta_ecs.wire import (
     EnvelopeError,
     Header,
     Heartbeat,
+    MalformedEnvelopeError,
     SchemaMismatchError,
     SessionAck,
     SessionHello,
@@ -80,10 +82,12 @@ PACKETS = real_packets()
 
 
 def decodes_or_refuses(data: bytes) -> None:
-    """The fuzzing property: a valid Envelope (that re-encodes to itself) or an EnvelopeError."""
+    """The fuzzing property: a valid Envelope (that re-encodes to itself) or a
+    MalformedEnvelopeError, which is both an EnvelopeError and the core's one DecodeError."""
     try:
         env = decode_envelope(data)
-    except EnvelopeError:
+    except DecodeError as exc:
+        assert isinstance(exc, MalformedEnvelopeError) and isinstance(exc, EnvelopeError)
         return
     assert isinstance(env, Envelope)
     assert decode_envelope(encode_envelope(env)) == env
@@ -251,7 +255,8 @@ def test_schema_hash_is_checked_when_asked() -> None:
     with pytest.raises(SchemaMismatchError) as info:
         decode_envelope(data, expected_schema_hash=HASH ^ 1)
     err = info.value
-    assert isinstance(err, EnvelopeError)
+    assert type(err) is theta_errors.SchemaMismatchError  # the one class every decoder raises
+    assert not isinstance(err, EnvelopeError)  # a mismatch is not a malformed envelope
     assert (err.expected, err.actual) == (HASH ^ 1, HASH)
     assert f"{HASH:016x}" in str(err)
 

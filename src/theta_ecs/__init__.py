@@ -4,6 +4,7 @@
 entry points and are never imported here.
 """
 
+from ._core import Vector
 from .archetype import Archetype
 from .component import (
     Component,
@@ -52,6 +53,7 @@ __all__ = [
     "Telemetry",
     "ThetaError",
     "UnknownComponentError",
+    "Vector",
     "World",
     "__version__",
     "entity_generation",

@@ -1,6 +1,9 @@
 import numpy as np
 import numpy.typing as npt
 
+INDEX_BITS: int
+INDEX_MASK: int
+
 class EntityStateError(ValueError): ...
 
 class EntityAllocator:

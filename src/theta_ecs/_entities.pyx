@@ -11,9 +11,15 @@ import numpy as np
 cimport numpy as cnp
 from libc.stdint cimport int32_t, int64_t, uint32_t, uint64_t
 
+from ._ids cimport ENTITY_INDEX_BITS
+
 cnp.import_array()
 
-cdef uint64_t INDEX_MASK = 0xFFFFFFFFULL
+#: The id layout, for Python code: ``index = id & IDX_MASK``, ``generation = id >> INDEX_BITS``.
+INDEX_BITS = ENTITY_INDEX_BITS
+INDEX_MASK = (1 << INDEX_BITS) - 1
+
+cdef uint64_t IDX_MASK = (1ULL << ENTITY_INDEX_BITS) - 1
 cdef uint32_t LAST_GENERATION = 0xFFFFFFFFU
 cdef int32_t FREE = -1
 cdef int32_t RESERVED = -2
@@ -29,19 +35,6 @@ cdef class EntityAllocator:
     A slot is free (archetype -1), reserved (-2: allocated, not yet placed in a table) or live
     (the archetype id).
     """
-
-    cdef public object generation   # uint32[cap]
-    cdef public object archetype    # int32[cap]
-    cdef public object row          # int64[cap]
-    cdef uint32_t[::1] _gen
-    cdef int32_t[::1] _arch
-    cdef int64_t[::1] _row
-    cdef object _free               # int64 stack of free indices
-    cdef Py_ssize_t _nfree
-    cdef Py_ssize_t _high           # indices [0, _high) were handed out at least once
-    cdef Py_ssize_t _allocated      # reserved + live
-    cdef Py_ssize_t _reserved
-    cdef Py_ssize_t _retired
 
     def __cinit__(self, Py_ssize_t capacity=1024):
         capacity = max(capacity, 16)
@@ -69,7 +62,7 @@ cdef class EntityAllocator:
         cdef Py_ssize_t cap = self._gen.shape[0]
         if needed <= cap:
             return
-        if needed > <Py_ssize_t>INDEX_MASK:
+        if needed > <Py_ssize_t>IDX_MASK:
             raise OverflowError("more than 2^32 entity indices")
         while cap < needed:
             cap *= 2
@@ -100,15 +93,15 @@ cdef class EntityAllocator:
         return self._high
 
     # -- state checks -------------------------------------------------------------------------
-    cdef inline bint _matches(self, uint64_t entity) noexcept nogil:
-        cdef uint64_t idx = entity & INDEX_MASK
-        return idx < <uint64_t>self._high and self._gen[idx] == <uint32_t>(entity >> 32)
+    cdef bint _matches(self, uint64_t entity) noexcept nogil:
+        cdef uint64_t idx = entity & IDX_MASK
+        return idx < <uint64_t>self._high and self._gen[idx] == <uint32_t>(entity >> ENTITY_INDEX_BITS)
 
     cpdef bint is_alive(self, uint64_t entity):
-        return self._matches(entity) and self._arch[entity & INDEX_MASK] >= 0
+        return self._matches(entity) and self._arch[entity & IDX_MASK] >= 0
 
     cpdef bint is_reserved(self, uint64_t entity):
-        return self._matches(entity) and self._arch[entity & INDEX_MASK] == RESERVED
+        return self._matches(entity) and self._arch[entity & IDX_MASK] == RESERVED
 
     def alive_mask(self, const uint64_t[::1] entities not None):
         """Vectorized ``is_alive``: a bool array, one per id."""
@@ -117,7 +110,7 @@ cdef class EntityAllocator:
         cdef Py_ssize_t i
         with nogil:
             for i in range(entities.shape[0]):
-                m[i] = self._matches(entities[i]) and self._arch[entities[i] & INDEX_MASK] >= 0
+                m[i] = self._matches(entities[i]) and self._arch[entities[i] & IDX_MASK] >= 0
         return out
 
     def has_duplicates(self, const uint64_t[::1] entities not None) -> bool:
@@ -126,7 +119,7 @@ cdef class EntityAllocator:
         if n < 2:
             return False
         if n * 64 < self._high:  # small batch: sorting beats a bitmap over every index
-            idx = np.sort(np.asarray(entities) & INDEX_MASK)
+            idx = np.sort(np.asarray(entities) & IDX_MASK)
             return bool((np.diff(idx) == 0).any())
         seen = np.zeros(self._high, np.bool_)
         cdef cnp.npy_bool[::1] s = seen
@@ -135,7 +128,7 @@ cdef class EntityAllocator:
         cdef bint dup = False
         with nogil:
             for i in range(n):
-                j = entities[i] & INDEX_MASK
+                j = entities[i] & IDX_MASK
                 if j >= <uint64_t>self._high:
                     continue
                 if s[j]:
@@ -160,11 +153,11 @@ cdef class EntityAllocator:
             for i in range(reuse):
                 idx = free[self._nfree - 1 - i]
                 self._arch[idx] = RESERVED
-                o[i] = ((<uint64_t>self._gen[idx]) << 32) | <uint64_t>idx
+                o[i] = ((<uint64_t>self._gen[idx]) << ENTITY_INDEX_BITS) | <uint64_t>idx
             for i in range(fresh):
                 idx = self._high + i
                 self._arch[idx] = RESERVED
-                o[reuse + i] = ((<uint64_t>self._gen[idx]) << 32) | <uint64_t>idx
+                o[reuse + i] = ((<uint64_t>self._gen[idx]) << ENTITY_INDEX_BITS) | <uint64_t>idx
         self._nfree -= reuse
         self._high += fresh
         self._allocated += n
@@ -172,6 +165,12 @@ cdef class EntityAllocator:
         return out
 
     def allocate_one(self) -> int:
+        cdef uint64_t e
+        self.take_one(&e)
+        return e
+
+    cdef int take_one(self, uint64_t* out) except -1:
+        """C form of :meth:`allocate_one` for the core's per-entity paths."""
         cdef Py_ssize_t idx
         if self._nfree:
             self._nfree -= 1
@@ -183,23 +182,43 @@ cdef class EntityAllocator:
         self._arch[idx] = RESERVED
         self._allocated += 1
         self._reserved += 1
-        return ((<uint64_t>self._gen[idx]) << 32) | <uint64_t>idx
+        out[0] = ((<uint64_t>self._gen[idx]) << ENTITY_INDEX_BITS) | <uint64_t>idx
+        return 0
 
     # -- locations ----------------------------------------------------------------------------
+    cdef int32_t find(self, uint64_t entity, int64_t* row) noexcept:
+        """The archetype of a live entity (its row into ``row``), or -1 for any other id."""
+        cdef uint64_t idx = entity & IDX_MASK
+        if idx >= <uint64_t>self._high or self._gen[idx] != <uint32_t>(entity >> ENTITY_INDEX_BITS):
+            return -1
+        cdef int32_t a = self._arch[idx]
+        if a < 0:
+            return -1
+        row[0] = self._row[idx]
+        return a
+
+    cdef void put(self, uint64_t entity, int32_t archetype, int64_t row) noexcept:
+        """:meth:`place` for an id the caller has just checked (reserved or live)."""
+        cdef uint64_t idx = entity & IDX_MASK
+        if self._arch[idx] == RESERVED:
+            self._reserved -= 1
+        self._arch[idx] = archetype
+        self._row[idx] = row
+
     cpdef tuple locate(self, uint64_t entity):
         """(archetype id, row) of a live entity."""
         if not self.is_alive(entity):
             raise EntityStateError(f"entity {entity:#x} is not alive")
-        cdef uint64_t idx = entity & INDEX_MASK
+        cdef uint64_t idx = entity & IDX_MASK
         return self._arch[idx], self._row[idx]
 
     cpdef void place(self, uint64_t entity, int32_t archetype, int64_t row) except *:
         """Record where a reserved or live entity lives; a reserved one becomes live."""
         if archetype < 0:
             raise EntityStateError("archetype ids are non-negative")
-        if not self._matches(entity) or self._arch[entity & INDEX_MASK] == FREE:
+        if not self._matches(entity) or self._arch[entity & IDX_MASK] == FREE:
             raise EntityStateError(f"entity {entity:#x} is neither reserved nor alive")
-        cdef uint64_t idx = entity & INDEX_MASK
+        cdef uint64_t idx = entity & IDX_MASK
         if self._arch[idx] == RESERVED:
             self._reserved -= 1
         self._arch[idx] = archetype
@@ -210,7 +229,7 @@ cdef class EntityAllocator:
         cdef bint ok = True
         with nogil:
             for i in range(entities.shape[0]):
-                if not self._matches(entities[i]) or self._arch[entities[i] & INDEX_MASK] == FREE:
+                if not self._matches(entities[i]) or self._arch[entities[i] & IDX_MASK] == FREE:
                     ok = False
                     break
         if not ok:
@@ -224,7 +243,7 @@ cdef class EntityAllocator:
         cdef uint64_t idx
         with nogil:
             for i in range(entities.shape[0]):
-                idx = entities[i] & INDEX_MASK
+                idx = entities[i] & IDX_MASK
                 if self._arch[idx] == RESERVED:
                     placed_reserved += 1
                 self._arch[idx] = archetype
@@ -263,7 +282,7 @@ cdef class EntityAllocator:
         cdef uint64_t idx
         with nogil:
             for i in range(n):
-                idx = entities[i] & INDEX_MASK
+                idx = entities[i] & IDX_MASK
                 a[i] = self._arch[idx]
                 r[i] = self._row[idx]
         return archs, rows
@@ -287,9 +306,9 @@ cdef class EntityAllocator:
 
     def release(self, uint64_t entity):
         """Free a live or reserved id: its generation is bumped so the old id goes stale."""
-        if not self._matches(entity) or self._arch[entity & INDEX_MASK] == FREE:
+        if not self._matches(entity) or self._arch[entity & IDX_MASK] == FREE:
             raise EntityStateError(f"entity {entity:#x} is neither reserved nor alive")
-        self._free_index(entity & INDEX_MASK)
+        self._free_index(entity & IDX_MASK)
 
     def release_batch(self, const uint64_t[::1] entities not None):
         """Free many ids; all must be reserved or alive, and distinct."""
@@ -298,4 +317,4 @@ cdef class EntityAllocator:
             raise EntityStateError("a batch names an entity twice")
         cdef Py_ssize_t i
         for i in range(entities.shape[0]):
-            self._free_index(entities[i] & INDEX_MASK)
+            self._free_index(entities[i] & IDX_MASK)

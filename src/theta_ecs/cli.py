@@ -70,6 +70,10 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         from .bench.ecs import main as ecs_main
 
         return ecs_main(args.rest)
+    if args.suite == "commandlog":
+        from .bench.commandlog import main as commandlog_main
+
+        return commandlog_main(args.rest)
     ext = importlib.import_module("theta_ecs.serialization.cli")
     code: int = ext.run_bandwidth(args.rest)
     return code
@@ -95,8 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
     man.add_argument("--binary-path", type=Path, default=manifest.DEFAULT_BINARY)
     man.set_defaults(func=_cmd_manifest)
 
-    bench = sub.add_parser("bench", help="run a benchmark suite (ecs, bandwidth)")
-    bench.add_argument("suite", choices=["ecs", "bandwidth"])
+    bench = sub.add_parser("bench", help="run a benchmark suite (ecs, commandlog, bandwidth)")
+    bench.add_argument("suite", choices=["ecs", "commandlog", "bandwidth"])
     bench.add_argument("rest", nargs=argparse.REMAINDER, help="arguments for the suite")
     bench.set_defaults(func=_cmd_bench)
 

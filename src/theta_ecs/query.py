@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING, NamedTuple
+from typing import NamedTuple, Protocol
 
 import numpy as np
 
@@ -11,8 +11,16 @@ from .archetype import Archetype, Column, EntityIds
 from .component import Component
 from .errors import UnknownComponentError
 
-if TYPE_CHECKING:
-    from .world import World
+
+class TableView(Protocol):
+    """What a query needs of the world: its archetypes (a list that only ever grows) and the
+    change tick that stamps columns handed out writable."""
+
+    @property
+    def tables(self) -> Sequence[Archetype]: ...
+
+    @property
+    def change_tick(self) -> int: ...
 
 
 def read_only(view: Column) -> Column:
@@ -37,7 +45,7 @@ class Query:
     __slots__ = ("_matched", "_seen", "_world", "with_", "without")
 
     def __init__(
-        self, world: World, with_: Sequence[Component], without: Sequence[Component] = ()
+        self, world: TableView, with_: Sequence[Component], without: Sequence[Component] = ()
     ) -> None:
         self._world = world
         self.with_ = tuple(with_)
@@ -47,7 +55,7 @@ class Query:
 
     def archetypes(self) -> list[Archetype]:
         """The matching archetypes (including empty ones), refreshed incrementally."""
-        known = self._world._archetypes
+        known = self._world.tables
         if self._seen < len(known):
             need = frozenset(c.id for c in self.with_)
             avoid = frozenset(c.id for c in self.without)
@@ -68,7 +76,7 @@ class Query:
             cols = []
             for comp in self.with_:
                 if comp.id in writable:
-                    arch.column_ticks[comp.id] = tick
+                    arch.mark_written(comp.id, tick)
                     cols.append(arch.columns[comp.id][:n])
                 else:
                     cols.append(read_only(arch.columns[comp.id][:n]))

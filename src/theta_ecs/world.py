@@ -9,7 +9,8 @@ from typing import Any, TypeVar, cast
 import numpy as np
 import numpy.typing as npt
 
-from ._entities import EntityAllocator
+from ._core import WorldCore
+from ._entities import INDEX_BITS, INDEX_MASK, EntityAllocator
 from .archetype import Archetype, Column, EntityIds
 from .component import Component, ComponentRegistry
 from .errors import ComponentDataError, StaleEntityError, ThetaError, UnknownComponentError
@@ -21,8 +22,7 @@ from .values import as_array, coerce_one, coerce_rows
 
 T = TypeVar("T")
 
-INDEX_BITS = 32
-INDEX_MASK = (1 << INDEX_BITS) - 1
+__all__ = ["INDEX_BITS", "INDEX_MASK", "World", "entity_generation", "entity_index"]
 
 
 def entity_index(entity: int) -> int:
@@ -57,11 +57,14 @@ def _entity_ids(entities: npt.ArrayLike) -> EntityIds:
     return np.ascontiguousarray(arr, dtype=np.uint64)
 
 
-class World:
+class World(WorldCore):
     """Holds every entity and component of one simulation.
 
     Entities are 64-bit ids (32-bit index, 32-bit generation). Component values live in archetype
-    tables as numpy columns; queries hand systems views of those columns.
+    tables as numpy columns; queries hand systems views of those columns. The per-entity
+    operations (``get``, ``set``, ``insert``, ``remove``, ``has``, ``spawn``, ``despawn``) are
+    implemented in C by :class:`theta_ecs._core.WorldCore`; the methods here are the batched
+    operations and the checked paths the C code falls back on.
     """
 
     def __init__(
@@ -73,16 +76,13 @@ class World:
     ) -> None:
         self.registry = registry if registry is not None else ComponentRegistry()
         self._entities = EntityAllocator(capacity)
-        self._archetypes: list[Archetype] = []
         self._archetype_by_set: dict[frozenset[int], Archetype] = {}
         self._queries: dict[tuple[tuple[int, ...], tuple[int, ...]], Query] = {}
         self._resources: dict[type, object] = {}
         self._empty = self._archetype_for(())
+        self._remember_spawn_route((), self._empty)
         #: Frame number: advances once per :meth:`step`.
         self.tick = 1
-        #: Change counter: advances before every system run and every deferred apply, so a
-        #: change made anywhere in a frame is newer than the last run of every other system.
-        self.change_tick = 1
         self.telemetry = Telemetry()
         self.events = Events()
         self.schedule = Scheduler(parallel=parallel)
@@ -96,10 +96,6 @@ class World:
         if not isinstance(comp, Component):
             raise UnknownComponentError(f"{comp!r} is not a Component")
         return self.registry.register(comp)
-
-    def advance_change_tick(self) -> int:
-        self.change_tick += 1
-        return self.change_tick
 
     def _archetype_for(self, components: Iterable[Component]) -> Archetype:
         comps = tuple(components)
@@ -130,6 +126,20 @@ class World:
     @property
     def archetypes(self) -> Sequence[Archetype]:
         return tuple(self._archetypes)
+
+    @property
+    def tables(self) -> Sequence[Archetype]:
+        """The live, append-only archetype list (what queries match against); do not modify."""
+        return self._archetypes
+
+    # -- checked paths the C core falls back on ---------------------------------------------
+    @staticmethod
+    def _entity_id(entity: object) -> int:
+        return _entity_id(entity)
+
+    @staticmethod
+    def _coerce(comp: Component, value: object) -> Column:
+        return coerce_one(comp, value)
 
     # -- entities -----------------------------------------------------------------------------
     @property
@@ -166,12 +176,15 @@ class World:
             raise ComponentDataError("an entity appears twice in the batch")
         return ents
 
-    def spawn(self, components: Mapping[Component, object] | None = None) -> int:
-        """Create one entity with ``components`` ({Component: value}); returns its id."""
-        values = {self._known(c): coerce_one(c, v) for c, v in (components or {}).items()}
+    def _spawn_checked(self, components: Mapping[Component, object]) -> int:
+        """:meth:`spawn` for what the C path does not take (first use of a component set,
+        numpy values, unregistered components); remembers the route for next time."""
+        values = {self._known(c): coerce_one(c, v) for c, v in components.items()}
         arch = self._archetype_for(values)
         entity = int(self._entities.allocate_one())
         self._place_new(entity, arch, {c.id: v for c, v in values.items()})
+        if isinstance(components, dict):
+            self._remember_spawn_route(tuple(c.id for c in components), arch)
         return entity
 
     def _place_new(self, entity: int, arch: Archetype, values: Mapping[int, Any]) -> None:
@@ -226,13 +239,6 @@ class World:
         self._entities.place_range(ents, arch.id, first_row)
         return ents
 
-    def despawn(self, entity: int) -> None:
-        arch, row = self._check(entity)
-        moved = arch.swap_remove(row)
-        if moved is not None:
-            self._entities.place(moved, arch.id, row)
-        self._entities.release(entity)
-
     def despawn_batch(self, entities: npt.ArrayLike) -> None:
         ents = self._check_batch(entities)
         archs, rows = self._entities.locate_batch(ents)
@@ -243,76 +249,9 @@ class World:
         self._entities.release_batch(ents)
 
     # -- per-entity component access ----------------------------------------------------------
-    def has(self, entity: int, comp: Component) -> bool:
-        comp = self._known(comp)
-        arch, _ = self._check(entity)
-        return comp.id in arch.component_ids
-
     def components_of(self, entity: int) -> tuple[Component, ...]:
         arch, _ = self._check(entity)
         return arch.components
-
-    def get(self, entity: int, comp: Component) -> Any:
-        """A copy of the entity's value of ``comp``."""
-        comp = self._known(comp)
-        arch, row = self._check(entity)
-        col = arch.columns.get(comp.id)
-        if col is None:
-            raise UnknownComponentError(f"entity {entity:#x} has no {comp.name}")
-        value = col[row]
-        # np.void (a structured row) is a view into the column too: copy it.
-        return value.copy() if isinstance(value, (np.ndarray, np.void)) else value
-
-    def set(self, entity: int, comp: Component, value: object) -> None:
-        """Overwrite the entity's value of ``comp`` and mark that row changed."""
-        comp = self._known(comp)
-        arch, row = self._check(entity)
-        col = arch.columns.get(comp.id)
-        if col is None:
-            raise UnknownComponentError(f"entity {entity:#x} has no {comp.name}")
-        col[row] = coerce_one(comp, value)
-        arch.row_ticks[comp.id][row] = self.change_tick
-
-    def insert(self, entity: int, comp: Component, value: object) -> None:
-        """Add ``comp`` to the entity (moving it to another archetype), or set it if present."""
-        arch, row = self._check(entity)
-        comp = self._known(comp)
-        val = coerce_one(comp, value)
-        if comp.id in arch.component_ids:
-            arch.columns[comp.id][row] = val
-            arch.row_ticks[comp.id][row] = self.change_tick
-            return
-        dest = self._with(arch, comp)
-        self._move(entity, arch, row, dest, {comp.id: val})
-
-    def remove(self, entity: int, comp: Component) -> None:
-        """Take ``comp`` off the entity."""
-        comp = self._known(comp)
-        arch, row = self._check(entity)
-        if comp.id not in arch.component_ids:
-            raise UnknownComponentError(f"entity {entity:#x} has no {comp.name}")
-        self._move(entity, arch, row, self._without(arch, comp), {})
-
-    def _move(
-        self, entity: int, src: Archetype, row: int, dest: Archetype, extra: Mapping[int, Any]
-    ) -> None:
-        dest.reserve(1)
-        new_row = dest.count
-        dest.entities[new_row] = entity
-        for cid, col in dest.columns.items():
-            if cid in extra:
-                col[new_row] = extra[cid]
-                dest.row_ticks[cid][new_row] = self.change_tick
-            else:
-                col[new_row] = src.columns[cid][row]
-                dest.row_ticks[cid][new_row] = max(
-                    int(src.row_ticks[cid][row]), src.column_ticks[cid]
-                )
-        dest.count = new_row + 1
-        moved = src.swap_remove(row)
-        if moved is not None:
-            self._entities.place(moved, src.id, row)
-        self._entities.place(entity, dest.id, new_row)
 
     # -- batched structural changes -----------------------------------------------------------
     def insert_batch(self, entities: npt.ArrayLike, comp: Component, values: npt.ArrayLike) -> None:

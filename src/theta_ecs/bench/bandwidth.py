@@ -278,8 +278,12 @@ def run_cubes(
     }
 
 
+CROWD_MODES = ("without_interest", "with_interest")
+
+
 def run_crowd(seconds: float = 20.0, n: int = 10_000, clients: int = 8, radius: float = 100.0,
-              seed: int = 0, log: Callable[[str], None] = print) -> dict[str, Any]:
+              seed: int = 0, log: Callable[[str], None] = print,
+              modes: Sequence[str] = CROWD_MODES) -> dict[str, Any]:
     from ..scenes.components import CrowdPosition, CrowdVelocity
     from ..scenes.crowd import CrowdScene
 
@@ -288,7 +292,8 @@ def run_crowd(seconds: float = 20.0, n: int = 10_000, clients: int = 8, radius: 
         CrowdScene.components, prediction=Prediction(CrowdPosition, CrowdVelocity, 1.0 / rate)
     )
     results: dict[str, Any] = {}
-    for label, use_interest in (("without_interest", False), ("with_interest", True)):
+    for label in modes:
+        use_interest = label == "with_interest"
         scene = CrowdScene(n, seed=seed)
         registry = DictionaryRegistry()
         config = ReplicatorConfig(delta=True, compress=True)
@@ -338,14 +343,45 @@ def run_crowd(seconds: float = 20.0, n: int = 10_000, clients: int = 8, radius: 
         log(f"  crowd {label:>17}: {r['bytes_per_s_per_client']:12.0f} B/s per client"
             f"  ({r['entities_per_client']} entities)  encode {r['encode_ms_per_client_tick']:.3f}"
             f" ms  decode {r['decode_ms_per_client_tick']:.3f} ms")
-    ratio = (results["without_interest"]["bytes_per_s_per_client"]
-             / max(results["with_interest"]["bytes_per_s_per_client"], 1e-9))
-    return {"n": n, "clients": clients, "rate_hz": rate, "seconds": seconds, "radius_m": radius,
-            "interest_saving": round(ratio, 1), "modes": results}
+    out = {"n": n, "clients": clients, "rate_hz": rate, "seconds": seconds, "radius_m": radius,
+           "modes": results}
+    return with_interest_saving(out)
 
 
-def run_encode_timing(n: int = 10_000, repeats: int = 50, seed: int = 0) -> dict[str, Any]:
-    """The 2 ms target: a 10,000-entity crowd delta (baseline 2 ticks back) + zstd."""
+def with_interest_saving(crowd: dict[str, Any]) -> dict[str, Any]:
+    """Add how many times fewer bytes interest management sends, when both modes ran."""
+    modes = crowd["modes"]
+    if all(m in modes for m in CROWD_MODES):
+        ratio = (modes["without_interest"]["bytes_per_s_per_client"]
+                 / max(modes["with_interest"]["bytes_per_s_per_client"], 1e-9))
+        crowd["interest_saving"] = round(ratio, 1)
+    return crowd
+
+
+@dataclass
+class EncodeCase:
+    """A crowd's delta against the state two ticks back: what a server encodes per client."""
+
+    scene: Any
+    schema: ReplicationSchema
+    codec: Any
+    base: Snapshot
+    cur: Snapshot
+    packet: bytes
+
+    def encode(self) -> bytes:
+        out: bytes = self.codec.encode(self.cur, self.cur.tick, self.base, self.base.tick,
+                                       compress=True)
+        return out
+
+    def decode(self) -> object:
+        return self.codec.decode_bytes(self.packet, self.base)
+
+    def capture(self) -> Snapshot:
+        return capture(self.scene.world, self.schema)
+
+
+def encode_case(n: int = 10_000, seed: int = 0) -> EncodeCase:
     from ..scenes.components import CrowdPosition, CrowdVelocity
     from ..scenes.crowd import CrowdScene
     from ..serialization import StateCodec
@@ -362,6 +398,14 @@ def run_encode_timing(n: int = 10_000, repeats: int = 50, seed: int = 0) -> dict
         states.append(capture(scene.world, schema))
     base, cur = states[0], states[2]
     packet = codec.encode(cur, cur.tick, base, base.tick, compress=True)
+    return EncodeCase(scene, schema, codec, base, cur, packet)
+
+
+def run_encode_timing(n: int = 10_000, repeats: int = 50, seed: int = 0) -> dict[str, Any]:
+    """The 2 ms target: a 10,000-entity crowd delta (baseline 2 ticks back) + zstd."""
+    case = encode_case(n, seed)
+    scene, schema, codec, base, cur, packet = (case.scene, case.schema, case.codec, case.base,
+                                               case.cur, case.packet)
 
     def timed(fn: Callable[[], object]) -> list[float]:
         out = []
@@ -496,6 +540,35 @@ def plot(result: dict[str, Any], path: Path) -> None:
     plt.close(fig)
 
 
+def new_result() -> dict[str, Any]:
+    """The head of a bandwidth JSON; ``cubes``, ``crowd`` and ``timing`` are added by the runs."""
+    return {
+        "version": 1,
+        "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+    }
+
+
+def finish(result: dict[str, Any], previous: dict[str, Any] | None, out: Path,
+           png: Path | None = None) -> list[str]:
+    """Judge a run (client state within the quantization error; no bandwidth regression over
+    5% against ``previous``), write its JSON and PNG, and return the failures."""
+    failures = []
+    for mode, r in result.get("cubes", {}).get("modes", {}).items():
+        if r["error_violations"]:
+            failures.append(f"cubes {mode}: client state outside the quantization error "
+                            f"on {r['error_violations']} checks")
+    if previous is not None:
+        regressions = compare(previous, result)
+        result["regressions"] = regressions
+        failures.extend(f"regression {r}" for r in regressions)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
+    plot(result, png or out.with_suffix(".png"))
+    return failures
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="theta bench bandwidth", description=(__doc__ or "").split("\n")[0]
@@ -516,12 +589,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.no_compare and prev_path.exists():
         previous = json.loads(prev_path.read_text())
 
-    result: dict[str, Any] = {
-        "version": 1,
-        "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "python": platform.python_version(),
-        "machine": platform.machine(),
-    }
+    result = new_result()
     if args.scene in ("cubes", "all"):
         print("cubes ...", flush=True)
         result["cubes"] = run_cubes(args.seconds or 10.0, seed=args.seed)
@@ -530,21 +598,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         result["crowd"] = run_crowd(args.seconds or 20.0, seed=args.seed)
         result["timing"] = run_encode_timing(seed=args.seed)
     print(table(result))
-
-    failures = []
-    for mode, r in result.get("cubes", {}).get("modes", {}).items():
-        if r["error_violations"]:
-            failures.append(f"cubes {mode}: client state outside the quantization error "
-                            f"on {r['error_violations']} checks")
-    if previous is not None:
-        regressions = compare(previous, result)
-        result["regressions"] = regressions
-        failures.extend(f"regression {r}" for r in regressions)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
-    png = args.png or args.out.with_suffix(".png")
-    plot(result, png)
-    print(f"wrote {args.out} and {png}")
+    failures = finish(result, previous, args.out, args.png)
+    print(f"wrote {args.out} and {args.png or args.out.with_suffix('.png')}")
     for f in failures:
         print(f"FAIL: {f}", file=sys.stderr)
     return 1 if failures else 0

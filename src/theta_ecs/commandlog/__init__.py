@@ -3,18 +3,22 @@
 Peers exchange intentions (commands), not state. Every entry carries a Lamport clock, its author,
 a scope and a payload, signed with Ed25519; every peer orders entries by (clock, author, seq) and
 folds each scope's entries under its conflict strategy, so all peers holding the same entries hold
-the same world. Sans-I/O: the log yields and accepts packets (bytes).
+the same world. Admins change roles and compact history (checkpoints) through the log itself.
+Sans-I/O: the log yields and accepts packets (bytes).
 """
 
+from .checkpoint import Checkpoint
 from .clock import LamportClock
 from .components import COMPONENTS, MeshRef, NetId, Selection, ToolState, Transform
 from .conflicts import ConflictPolicy, Resolution, Strategy
 from .editor import Editor, Mesh, MeshStore, NetIndex, make_net_id, presence_id
 from .entry import NO_BASE, Entry, EntryId, Scope, SignedBatch
 from .errors import (
+    CheckpointError,
     CommandLogError,
     CommandPayloadError,
     DecodeError,
+    DurabilityError,
     ForeignStoreError,
     PermissionDeniedError,
     RateLimitedError,
@@ -34,6 +38,8 @@ __all__ = [
     "COMPONENTS",
     "NO_BASE",
     "Changes",
+    "Checkpoint",
+    "CheckpointError",
     "CommandLog",
     "CommandLogError",
     "CommandPayloadError",
@@ -41,6 +47,7 @@ __all__ = [
     "CommandType",
     "ConflictPolicy",
     "DecodeError",
+    "DurabilityError",
     "Editor",
     "Entry",
     "EntryId",

@@ -8,6 +8,12 @@ the entry that precedes it in the total order. Walking a scope's entries in orde
 - merge: it is accepted and its value is merged field-wise (see :mod:`.editor`);
 - reject: it is refused, so is every entry based on it, and its author is told.
 
+An entry whose author lacked the role for its command type at its place in the order is denied:
+it changes nothing, like a rejected entry (see :class:`.roles.RoleTimeline`).
+
+After a checkpoint a scope starts from the entries the checkpoint retained (its ``base``, already
+folded and vouched for by the checkpoint's signature); later entries fold on top of it in order.
+
 Because the outcome is a function of the set of entries and their order, every peer that holds
 the same entries computes the same outcome, whatever order they arrived in.
 """
@@ -15,7 +21,7 @@ the same entries computes the same outcome, whatever order they arrived in.
 from __future__ import annotations
 
 import bisect
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 
@@ -64,6 +70,8 @@ class Resolution:
     rejected: list[Entry] = field(default_factory=list)
     #: accepted entries that conflicted (overwrote or merged with a concurrent write)
     conflicted: list[Entry] = field(default_factory=list)
+    #: entries whose author lacked the role for them at their place in the order
+    denied: list[Entry] = field(default_factory=list)
 
     @property
     def head(self) -> EntryId:
@@ -78,13 +86,23 @@ class ScopeLog:
     before entries already integrated makes the next read refold the scope from its start.
     """
 
-    __slots__ = ("_entries", "_keys", "_resolution", "_stale", "generation", "strategy")
+    __slots__ = (
+        "_entries", "_keys", "_permit", "_resolution", "_stale", "base", "generation", "strategy"
+    )
 
-    def __init__(self, strategy: Strategy) -> None:
+    def __init__(
+        self,
+        strategy: Strategy,
+        permit: Callable[[Entry], bool] | None = None,
+        base: Iterable[Entry] = (),
+    ) -> None:
         self.strategy = strategy
+        self._permit = permit
+        #: entries a checkpoint retained: accepted, in order, never refolded
+        self.base: tuple[Entry, ...] = tuple(base)
         self._entries: list[Entry] = []
         self._keys: list[tuple[int, int, int]] = []
-        self._resolution = Resolution()
+        self._resolution = Resolution(accepted=list(self.base))
         self._stale = False
         #: bumped on every refold: until it changes, the resolution's lists only grow
         self.generation = 0
@@ -95,7 +113,7 @@ class ScopeLog:
             self._keys.append(key)
             self._entries.append(entry)
             if not self._stale:
-                self._step(self._resolution, entry)
+                self._step(self._resolution, entry, self._permit)
             return
         at = bisect.bisect_left(self._keys, key)
         if at < len(self._keys) and self._keys[at] == key:
@@ -104,7 +122,26 @@ class ScopeLog:
         self._entries.insert(at, entry)
         self._stale = True
 
-    def _step(self, res: Resolution, entry: Entry) -> None:
+    def invalidate(self) -> None:
+        """Refold at the next read (the roles behind the permission check changed)."""
+        self._stale = True
+
+    def fold(
+        self, entries: Iterable[Entry], permit: Callable[[Entry], bool] | None = None
+    ) -> Resolution:
+        """The resolution of the base followed by ``entries`` (in order), judging roles with
+        ``permit`` if given: the outcome of a prefix of the history (what a checkpoint holds)."""
+        res = Resolution(accepted=list(self.base))
+        for entry in entries:
+            self._step(res, entry, permit or self._permit)
+        return res
+
+    def _step(
+        self, res: Resolution, entry: Entry, permit: Callable[[Entry], bool] | None = None
+    ) -> None:
+        if permit is not None and not permit(entry):
+            res.denied.append(entry)
+            return
         concurrent = entry.base != res.head
         if concurrent and self.strategy is Strategy.REJECT:
             res.rejected.append(entry)
@@ -116,17 +153,20 @@ class ScopeLog:
     @property
     def resolution(self) -> Resolution:
         if self._stale:
-            res = Resolution()
-            for entry in self._entries:
-                self._step(res, entry)
-            self._resolution = res
+            self._resolution = self.fold(self._entries)
             self._stale = False
             self.generation += 1
         return self._resolution
 
     @property
     def entries(self) -> list[Entry]:
+        """The base, then every later entry in order."""
+        return [*self.base, *self._entries]
+
+    @property
+    def tail(self) -> list[Entry]:
+        """The entries after the base, in order."""
         return list(self._entries)
 
     def __len__(self) -> int:
-        return len(self._entries)
+        return len(self.base) + len(self._entries)

@@ -24,6 +24,7 @@ import numpy.typing as npt
 from ..component import Component
 from ..errors import StaleEntityError
 from ..world import World
+from .checkpoint import keep_last
 from .components import (
     COMPONENTS,
     IDENTITY_TRANSFORM,
@@ -156,15 +157,38 @@ def _check_element(e: Entry) -> None:
     _need(bool(author) and bool(seq), "mesh_set_element: element id is non-zero")
 
 
+# --- what a checkpoint keeps: exactly what the folds below read ----------------------------
+def _retain_transform(entries: list[Entry]) -> list[Entry]:
+    """The newest entries until every field has its latest writer (merge reads per field)."""
+    kept: list[Entry] = []
+    missing = _FULL_MASK
+    for e in reversed(entries):
+        mask = _TRANSFORM.unpack_from(e.payload)[0]
+        if mask & missing:
+            kept.append(e)
+            missing &= ~mask
+        if not missing:
+            break
+    return kept[::-1]
+
+
+def _retain_element(entries: list[Entry]) -> list[Entry]:
+    """The newest removal/restore of each mesh element."""
+    last: dict[bytes, Entry] = {}
+    for e in entries:
+        last[e.payload[2:]] = e
+    return sorted(last.values(), key=lambda e: e.key)
+
+
 COMMAND_TYPES: tuple[CommandType, ...] = (
-    CommandType(CREATE, Role.EDITOR, _check_create),
-    CommandType(DELETE, Role.EDITOR, _check_delete),
-    CommandType(SET_TRANSFORM, Role.EDITOR, _check_transform),
-    CommandType(SELECT, Role.VIEWER, _check_select),
-    CommandType(SET_TOOL, Role.VIEWER, _check_tool),
+    CommandType(CREATE, Role.EDITOR, _check_create, keep_last),
+    CommandType(DELETE, Role.EDITOR, _check_delete, keep_last),
+    CommandType(SET_TRANSFORM, Role.EDITOR, _check_transform, _retain_transform),
+    CommandType(SELECT, Role.VIEWER, _check_select, keep_last),
+    CommandType(SET_TOOL, Role.VIEWER, _check_tool, keep_last),
     CommandType(MESH_ADD_VERTEX, Role.EDITOR, _check_vertex),
     CommandType(MESH_ADD_FACE, Role.EDITOR, _check_face),
-    CommandType(MESH_SET_ELEMENT, Role.EDITOR, _check_element),
+    CommandType(MESH_SET_ELEMENT, Role.EDITOR, _check_element, _retain_element),
 )
 
 
@@ -469,7 +493,10 @@ class Editor:
         """Whether every entry of the action was refused by a conflict (nothing to undo)."""
         for eid in action.entries:
             entry = self.log.get(eid)
-            if entry is None or entry not in self.log.resolution(entry.scope.group).rejected:
+            if entry is None:
+                return False
+            res = self.log.resolution(entry.scope.group)
+            if entry not in res.rejected and entry not in res.denied:
                 return False
         return bool(action.entries)
 

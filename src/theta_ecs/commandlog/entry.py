@@ -105,7 +105,7 @@ def _check_entry_limits(
     kind: bytes,
     field: bytes,
     payload_len: int,
-    error: type[CommandLogError] = DecodeError,
+    error: type[CommandLogError | DecodeError] = DecodeError,
 ) -> None:
     if not 1 <= clock < MAX_CLOCK:
         raise error(f"entry clock {clock} outside 1..2^53")
@@ -223,6 +223,7 @@ class PacketType(IntEnum):
     BATCHES = 1  # signed batches to integrate
     SYNC = 2  # a version vector: "send me what I lack"
     SYNC_ANSWER = 3  # signed batches sent in answer to a SYNC (duplicates there are expected)
+    CHECKPOINT = 4  # one signed checkpoint (see :mod:`.checkpoint`); may exceed a batch packet
 
 
 _PACKET_MAGIC = b"TP"
@@ -252,6 +253,16 @@ def encode_batches_packet(
     return b"".join(parts)
 
 
+def encode_checkpoint_packet(raw: bytes) -> bytes:
+    head = _PACKET_HEAD.pack(_PACKET_MAGIC, ENTRY_VERSION, PacketType.CHECKPOINT, 1)
+    return b"".join((head, _LEN.pack(len(raw)), raw))
+
+
+def packet_type(data: bytes | memoryview) -> int:
+    """The type byte of a packet (0 when too short to have one); for limits before decoding."""
+    return data[3] if len(data) >= _PACKET_HEAD.size else 0
+
+
 def encode_sync_packet(floors: dict[int, int]) -> bytes:
     items = sorted(floors.items())[:MAX_PACKET_ITEMS]
     parts = [_PACKET_HEAD.pack(_PACKET_MAGIC, ENTRY_VERSION, PacketType.SYNC, len(items))]
@@ -279,8 +290,10 @@ def decode_packet(data: bytes | memoryview) -> Packet:
             _SYNC_ITEM.unpack_from(view, pos + i * _SYNC_ITEM.size) for i in range(count)
         )
         return Packet(PacketType.SYNC, floors=floors)
-    if ptype not in (PacketType.BATCHES, PacketType.SYNC_ANSWER):
+    if ptype not in (PacketType.BATCHES, PacketType.SYNC_ANSWER, PacketType.CHECKPOINT):
         raise DecodeError(f"unknown packet type {ptype}")
+    if ptype == PacketType.CHECKPOINT and count != 1:
+        raise DecodeError(f"a checkpoint packet holds one checkpoint, not {count}")
     batches = []
     for _ in range(count):
         if pos + _LEN.size > len(view):

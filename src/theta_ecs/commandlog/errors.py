@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
+from ..errors import DecodeError as DecodeError  # one class for every decoder (theta_ecs.errors)
 from ..errors import ThetaError
 
 
 class CommandLogError(ThetaError):
     """Base of every error the command log raises on purpose."""
-
-
-class DecodeError(CommandLogError, ValueError):
-    """Bytes that are not a well-formed entry, batch or packet (truncated, oversized, garbage)."""
 
 
 class SignatureError(CommandLogError):
@@ -46,3 +43,16 @@ class StoreCorruptError(StoreError):
 
 class ForeignStoreError(StoreError):
     """A database that exists but was not written by theta's command log."""
+
+
+class DurabilityError(StoreError, ValueError):
+    """A store asked for a weaker durability than it promises without saying so explicitly."""
+
+    def __init__(self, message: str, *, expected: str, actual: str) -> None:
+        super().__init__(message)
+        self.expected = expected
+        self.actual = actual
+
+
+class CheckpointError(CommandLogError):
+    """A checkpoint that cannot be made here (no signer, not an admin, nothing to cover)."""

@@ -1,7 +1,8 @@
 """Security guards in front of the log: replay window, token bucket, payload guard.
 
 Each guard answers yes or no and never raises on hostile input; the log counts every no in
-telemetry (``replay_rejections``, ``rate_limit_drops``, ``payload_guard_drops``).
+telemetry (``duplicates_dropped`` and ``replay_rejections``, see :mod:`.log`;
+``rate_limit_drops``, ``payload_guard_drops``).
 """
 
 from __future__ import annotations
@@ -41,6 +42,16 @@ class SequenceWindow:
         if seq <= self.floor:
             return
         self._above.add(seq)
+        while self.floor + 1 in self._above:
+            self.floor += 1
+            self._above.discard(self.floor)
+
+    def raise_floor(self, floor: int) -> None:
+        """Mark every seq up to ``floor`` seen (a checkpoint covers them)."""
+        if floor <= self.floor:
+            return
+        self.floor = floor
+        self._above = {s for s in self._above if s > floor}
         while self.floor + 1 in self._above:
             self.floor += 1
             self._above.discard(self.floor)
@@ -91,8 +102,10 @@ class GuardConfig:
     #: a sync request makes this log resend what the asker lacks: at most one answer per interval
     sync_answer_interval_s: float = 0.25
     #: duplicates in sync answers this long after our own request count as ``sync_duplicates``
-    #: rather than ``replay_rejections``
+    #: rather than ``duplicates_dropped``
     sync_answer_window_s: float = 30.0
+    #: a checkpoint travels alone in its packet and may exceed ``max_packet`` up to this size
+    max_checkpoint: int = 64 * 1024 * 1024
 
 
 class PayloadGuard:

@@ -5,9 +5,27 @@ takes packets that arrived and returns packets to send back (sync answers). Remo
 raises: every refusal is a counted drop. Local misuse (a command one's role forbids, a payload
 too large, a flood) raises a typed error.
 
-Integration of an entry: guards (payload size, signature, replay window, rate, role, command
-type) → causal hold until the entry it was based on is present → per-scope fold
-(:mod:`.conflicts`). What the fold changed is collected until :meth:`drain_changes`.
+Integration of an entry: guards (payload size, signature, replay window, rate, command type)
+→ causal hold until the entry it was based on is present → per-scope fold (:mod:`.conflicts`),
+which also denies entries whose author lacked the role at their place in the order (roles change
+through admin-signed grant/revoke commands, :mod:`.roles`). What the fold changed is collected
+until :meth:`drain_changes`.
+
+Entries already seen are sorted out before any signature check:
+
+- ``duplicates_dropped``: an exact copy of an entry this log holds or refused (the network
+  duplicated it, or a peer resent it): harmless, nothing to see;
+- ``sync_duplicates``: the same, inside an answer to this log's own sync request;
+- ``covered_drops``: an entry a checkpoint here already covers (its effect is in the checkpoint,
+  its bytes are gone, so it cannot be compared): harmless;
+- ``replay_rejections``: an entry reusing an (author, seq) this log holds with *different*
+  content: a forgery, an equivocating author, or an author that lost its store and reuses
+  sequence numbers. Never benign: this counter means an attack or a broken peer.
+
+Checkpoints (:mod:`.checkpoint`, :meth:`CommandLog.checkpoint`) compact the history: an admin
+signs the folded state of every entry up to per-author floors; every log that applies it drops
+the covered entries in memory and in its store, and answers a sync from below the checkpoint
+with the checkpoint first and the entries after it.
 """
 
 from __future__ import annotations
@@ -18,12 +36,22 @@ from dataclasses import dataclass, field
 
 from ..interfaces import CommandStore
 from ..telemetry import Telemetry
+from .checkpoint import (
+    Checkpoint,
+    Retain,
+    decode_checkpoint,
+    encode_checkpoint_body,
+    is_checkpoint,
+    keep_none,
+    retain,
+)
 from .clock import MAX_CLOCK, LamportClock
 from .conflicts import ConflictPolicy, Resolution, ScopeLog, Strategy
 from .entry import (
     MAX_BATCH_ENTRIES,
     MAX_PACKET_ITEMS,
     NO_BASE,
+    U64,
     Entry,
     EntryId,
     PacketType,
@@ -33,32 +61,58 @@ from .entry import (
     decode_packet,
     encode_batch_body,
     encode_batches_packet,
+    encode_checkpoint_packet,
     encode_sync_packet,
+    packet_type,
 )
 from .errors import (
+    CheckpointError,
     CommandLogError,
     CommandPayloadError,
     DecodeError,
+    PermissionDeniedError,
     RateLimitedError,
     SignatureError,
     StoreCorruptError,
     UnknownAuthorError,
 )
 from .guards import GuardConfig, PayloadGuard, SequenceWindow, SeqVerdict, TokenBucket
-from .roles import Permissions, Role, Roster
-from .signing import Signer
+from .roles import (
+    GRANT,
+    REVOKE,
+    ROLES_SCOPE,
+    Permissions,
+    Role,
+    RoleTimeline,
+    Roster,
+    StartRoles,
+    check_grant,
+    check_revoke,
+    grant_payload,
+    revoke_payload,
+)
+from .signing import CHECKPOINT_DOMAIN, Signer, Verifier, verify_signature
 
 Validator = Callable[[Entry], None]
 
 
 @dataclass(frozen=True)
 class CommandType:
-    """A kind of command: the least role it needs, and a check of its scope and payload
-    (raises CommandPayloadError) that every peer runs alike."""
+    """A kind of command: the least role it needs, a check of its scope and payload (raises
+    CommandPayloadError) that every peer runs alike, and what a checkpoint must keep of its
+    accepted entries in one scope (None: all of them; see :mod:`.checkpoint`)."""
 
     kind: str
     role: Role
     validate: Validator
+    retain: Retain | None = None
+
+
+#: Role changes, built into every log (admins only).
+ROLE_COMMANDS = (
+    CommandType(GRANT, Role.ADMIN, check_grant, keep_none),
+    CommandType(REVOKE, Role.ADMIN, check_revoke, keep_none),
+)
 
 
 @dataclass(frozen=True)
@@ -83,6 +137,9 @@ class Changes:
         return [r for r in self.rejections if r.entry.author == self.own_author]
 
 
+#: The sync-request item that names the asker's checkpoint (author 0 is never an author).
+_CHECKPOINT_ITEM = 0
+
 #: Largest encoded packet :meth:`CommandLog.flush` produces (a reliable stream splits it further).
 PACKET_BUDGET = 256 * 1024
 
@@ -101,6 +158,7 @@ class CommandLog:
         store: CommandStore | None = None,
         telemetry: Telemetry | None = None,
         now: Callable[[], float] = time.monotonic,
+        joining: bool = False,
     ) -> None:
         self.roster = roster
         self.signer = signer
@@ -130,8 +188,26 @@ class CommandLog:
         self._seq = 0
         self._next_sync_answer = float("-inf")
         self._sync_requested_at = float("-inf")
-        if signer is not None and signer.author not in roster:
-            raise UnknownAuthorError(f"the local author {signer.author:016x} is not in the roster")
+        # held entries the admission refused (kept to tell a duplicate from a replay)
+        self._refused: dict[EntryId, Entry] = {}
+        self._pending_ids: dict[EntryId, Entry] = {}
+        self._author_groups: dict[int, set[tuple[int, int]]] = {}
+        self._reported_denials: set[EntryId] = set()
+        self._checkpoint: Checkpoint | None = None
+        self._cp_floors: dict[int, int] = {}
+        # role changes: integrated grant/revoke entries after the checkpoint, folded in order
+        self._role_entries: dict[EntryId, Entry] = {}
+        self._start_roles = StartRoles(roster)
+        self._cp_keys: dict[int, bytes] = {}  # members a checkpoint admitted (not in the roster)
+        self._timeline = RoleTimeline(self._start_roles, self._start_keys())
+        self._admitted = Verifier()  # keys of members the roster lacks (granted in the log)
+        for ctype in ROLE_COMMANDS:
+            self.register(ctype)
+        if signer is not None and signer.author not in roster and not joining:
+            raise UnknownAuthorError(
+                f"the local author {signer.author:016x} is not in the roster (pass joining=True "
+                "if a grant in the log admits it)"
+            )
 
     # -- configuration --------------------------------------------------------------------------
     def register(self, ctype: CommandType) -> None:
@@ -186,6 +262,18 @@ class CommandLog:
         """Per author, the sequence number below which this log holds every entry."""
         return {a: w.floor for a, w in self._windows.items()}
 
+    def role_of(self, author: int, at: tuple[int, int, int] | None = None) -> Role | None:
+        """The author's role after every role change in the log, or for an entry at key ``at``
+        (None: revoked or never admitted)."""
+        if at is None:
+            return self._timeline.role(author)
+        return self._timeline.role_at(author, at)
+
+    @property
+    def latest_checkpoint(self) -> Checkpoint | None:
+        """The checkpoint this log's history starts from (None: it holds all history)."""
+        return self._checkpoint
+
     # -- local commands -------------------------------------------------------------------------
     def append(self, kind: str, scope: Scope, payload: bytes, base: EntryId | None = None) -> Entry:
         """Issue a local command: checked, ordered and integrated now, signed at :meth:`flush`."""
@@ -193,7 +281,7 @@ class CommandLog:
         ctype = self._types.get(kind)
         if ctype is None:
             raise CommandPayloadError(f"unknown command type {kind!r}")
-        self.permissions.check(self.roster.role_of(author), kind)
+        self.permissions.check(self._timeline.role(author), kind)
         if not self.payload_guard.payload_ok(len(payload)):
             self.telemetry.count("payload_guard_drops")
             raise CommandPayloadError(
@@ -218,6 +306,16 @@ class CommandLog:
         self._outgoing.append(entry)
         self.telemetry.count("commands_appended")
         return entry
+
+    def grant(self, public_key: bytes, role: Role) -> Entry:
+        """Give the author of ``public_key`` a role from this point of the order on (admins only;
+        a key the roster lacks is admitted by it)."""
+        return self.append(GRANT, ROLES_SCOPE, grant_payload(public_key, role))
+
+    def revoke(self, author: int) -> Entry:
+        """Take every role from ``author`` from this point of the order on (admins only): its
+        later commands are refused by every peer."""
+        return self.append(REVOKE, ROLES_SCOPE, revoke_payload(author))
 
     def flush(self) -> list[bytes]:
         """Sign this frame's local entries, persist them, and return the packets to send.
@@ -249,13 +347,22 @@ class CommandLog:
     # -- remote packets -------------------------------------------------------------------------
     def receive(self, packet: bytes) -> list[bytes]:
         """Integrate a packet from a peer; returns packets to send back to it (maybe none)."""
-        if not self.payload_guard.packet_ok(len(packet)):
+        limit_ok = (
+            len(packet) <= self.config.max_checkpoint
+            if packet_type(packet) == PacketType.CHECKPOINT
+            else self.payload_guard.packet_ok(len(packet))
+        )
+        if not limit_ok:
             self.telemetry.count("payload_guard_drops")
             return []
         try:
             decoded = decode_packet(packet)
         except DecodeError:
             self.telemetry.count("malformed_packets")
+            return []
+        if decoded.type is PacketType.CHECKPOINT:
+            self._receive_checkpoint(decoded.batches[0], restoring=False)
+            self._gauges()
             return []
         if decoded.type is PacketType.SYNC:
             now = self._now()
@@ -269,8 +376,8 @@ class CommandLog:
             decoded.type is PacketType.SYNC_ANSWER
             and now - self._sync_requested_at <= self.config.sync_answer_window_s
         )
-        # an answer to our own sync resends entries we may hold: not an attack, counted apart
-        dup_counter = "sync_duplicates" if solicited else "replay_rejections"
+        # an answer to our own sync resends entries we may hold: expected, counted apart
+        dup_counter = "sync_duplicates" if solicited else "duplicates_dropped"
         kept: list[bytes] = []
         for raw in decoded.batches:
             if self._ingest(raw, now, restoring=False, dup_counter=dup_counter):
@@ -281,24 +388,40 @@ class CommandLog:
         return []
 
     def sync_request(self) -> bytes:
-        """A packet asking a peer for every entry this log lacks (after a restart or a drop)."""
+        """A packet asking a peer for every entry this log lacks (after a restart or a drop),
+        and for its newest checkpoint when this log does not hold it yet."""
         self._sync_requested_at = self._now()
-        return encode_sync_packet(self.version_vector())
+        vector = self.version_vector()
+        vector[_CHECKPOINT_ITEM] = self._checkpoint_weight()
+        return encode_sync_packet(vector)
+
+    def _checkpoint_weight(self) -> int:
+        """Grows with every newer checkpoint (their floors dominate the older ones')."""
+        return min(sum(self._cp_floors.values()), U64)
 
     def _answer_sync(self, floors: dict[int, int]) -> list[bytes]:
+        """What the asker lacks: the checkpoint first when it is behind it, then batches."""
+        out: list[bytes] = []
+        cp = self._checkpoint
+        behind = floors.get(_CHECKPOINT_ITEM, 0) < self._checkpoint_weight()
+        if cp is not None and (behind or any(floors.get(a, 0) < f for a, f in cp.floors)):
+            out.append(encode_checkpoint_packet(cp.raw))
         raws = [
             raw
             for author, batches in sorted(self._batches.items())
             for max_seq, raw in batches
             if max_seq > floors.get(author, 0)
         ]
-        return _pack(raws, answer=True)
+        return out + _pack(raws, answer=True)
 
     def _ingest(
-        self, raw: bytes, now: float, *, restoring: bool, dup_counter: str = "replay_rejections"
+        self, raw: bytes, now: float, *, restoring: bool, dup_counter: str = "duplicates_dropped"
     ) -> bool:
         """Guards and integration of one batch; True when it held a new entry worth storing."""
         tel = self.telemetry
+        if restoring and is_checkpoint(raw):
+            self._receive_checkpoint(raw, restoring=True)
+            return False
         try:
             batch = decode_batch(raw)
         except DecodeError:
@@ -310,19 +433,24 @@ class CommandLog:
         if not all(self.payload_guard.payload_ok(len(e.payload)) for e in batch.entries):
             tel.count("payload_guard_drops", n)
             return False
-        if batch.author not in self.roster:
-            tel.count("permission_rejections", n)
-            tel.count("unknown_author_drops", n)
-            return False
+        verifier = self.roster.verifier
+        if not verifier.knows(batch.author):
+            verifier = self._admitted
+            if not verifier.knows(batch.author):
+                # not marked seen: a grant may admit the author later, and a sync resend it
+                tel.count("permission_rejections", n)
+                tel.count("unknown_author_drops", n)
+                return False
         window = self._window(batch.author)
         if all(window.check(e.seq) is SeqVerdict.REPLAY for e in batch.entries):
             # nothing new: skip the signature check, so a replay flood costs no Ed25519 time
             if not restoring:
-                tel.count(dup_counter, n)
+                for entry in batch.entries:
+                    tel.count(self._seen_verdict(entry, dup_counter))
             return False
         t0 = time.perf_counter()
         try:
-            self.roster.verifier.verify(batch)
+            verifier.verify(batch)
         except (SignatureError, UnknownAuthorError):
             if restoring:
                 raise StoreCorruptError(
@@ -342,13 +470,12 @@ class CommandLog:
         tel = self.telemetry
         author = batch.author
         window = self._window(author)
-        role = self.roster.role_of(author)
         fresh: list[Entry] = []
         for entry in batch.entries:
             verdict = window.check(entry.seq)
             if verdict is SeqVerdict.REPLAY:
                 if not restoring:
-                    tel.count(dup_counter)
+                    tel.count(self._seen_verdict(entry, dup_counter))
                 continue
             if verdict is SeqVerdict.TOO_FAR:
                 tel.count("sequence_window_drops")
@@ -367,7 +494,8 @@ class CommandLog:
         stored = False
         for entry in fresh:
             window.mark(entry.seq)
-            if not self._acceptable(entry, role):
+            if not self._acceptable(entry):
+                self._refused[entry.id] = entry
                 continue
             stored = True
             if author == self._own_author():
@@ -378,15 +506,24 @@ class CommandLog:
             self._batches.setdefault(author, []).append((batch.entries[-1].seq, batch.raw))
         return stored
 
-    def _acceptable(self, entry: Entry, role: Role) -> bool:
-        """Deterministic checks: every peer refuses the same entries (so they are marked seen)."""
+    def _seen_verdict(self, entry: Entry, dup_counter: str) -> str:
+        """The counter for an entry whose (author, seq) was seen before (see the module doc)."""
+        known = (
+            self._entries.get(entry.id)
+            or self._pending_ids.get(entry.id)
+            or self._refused.get(entry.id)
+        )
+        if known is None and entry.seq <= self._cp_floors.get(entry.author, 0):
+            return "covered_drops"
+        return dup_counter if known == entry else "replay_rejections"
+
+    def _acceptable(self, entry: Entry) -> bool:
+        """Deterministic checks of the entry alone: every peer refuses the same entries (so they
+        are marked seen). The role check depends on the order, so the fold makes it."""
         tel = self.telemetry
         ctype = self._types.get(entry.kind)
         if ctype is None:
             tel.count("unknown_command_drops")
-            return False
-        if not self.permissions.allowed(role, entry.kind):
-            tel.count("permission_rejections")
             return False
         if entry.clock >= MAX_CLOCK:
             tel.count("invalid_command_drops")
@@ -402,34 +539,263 @@ class CommandLog:
         return self.signer.author if self.signer is not None else 0
 
     # -- integration ----------------------------------------------------------------------------
+    def _present(self, entry_id: EntryId) -> bool:
+        """Whether a base is here: held, or folded into the checkpoint."""
+        return entry_id in self._entries or entry_id.seq <= self._cp_floors.get(entry_id.author, 0)
+
+    def _permit(self, entry: Entry) -> bool:
+        role = self._timeline.role_at(entry.author, entry.key)
+        return self.permissions.allowed(role, entry.kind)
+
+    def _scope(
+        self, group: tuple[int, int], scope: Scope, base: tuple[Entry, ...] = ()
+    ) -> ScopeLog:
+        found = self._scopes.get(group)
+        if found is None:
+            found = self._scopes[group] = ScopeLog(
+                self.policy.strategy_for(scope), self._permit, base
+            )
+        return found
+
     def _integrate(self, entry: Entry) -> None:
-        if entry.base != NO_BASE and entry.base not in self._entries:
+        if entry.base != NO_BASE and not self._present(entry.base):
             if self._pending_count >= self.config.max_pending:
                 self.telemetry.count("pending_overflow_drops")
+                self._refused[entry.id] = entry
                 return
             self._pending.setdefault(entry.base, []).append(entry)
+            self._pending_ids[entry.id] = entry
             self._pending_count += 1
             return
         ready = [entry]
+        roles_changed = False
         while ready:
             e = ready.pop()
             if e.id in self._entries:
                 continue
+            self._pending_ids.pop(e.id, None)
             self._entries[e.id] = e
             if self._order and self._order_sorted and e.key < self._order[-1].key:
                 self._order_sorted = False
             self._order.append(e)
             self.clock.observe(e.clock)
             group = e.scope.group
-            scope = self._scopes.get(group)
-            if scope is None:
-                scope = self._scopes[group] = ScopeLog(self.policy.strategy_for(e.scope))
-            scope.add(e)
+            self._scope(group, e.scope).add(e)
+            self._author_groups.setdefault(e.author, set()).add(group)
             self._changes.groups.add(group)
+            if e.kind in (GRANT, REVOKE):
+                self._role_entries[e.id] = e
+                roles_changed = True
             waiting = self._pending.pop(e.id, None)
             if waiting:
                 self._pending_count -= len(waiting)
                 ready.extend(waiting)
+        if roles_changed:
+            self._refold_roles()
+
+    def _start_keys(self) -> dict[int, bytes]:
+        """Public keys of the members before the held history: the roster's and the
+        checkpoint's."""
+        return {**{m.author: m.public_key for m in self.roster}, **self._cp_keys}
+
+    def _refold_roles(self) -> None:
+        """Recompute the role timeline; refold every scope of an author whose roles changed."""
+        old = self._timeline
+        new = self._timeline = RoleTimeline(
+            self._start_roles, self._start_keys(), self._role_entries.values()
+        )
+        for author, key in new.granted.items():
+            if not self.roster.verifier.knows(author) and not self._admitted.knows(author):
+                self._admitted.add(key)
+        for author in old.changed() | new.changed():
+            if old.history(author) != new.history(author):
+                for group in self._author_groups.get(author, ()):
+                    self._scopes[group].invalidate()
+                    self._changes.groups.add(group)
+
+    # -- checkpoints ----------------------------------------------------------------------------
+    def checkpoint(self) -> list[bytes]:
+        """Sign the folded state of every entry this log holds without a gap, compact to it, and
+        return the packets to send (this frame's local entries first, then the checkpoint).
+
+        Only an admin may; raises CheckpointError without a signer or without any entry to cover,
+        PermissionDeniedError when the local author is not an admin now.
+        """
+        signer = self.signer
+        if signer is None:
+            raise CheckpointError("this log has no signer: it cannot sign a checkpoint")
+        if self._timeline.role(signer.author) is not Role.ADMIN:
+            raise PermissionDeniedError("only an admin may sign a checkpoint")
+        out = self.flush()
+        floors = self._coverable_floors()
+        if floors == self._cp_floors:
+            raise CheckpointError("no entry since the last checkpoint to cover")
+
+        def covered(e: Entry) -> bool:
+            return e.seq <= floors.get(e.author, 0)
+
+        timeline = RoleTimeline(
+            self._start_roles,
+            self._start_keys(),
+            [e for e in self._role_entries.values() if covered(e)],
+        )
+        if timeline.role(signer.author) is not Role.ADMIN:
+            raise PermissionDeniedError("the local author is not an admin in the covered history")
+        held = [e for e in self._entries.values() if covered(e)]
+        clock = max([e.clock for e in held] + [self._checkpoint.clock if self._checkpoint else 1])
+
+        def permit(e: Entry) -> bool:
+            return self.permissions.allowed(timeline.role_at(e.author, e.key), e.kind)
+
+        rules = {kind: ctype.retain for kind, ctype in self._types.items()}
+        scopes: dict[tuple[int, int], list[Entry]] = {}
+        for group, scope in self._scopes.items():
+            res = scope.fold((e for e in scope.tail if covered(e)), permit)
+            scopes[group] = retain(res.accepted, rules)
+        roles = timeline.roles()
+        members = {
+            key: roles.get(a) for a, key in {**self._start_keys(), **timeline.granted}.items()
+        }
+        body = encode_checkpoint_body(signer.author, clock, floors, members, scopes)
+        raw = body + signer.sign(body, CHECKPOINT_DOMAIN)
+        cp = decode_checkpoint(raw)
+        self._apply_checkpoint(cp, restoring=False)
+        self.telemetry.count("checkpoints_made")
+        return [*out, encode_checkpoint_packet(raw)]
+
+    def _coverable_floors(self) -> dict[int, int]:
+        """Per author, the highest seq below which every entry is integrated or refused: a
+        checkpoint may cover exactly those (entries waiting for a base stay in the tail)."""
+        floors = {a: w.floor for a, w in self._windows.items() if w.floor}
+        for e in self._pending_ids.values():
+            if e.seq <= floors.get(e.author, 0):
+                floors[e.author] = e.seq - 1
+        for a, f in self._cp_floors.items():
+            floors[a] = max(f, floors.get(a, 0))
+        return {a: f for a, f in floors.items() if f}
+
+    def _receive_checkpoint(self, raw: bytes, *, restoring: bool) -> None:
+        """Decode, authenticate and apply a checkpoint that arrived or was stored."""
+        tel = self.telemetry
+        try:
+            cp = decode_checkpoint(raw)
+        except DecodeError:
+            if restoring:
+                raise StoreCorruptError("the store holds an undecodable checkpoint") from None
+            tel.count("malformed_packets")
+            return
+        if self._checkpoint is not None and cp.raw == self._checkpoint.raw:
+            if not restoring:
+                tel.count("duplicates_dropped")
+            return
+        new_floors = cp.floor_map()
+        if any(new_floors.get(a, 0) < f for a, f in self._cp_floors.items()):
+            tel.count("stale_checkpoint_drops")  # an older (or a rival) checkpoint
+            return
+        key = self.roster.verifier.key_of(cp.author) or self._admitted.key_of(cp.author)
+        signed = CHECKPOINT_DOMAIN + cp.signed_bytes
+        if key is None or not verify_signature(key, cp.signature, signed):
+            if restoring:
+                raise StoreCorruptError("a stored checkpoint fails its signature check")
+            tel.count("signature_rejections")
+            return
+        if not self._checkpoint_signer_ok(cp, new_floors, restoring=restoring):
+            if restoring:
+                raise StoreCorruptError("a stored checkpoint is signed by a non-admin")
+            tel.count("checkpoint_permission_rejections")
+            return
+        self._apply_checkpoint(cp, restoring=restoring)
+        tel.count("checkpoints_applied")
+
+    def _checkpoint_signer_ok(
+        self, cp: Checkpoint, floors: dict[int, int], *, restoring: bool
+    ) -> bool:
+        """Whether the signer was an admin after the history the checkpoint covers.
+
+        Judged alike by every peer that holds that history: the checkpoint's own signed role
+        table must say admin, and so must this log's roles folded over the covered role changes
+        only (a change the signer had not seen, e.g. a late revoke, cannot make peers disagree).
+        A peer without the history (a joiner) knows the roster's admins only, so it refuses a
+        checkpoint of an admin granted in the log. A log restoring its own store accepted the
+        checkpoint before: the signed table alone vouches for it there.
+        """
+        if cp.roles()[0].get(cp.author) is not Role.ADMIN:
+            return False
+        if restoring:
+            return True
+        covered = RoleTimeline(
+            self._start_roles,
+            self._start_keys(),
+            [e for e in self._role_entries.values() if e.seq <= floors.get(e.author, 0)],
+        )
+        return covered.role(cp.author) is Role.ADMIN
+
+    def _apply_checkpoint(self, cp: Checkpoint, *, restoring: bool) -> None:
+        """Replace the history the checkpoint covers by its state; refold the rest on top."""
+        floors = cp.floor_map()
+
+        def covered(author: int, seq: int) -> bool:
+            return seq <= floors.get(author, 0)
+
+        tail = [e for e in self._entries.values() if not covered(e.author, e.seq)]
+        waiting = [e for e in self._pending_ids.values() if not covered(e.author, e.seq)]
+        old_groups = set(self._scopes)
+        self._checkpoint, self._cp_floors = cp, floors
+        roles, keys = cp.roles()
+        # the table overrides the roster only where the log's role changes made them differ, so
+        # members nobody changed in the log keep following the (live) roster
+        self._start_roles = StartRoles(
+            self.roster,
+            {
+                a: r
+                for a, r in roles.items()
+                if a not in self.roster or self.roster.role_of(a) is not r
+            },
+        )
+        self._cp_keys = {a: k for a, k in keys.items() if a not in self.roster}
+        for author, key in keys.items():
+            if not self.roster.verifier.knows(author) and not self._admitted.knows(author):
+                self._admitted.add(key)
+        self._role_entries = {e.id: e for e in tail if e.kind in (GRANT, REVOKE)}
+        self._timeline = RoleTimeline(
+            self._start_roles, self._start_keys(), self._role_entries.values()
+        )
+        self._refused = {i: e for i, e in self._refused.items() if not covered(*i)}
+        self._reported_rejections = {i for i in self._reported_rejections if not covered(*i)}
+        self._reported_conflicts = {i for i in self._reported_conflicts if not covered(*i)}
+        self._reported_denials = {i for i in self._reported_denials if not covered(*i)}
+        self._drained = {}
+        self._entries, self._order, self._order_sorted = {}, [], True
+        self._scopes, self._author_groups = {}, {}
+        self._pending, self._pending_ids, self._pending_count = {}, {}, 0
+        for group, retained in cp.scopes:
+            self._scope(group, retained[0].scope, retained)
+            for e in retained:
+                self._entries[e.id] = e
+                self._order.append(e)
+                self._author_groups.setdefault(e.author, set()).add(group)
+        self._order_sorted = False
+        self.clock.observe(cp.clock)
+        for author, floor in floors.items():
+            self._window(author).raise_floor(floor)
+        own = self._own_author()
+        if own in floors:
+            self._seq = max(self._seq, floors[own])
+        self._outgoing = [e for e in self._outgoing if not covered(e.author, e.seq)]
+        self._batches = {
+            a: [(m, raw) for m, raw in bs if m > floors.get(a, 0)]
+            for a, bs in self._batches.items()
+        }
+        for e in sorted(tail + waiting, key=lambda e: e.key):
+            self._integrate(e)
+        self._changes.groups |= old_groups | set(self._scopes)
+        if not restoring and self.store is not None:
+            compact = getattr(self.store, "compact", None)
+            if compact is not None:
+                compact([cp.raw, *self._export_batches()])
+            else:  # a store that cannot compact still restores to the same state
+                self.store.append([cp.raw])
+        self._gauges()
 
     def drain_changes(self) -> Changes:
         """Groups whose resolution may have changed, and newly rejected entries, since last call.
@@ -439,7 +805,9 @@ class CommandLog:
         changes, self._changes = self._changes, Changes(self._own_author())
         tel = self.telemetry
         for group in sorted(changes.groups):
-            scope = self._scopes[group]
+            scope = self._scopes.get(group)
+            if scope is None:  # compacted away by a checkpoint (it had nothing accepted)
+                continue
             res = scope.resolution
             seen = self._drained.get(group)
             if seen is not None and seen[0] == scope.generation:
@@ -447,6 +815,15 @@ class CommandLog:
             else:  # first look, or refolded: the reported-id sets keep counts exact
                 rejected, conflicted = res.rejected, res.conflicted
             self._drained[group] = (scope.generation, len(res.rejected), len(res.conflicted))
+            for e in res.denied:
+                if e.id not in self._reported_denials:
+                    self._reported_denials.add(e.id)
+                    role = self._timeline.role_at(e.author, e.key)
+                    held = role.name.lower() if role is not None else "no role"
+                    changes.rejections.append(
+                        Rejection(e, f"its author had {held} at its place in the order")
+                    )
+                    tel.count("permission_rejections")
             for e in rejected:
                 if e.id not in self._reported_rejections:
                     self._reported_rejections.add(e.id)
@@ -483,7 +860,8 @@ class CommandLog:
 
     # -- persistence ----------------------------------------------------------------------------
     def restore(self) -> int:
-        """Rebuild from the store (every batch re-verified); returns the entries integrated.
+        """Rebuild from the store (the checkpoint and every batch re-verified); returns the change
+        in the number of entries held (a checkpoint replaces covered entries by what it retained).
 
         Raises StoreCorruptError when a stored batch is undecodable or its signature fails.
         """
@@ -503,7 +881,12 @@ class CommandLog:
             self._ingest(raw, now, restoring=True)
 
     def export(self) -> list[bytes]:
-        """Every batch this log holds (what a sync from zero would send)."""
+        """The checkpoint (if any) and every batch after it: what a sync from zero would send,
+        and what :meth:`restore_from` takes."""
+        head = [self._checkpoint.raw] if self._checkpoint is not None else []
+        return head + self._export_batches()
+
+    def _export_batches(self) -> list[bytes]:
         return [raw for _, batches in sorted(self._batches.items()) for _, raw in batches]
 
 

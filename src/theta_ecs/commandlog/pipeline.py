@@ -12,8 +12,9 @@ once per ``sync_interval_s``); answers come back addressed to the asker through 
 
 Telemetry gauges: ``command_append_rate`` (local entries/s), ``command_inbox_depth``,
 ``command_outbox_depth``, ``command_pending``, ``command_verify_us_per_entry``,
-``command_sign_ms``, ``command_frame_ms``; counters of :mod:`.log` (``replay_rejections``,
-``rate_limit_drops``, ``payload_guard_drops``, ``permission_rejections``, ``command_conflicts``,
+``command_sign_ms``, ``command_frame_ms``; counters of :mod:`.log` (``duplicates_dropped``,
+``replay_rejections``, ``covered_drops``, ``checkpoints_applied``, ``rate_limit_drops``,
+``payload_guard_drops``, ``permission_rejections``, ``command_conflicts``,
 ``command_rejections``, ...).
 """
 
@@ -29,7 +30,7 @@ from .editor import Editor
 from .log import CommandLog
 
 #: Counters whose growth means this peer lacks entries that a sync would bring.
-_GAP_COUNTERS = ("rate_limit_drops", "sequence_window_drops")
+_GAP_COUNTERS = ("rate_limit_drops", "sequence_window_drops", "unknown_author_drops")
 
 
 class CommandPipeline:
@@ -90,6 +91,11 @@ class CommandPipeline:
         self._outbox.append(self.log.sync_request())
         self._last_sync = self._now()
         self._synced_once = True
+
+    def checkpoint(self) -> None:
+        """Sign a checkpoint of the log (admins only), compact to it and queue it for every
+        peer (see :meth:`CommandLog.checkpoint`)."""
+        self._outbox.extend(self.log.checkpoint())
 
     @property
     def inbox_depth(self) -> int:

@@ -1,8 +1,10 @@
 """Command stores: where signed batches persist (``theta.command_stores`` entry points).
 
-A store keeps opaque batch blobs in append order; the log re-verifies every one on restore, so a
-tampered store is detected by signature, not trusted. SQLite is the default: one file in WAL mode,
-one transaction per append, ``synchronous=FULL``, so an append that returned survives a crash.
+A store keeps opaque blobs (signed batches, and at most one signed checkpoint first) in append
+order; the log re-verifies every one on restore, so a tampered store is detected by signature,
+not trusted. :meth:`compact` replaces the whole content in one transaction when a checkpoint makes
+older batches redundant. SQLite is the default: one file in WAL mode, one transaction per append,
+``synchronous=FULL``, so an append that returned survives a crash or a power cut.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import os
 import sqlite3
 from collections.abc import Iterable
 
-from .errors import ForeignStoreError, StoreCorruptError, StoreError
+from .errors import DurabilityError, ForeignStoreError, StoreCorruptError, StoreError
 
 #: PRAGMA application_id of theta command stores ("THCL").
 APPLICATION_ID = 0x5448434C
@@ -33,6 +35,12 @@ class MemoryCommandStore:
     def load(self) -> list[bytes]:
         return list(self._batches)
 
+    def compact(self, blobs: Iterable[bytes]) -> None:
+        """Replace everything with ``blobs`` (a checkpoint and the batches it leaves)."""
+        if self.closed:
+            raise StoreError("the memory store is closed")
+        self._batches = [bytes(b) for b in blobs]
+
     def close(self) -> None:
         self.closed = True
 
@@ -41,21 +49,65 @@ class MemoryCommandStore:
 
 
 class SqliteCommandStore:
-    """Batches in an SQLite file (WAL mode). A file that is not SQLite, or an SQLite database of
-    some other application, raises StoreCorruptError or ForeignStoreError on open."""
+    """Blobs in an SQLite file (WAL mode). A file that is not SQLite, or an SQLite database of
+    some other application, raises StoreCorruptError or ForeignStoreError on open.
+
+    ``durability`` says what an append that returned survives:
+
+    - ``"full"`` (default, ``synchronous=FULL``): a process crash, an OS crash and a power cut;
+    - ``"extra"`` (``synchronous=EXTRA``): the same, and the WAL's directory entry is synced too;
+    - ``"relaxed"`` (``synchronous=NORMAL``): a process crash only. An OS crash or power cut may
+      lose the last appends, which peers then never get from this one again. Faster; choose it
+      only by naming it.
+
+    ``sync`` is the older spelling (``"FULL"`` or ``"EXTRA"``); ``sync="NORMAL"`` alone raises
+    DurabilityError, since it would weaken the no-loss guarantee silently.
+    """
+
+    _PRAGMA = {"full": "FULL", "extra": "EXTRA", "relaxed": "NORMAL"}
 
     def __init__(
-        self, path: str | os.PathLike[str] = "theta_commands.db", *, sync: str = "FULL"
+        self,
+        path: str | os.PathLike[str] = "theta_commands.db",
+        *,
+        durability: str = "full",
+        sync: str | None = None,
     ) -> None:
-        if sync.upper() not in ("FULL", "NORMAL", "EXTRA"):
-            raise StoreError(f"unknown synchronous mode {sync!r}")
+        if sync is not None:
+            by_sync = {"FULL": "full", "EXTRA": "extra", "NORMAL": "relaxed"}.get(sync.upper())
+            if by_sync is None:
+                raise DurabilityError(
+                    f"unknown synchronous mode {sync!r}", expected="FULL or EXTRA",
+                    actual=repr(sync),
+                )
+            if by_sync == "relaxed" and durability != "relaxed":
+                raise DurabilityError(
+                    "sync='NORMAL' may lose acknowledged commands on an OS crash or power cut; "
+                    "pass durability='relaxed' to accept that",
+                    expected="durability='relaxed'",
+                    actual=f"durability={durability!r}",
+                )
+            if durability not in ("full", by_sync):
+                raise DurabilityError(
+                    f"sync={sync!r} contradicts durability={durability!r}",
+                    expected=f"durability={by_sync!r}", actual=f"durability={durability!r}",
+                )
+            durability = by_sync
+        mode = self._PRAGMA.get(durability)
+        if mode is None:
+            raise DurabilityError(
+                f"unknown durability {durability!r}",
+                expected="full, extra or relaxed",
+                actual=repr(durability),
+            )
+        self.durability = durability
         self.path = os.fspath(path)
         try:
             self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open command store {self.path!r}: {exc}") from exc
         try:
-            self._open(sync.upper())
+            self._open(mode)
         except sqlite3.DatabaseError as exc:
             self._db.close()
             raise StoreCorruptError(
@@ -111,6 +163,19 @@ class SqliteCommandStore:
             if self._db.in_transaction:
                 self._db.execute("ROLLBACK")
             raise StoreError(f"cannot append to {self.path!r}: {exc}") from exc
+
+    def compact(self, blobs: Iterable[bytes]) -> None:
+        """Replace every stored blob with ``blobs`` in one transaction (all or nothing)."""
+        rows = [(sqlite3.Binary(bytes(b)),) for b in blobs]
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+            self._db.execute("DELETE FROM batches")
+            self._db.executemany("INSERT INTO batches(body) VALUES (?)", rows)
+            self._db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+            raise StoreError(f"cannot compact {self.path!r}: {exc}") from exc
 
     def load(self) -> list[bytes]:
         try:

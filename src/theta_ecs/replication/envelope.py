@@ -7,16 +7,18 @@ that frames everything as envelopes maps them one to one: a state packet becomes
 chunk a ``SnapshotChunk``, an ack an ``Ack``. Timestamps are seconds on the sender's clock, sent
 as wrapping 32-bit microseconds. Unwrapping checks the schema hash and rebuilds the
 compact packet, so the replicator and receiver are unchanged. The envelope has no body for a
-chunk re-request, so :func:`wrap` returns None for those (the session sends them as they are).
+chunk re-request or a resync request, so :func:`wrap` returns None for those (the session sends
+them as they are: compact packets start with the magic byte 0xB7, envelopes carry "THNW").
 """
 
 from __future__ import annotations
 
-from ..serialization.errors import DecodeError, SchemaMismatchError
+from ..errors import DecodeError
 from ..serialization.packet import (
     AckPacket,
     ChunkPacket,
     ChunkRequest,
+    ResyncRequest,
     StatePacket,
     decode_packet,
     encode_packet,
@@ -26,8 +28,8 @@ from ..wire import envelope as wire
 
 
 def wrap(packet: bytes, schema: ReplicationSchema, timestamp: float = 0.0) -> bytes | None:
-    """The envelope bytes for one compact packet (None for a chunk request); ``timestamp`` is
-    the sender's clock in seconds."""
+    """The envelope bytes for one compact packet (None for a chunk or resync request, which
+    travel as they are); ``timestamp`` is the sender's clock in seconds."""
     pkt = decode_packet(packet)
     stamp = wire.timestamp_us(timestamp)
     if isinstance(pkt, StatePacket):
@@ -46,7 +48,7 @@ def wrap(packet: bytes, schema: ReplicationSchema, timestamp: float = 0.0) -> by
         header = wire.Header(pkt.latest, stamp, schema_hash=schema.hash)
         body = wire.Ack(pkt.latest, pkt.mask)
     else:
-        assert isinstance(pkt, ChunkRequest)
+        assert isinstance(pkt, (ChunkRequest, ResyncRequest))
         return None
     return wire.encode_envelope(wire.Envelope(header, body))
 
@@ -54,12 +56,8 @@ def wrap(packet: bytes, schema: ReplicationSchema, timestamp: float = 0.0) -> by
 def unwrap(data: bytes, schema: ReplicationSchema) -> bytes:
     """The compact packet inside an envelope; DecodeError for anything that is not one of ours,
     SchemaMismatchError for another schema."""
-    try:
-        env = wire.decode_envelope(data, expected_schema_hash=schema.hash)
-    except wire.SchemaMismatchError as exc:
-        raise SchemaMismatchError(str(exc)) from None
-    except wire.EnvelopeError as exc:
-        raise DecodeError(f"bad envelope: {exc}") from None
+    # A malformed envelope is already a DecodeError, a mismatch the one SchemaMismatchError.
+    env = wire.decode_envelope(data, expected_schema_hash=schema.hash)
     h, body = env.header, env.body
     if isinstance(body, wire.ComponentDelta):
         # The compact framing's baselines never wrap: a distance reaching back past sequence 0

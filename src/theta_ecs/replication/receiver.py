@@ -6,16 +6,22 @@ batched World calls, not a loop over entities). Packets may arrive late, twice, 
 or not at all: stale and duplicate ones are counted and ignored, a delta whose baseline we no
 longer hold is dropped (the sender will move to a newer acked baseline), malformed bytes are a
 counted drop, and a schema mismatch or unknown dictionary is refused with our exception.
+
+A delta newer than anything applied whose baseline we never held cannot be fixed by waiting:
+the sender took an ack for a state we lack (a corrupted or forged ack). The receiver then sends
+a :class:`~theta_ecs.serialization.packet.ResyncRequest` (every ``resync_interval`` while it
+lasts) and the replicator falls back to a full state. Chunk reassembly is bounded by count, age
+and a sequence window after the applied state, so junk chunks cannot keep genuine state out.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
 
-from ..serialization.chunking import Reassembler
+from ..serialization.chunking import ChunkDrops, Reassembler
 from ..serialization.codec import StateCodec
 from ..serialization.compression import DictionaryRegistry
 from ..serialization.errors import (
@@ -26,6 +32,7 @@ from ..serialization.errors import (
 from ..serialization.packet import (
     AckPacket,
     ChunkPacket,
+    ResyncRequest,
     StatePacket,
     decode_packet,
     encode_packet,
@@ -47,6 +54,8 @@ class ReceiverStats:
     chunks: int = 0
     acks_sent: int = 0
     chunk_requests: int = 0
+    resync_requests: int = 0  # "I lack your baseline, send a full state" messages sent
+    chunk_drops: ChunkDrops = field(default_factory=ChunkDrops)  # by reason: see ChunkDrops
 
 
 class Receiver:
@@ -61,6 +70,7 @@ class Receiver:
         max_history: int = 64,
         ack_interval: float = 0.0,
         reack_interval: float = 0.1,
+        resync_interval: float = 0.2,
     ) -> None:
         self.schema = schema
         self.world = world if world is not None else World()
@@ -69,7 +79,10 @@ class Receiver:
         self.max_history = max_history
         self.ack_interval = ack_interval
         self.reack_interval = reack_interval
-        self.reassembler = Reassembler()
+        self.resync_interval = resync_interval
+        self.reassembler = Reassembler(drops=self.stats.chunk_drops)
+        self._lacking: ResyncRequest | None = None  # newest delta we could not decode, if stuck
+        self._last_resync = -1e18
         self._history: dict[int, Snapshot] = {}
         self._floor = -1  # sequences below this can no longer serve as baselines
         self._dirty = False
@@ -93,14 +106,14 @@ class Receiver:
                 pkt = decode_packet(message)
             if not isinstance(pkt, StatePacket):
                 raise DecodeError("a client expects state packets")
-            return self._on_state(pkt)
+            return self._on_state(pkt, now)
         except (SchemaMismatchError, UnknownDictionaryError):
             raise
         except DecodeError:
             self.stats.malformed += 1
             return False
 
-    def _on_state(self, pkt: StatePacket) -> bool:
+    def _on_state(self, pkt: StatePacket, now: float = 0.0) -> bool:
         self.codec.check(pkt)
         seq = pkt.sequence
         if seq in self._history:
@@ -115,6 +128,10 @@ class Receiver:
             base = self._history.get(pkt.baseline)
             if base is None:
                 self.stats.missing_baseline += 1
+                # Newer than what we applied yet undecodable: the sender's baseline is a state
+                # we never held, and only a full state gets us out (see the module docstring).
+                if self._lacking is None or seq > self._lacking.sequence:
+                    self._lacking = ResyncRequest(seq, pkt.baseline)
                 return False
         state = self.codec.decode(pkt, base)
         self._history[seq] = state
@@ -123,8 +140,10 @@ class Receiver:
             # The sender only ever moves its baseline forward: older states are dead weight.
             self._floor = pkt.baseline
         self._evict()
-        self.reassembler.discard_before(seq)
         self._apply(state)
+        self.reassembler.advance(seq, now)
+        if self._lacking is not None and self._lacking.sequence <= seq:
+            self._lacking = None
         return True
 
     def _evict(self) -> None:
@@ -182,10 +201,16 @@ class Receiver:
 
     # -- outgoing ------------------------------------------------------------------------------
     def produce(self, now: float) -> list[bytes]:
-        """An ack (when something new arrived, or periodically: acks get lost too) and requests
-        for missing chunks."""
+        """An ack (when something new arrived, or periodically: acks get lost too), requests
+        for missing chunks, and a resync request while deltas arrive against a baseline we lack."""
         out = [encode_packet(r) for r in self.reassembler.requests(now)]
         self.stats.chunk_requests += len(out)
+        if self._lacking is not None and self._lacking.baseline in self._history:
+            self._lacking = None  # the baseline turned up after all (reordered)
+        if self._lacking is not None and now - self._last_resync >= self.resync_interval:
+            out.append(encode_packet(self._lacking))
+            self.stats.resync_requests += 1
+            self._last_resync = now
         due = self._dirty or now - self._last_ack >= self.reack_interval
         if due and self._history and now - self._last_ack >= self.ack_interval:
             latest = max(self._history)

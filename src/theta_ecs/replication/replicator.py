@@ -8,21 +8,28 @@ the next delta, so a lost packet never corrupts the peer, it only makes the next
 A bandwidth budget per tick is honoured with priority accumulators: every entity that needs
 sending gains priority each tick it waits (more when it changed more, or is new), the highest go
 first, and what does not fit keeps its baseline value in the remembered state and waits.
+
+Acks are checked before they move the baseline: an ack naming a sequence this replicator never
+sent (ahead of the newest, in a gap between sent sequences, or a chunked state whose chunks have
+not all left) is refused whole and counted (``forged_acks``). An ack of a state that was sent but
+never arrived cannot be told from a real one; the receiver then cannot decode the deltas that
+follow and says so with a ``ResyncRequest``, and the replicator falls back to a full state
+(``resyncs``), refusing later acks of the state the peer disowned.
 """
 
 from __future__ import annotations
 
-from collections import deque
+from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
 
+from ..errors import DecodeError
 from ..serialization.chunking import DEFAULT_BUDGET, split
 from ..serialization.codec import StateCodec
 from ..serialization.compression import NO_DICTIONARY, DictionaryRegistry
-from ..serialization.errors import DecodeError
-from ..serialization.packet import AckPacket, ChunkRequest, decode_packet
+from ..serialization.packet import AckPacket, ChunkRequest, ResyncRequest, decode_packet
 from ..serialization.schema import ReplicationSchema
 from ..serialization.snapshot import INDEX_MASK, Snapshot, diff, merge_selected
 from ..telemetry import Telemetry
@@ -58,6 +65,15 @@ class ReplicatorStats:
     deferred_entities: int = 0
     full_snapshots: int = 0
     ignored_requests: int = 0
+    forged_acks: int = 0  # acks naming a state never (or not yet wholly) sent: refused whole
+    resyncs: int = 0  # full states sent because the peer lacked the acked baseline
+    refused_resyncs: int = 0  # resync requests naming a packet/baseline pair never sent
+    stale_resyncs: int = 0  # resync requests about a baseline no longer in use
+
+
+#: How many recently sent sequences are remembered (with their baselines) to judge acks and
+#: resync requests; an ack names at most 33 sequences back from its newest.
+SENT_MEMORY = 1024
 
 
 @dataclass
@@ -66,6 +82,8 @@ class _Sent:
     time: float
     chunks: list[bytes] = field(default_factory=list)
     served: float = float("-inf")  # when a chunk request for this state was last served
+    unsent: set[int] = field(default_factory=set)  # chunks never yet put out: no genuine ack
+    disowned: bool = False  # the peer said it lacks this state: never a baseline again
 
 
 class Replicator:
@@ -88,8 +106,10 @@ class Replicator:
         self._acked: int | None = None
         self._last_sequence = -1
         self._inflight: int | None = None  # a chunked state waiting for its ack
-        self._resend: list[bytes] = []
-        self._outbox: deque[bytes] = deque()  # chunks of a large state, paced by the budget
+        # (sequence, chunk index, chunk) requested again, and of large states paced by the budget
+        self._resend: list[tuple[int, int, bytes]] = []
+        self._outbox: deque[tuple[int, int, bytes]] = deque()
+        self._sent_baselines: OrderedDict[int, int | None] = OrderedDict()  # recent seq -> base
         self._priority = np.zeros(1024, np.float64)
         self.last_state: Snapshot = Snapshot.empty(schema)
 
@@ -107,22 +127,7 @@ class Replicator:
             self.stats.malformed += 1
             return
         if isinstance(pkt, AckPacket):
-            self.stats.acks_received += 1
-            newest = None
-            for seq in pkt.sequences():
-                if seq in self._history and (newest is None or seq > newest):
-                    newest = seq
-            if newest is None:
-                self.stats.stale_acks += 1
-                return
-            if self._inflight is not None and newest >= self._inflight:
-                self._inflight = None
-                self._outbox.clear()  # the peer has the join: its queued chunks are moot
-            if self._acked is None or newest > self._acked:
-                self._acked = newest
-                self._prune()
-            else:
-                self.stats.stale_acks += 1
+            self._on_ack(pkt)
         elif isinstance(pkt, ChunkRequest):
             sent = self._history.get(pkt.sequence)
             if sent is None or not sent.chunks:
@@ -135,9 +140,64 @@ class Replicator:
             sent.served = now
             room = self.config.max_resend - len(self._resend)
             wanted = [i for i in pkt.missing if i < len(sent.chunks)][: max(room, 0)]
-            self._resend.extend(sent.chunks[i] for i in wanted)
+            self._resend.extend((pkt.sequence, i, sent.chunks[i]) for i in wanted)
+        elif isinstance(pkt, ResyncRequest):
+            self._on_resync(pkt)
         else:
             self.stats.malformed += 1
+
+    def _never_sent(self, seq: int) -> bool:
+        """Whether ``seq`` is provably not a state the peer can hold: ahead of the newest sent,
+        inside the remembered span yet never sent, or a state whose chunks have not all left."""
+        if seq > self._last_sequence:
+            return True
+        if seq in self._sent_baselines:
+            sent = self._history.get(seq)
+            return sent is not None and bool(sent.unsent)
+        return bool(self._sent_baselines) and seq > next(iter(self._sent_baselines))
+
+    def _on_ack(self, pkt: AckPacket) -> None:
+        self.stats.acks_received += 1
+        named = pkt.sequences()
+        if any(self._never_sent(seq) for seq in named):
+            self.stats.forged_acks += 1
+            return
+        newest = None
+        for seq in named:
+            sent = self._history.get(seq)
+            if sent is not None and not sent.disowned and (newest is None or seq > newest):
+                newest = seq
+        if newest is None:
+            self.stats.stale_acks += 1
+            return
+        if self._inflight is not None and newest >= self._inflight:
+            self._inflight = None
+            self._drop_outbox()  # the peer has the join: its queued chunks are moot
+        if self._acked is None or newest > self._acked:
+            self._acked = newest
+            self._prune()
+        else:
+            self.stats.stale_acks += 1
+
+    def _on_resync(self, req: ResyncRequest) -> None:
+        """The peer cannot decode packet ``req.sequence`` for lack of its baseline."""
+        if self._sent_baselines.get(req.sequence, -1) != req.baseline:
+            self.stats.refused_resyncs += 1  # not a packet we sent against that baseline
+            return
+        if req.baseline != self._acked:
+            self.stats.stale_resyncs += 1  # we have moved to another baseline since
+            return
+        lost = self._history.get(req.baseline)
+        if lost is not None:
+            lost.disowned = True
+        self._acked = None  # the next state is a full one
+        self._inflight = None
+        self._drop_outbox()  # deltas against the lost baseline are useless to the peer
+        self.stats.resyncs += 1
+
+    def _drop_outbox(self) -> None:
+        """Forget queued chunks; their states keep them as unsent, so acks for them are refused."""
+        self._outbox.clear()
 
     def _prune(self) -> None:
         keep_from = self._acked if self._acked is not None else -1
@@ -183,12 +243,16 @@ class Replicator:
             self.stats.full_snapshots += 1
         sent = _Sent(target, now)
         self._history[state.tick] = sent
+        self._sent_baselines[state.tick] = base[0] if base is not None else None
+        while len(self._sent_baselines) > SENT_MEMORY:
+            self._sent_baselines.popitem(last=False)
         if len(packet) > self.config.packet_budget:
             sent.chunks = split(packet, state.tick, self.config.packet_budget)
+            sent.unsent = set(range(len(sent.chunks)))
             self.stats.chunks_sent += len(sent.chunks)
             if self.config.delta and base is None:
                 self._inflight = state.tick
-            self._outbox.extend(sent.chunks)
+            self._outbox.extend((state.tick, i, c) for i, c in enumerate(sent.chunks))
             out = out + self._drain(now, used=sum(len(p) for p in out))
         else:
             out = [*out, packet]
@@ -208,7 +272,7 @@ class Replicator:
         resent = 0
         while self._resend or self._outbox:
             queue = self._resend if self._resend else None
-            nxt = queue[0] if queue is not None else self._outbox[0]
+            seq, index, nxt = queue[0] if queue is not None else self._outbox[0]
             if budget is not None and (out or used) and used + len(nxt) > budget:
                 break
             if queue is not None:
@@ -216,6 +280,9 @@ class Replicator:
                 resent += 1
             else:
                 self._outbox.popleft()
+            owner = self._history.get(seq)
+            if owner is not None:
+                owner.unsent.discard(index)
             out.append(nxt)
             used += len(nxt)
         self.stats.chunks_resent += resent

@@ -12,6 +12,8 @@ garbage.
 from libc.stdint cimport uint8_t, uint32_t, uint64_t, int64_t
 from libc.stdlib cimport malloc, realloc, free
 
+from .._ids cimport bitlen as _bitlen
+
 import numpy as np
 
 from .errors import DecodeError, EncodeError
@@ -25,12 +27,6 @@ cdef enum:
 cdef extern from *:
     int __builtin_clzll(unsigned long long) nogil
     int __builtin_ctzll(unsigned long long) nogil
-
-
-cdef inline int _bitlen(uint64_t v) noexcept nogil:
-    if v == 0:
-        return 0
-    return 64 - __builtin_clzll(v)
 
 
 cdef inline uint64_t _mask(int n) noexcept nogil:

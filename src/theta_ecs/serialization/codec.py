@@ -47,9 +47,7 @@ class StateCodec:
 
     def check(self, pkt: StatePacket) -> None:
         if pkt.schema_hash != self.schema.wire_hash:
-            raise SchemaMismatchError(
-                f"packet schema {pkt.schema_hash:08x} differs from ours {self.schema.wire_hash:08x}"
-            )
+            raise SchemaMismatchError(self.schema.wire_hash, pkt.schema_hash, bits=32)
 
     def body(self, pkt: StatePacket) -> bytes:
         """The packet's body, decompressed (raises UnknownDictionaryError / DecodeError)."""

@@ -14,6 +14,8 @@ rather than an out-of-bounds read.
 from libc.math cimport rint
 from libc.stdint cimport uint8_t, uint32_t, uint64_t, int64_t, int32_t
 
+from .._ids cimport bitlen as _bitlen
+
 import numpy as np
 
 from .errors import DecodeError
@@ -40,16 +42,6 @@ cdef inline uint32_t _unzigzag(uint32_t base, uint32_t z, int bits) noexcept nog
     else:
         d = <uint64_t>z >> 1
     return <uint32_t>((<uint64_t>base + d) & mask)
-
-
-cdef extern from *:
-    int __builtin_clzll(unsigned long long) nogil
-
-
-cdef inline int _bitlen(uint64_t v) noexcept nogil:
-    if v == 0:
-        return 0
-    return 64 - __builtin_clzll(v)
 
 
 def match_sorted(const uint64_t[::1] cur, const uint64_t[::1] base):

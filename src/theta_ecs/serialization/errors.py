@@ -2,29 +2,32 @@
 
 from __future__ import annotations
 
-from ..errors import ThetaError
+from ..errors import DecodeError, SchemaMismatchError, ThetaError
+
+# DecodeError and SchemaMismatchError are the core's (theta_ecs.errors): one class per failure
+# across serialization, the wire envelope and the command log. Re-exported here for old imports.
+__all__ = [
+    "ChunkError",
+    "DecodeError",
+    "EncodeError",
+    "SchemaMismatchError",
+    "SerializationError",
+    "UnknownDictionaryError",
+]
 
 
 class SerializationError(ThetaError):
-    """Base of every error raised while encoding or decoding replication data."""
+    """Base of the errors only the serialization layer raises (encoding, dictionaries, chunks)."""
 
 
-class DecodeError(SerializationError, ValueError):
-    """Bytes that are not a valid packet: truncated, malformed, out of range or hostile."""
-
-
-class SchemaMismatchError(SerializationError):
-    """A packet built for another component schema (its schema hash differs from ours)."""
-
-
-class UnknownDictionaryError(DecodeError, KeyError):
+class UnknownDictionaryError(SerializationError, DecodeError, KeyError):
     """A compressed packet names a zstd dictionary this side does not have."""
 
     def __str__(self) -> str:  # KeyError would repr() the message
         return str(self.args[0]) if self.args else "unknown dictionary"
 
 
-class ChunkError(DecodeError):
+class ChunkError(SerializationError, DecodeError):
     """A chunk that cannot belong to a valid message (bad index, count or checksum)."""
 
 

@@ -19,6 +19,7 @@ KIND_STATE = 1
 KIND_CHUNK = 2
 KIND_ACK = 3
 KIND_CHUNK_REQUEST = 4
+KIND_RESYNC_REQUEST = 5
 
 FLAG_COMPRESSED = 0x1
 
@@ -95,7 +96,17 @@ class ChunkRequest:
     missing: tuple[int, ...]
 
 
-Packet = StatePacket | ChunkPacket | AckPacket | ChunkRequest
+@dataclass(frozen=True)
+class ResyncRequest:
+    """The receiver cannot decode packet ``sequence``: it lacks that delta's ``baseline`` (an
+    ack the sender believed was for a state the receiver never got). The sender answers with a
+    full state."""
+
+    sequence: int
+    baseline: int
+
+
+Packet = StatePacket | ChunkPacket | AckPacket | ChunkRequest | ResyncRequest
 
 
 def encode_packet(pkt: Packet) -> bytes:
@@ -131,6 +142,12 @@ def encode_packet(pkt: Packet) -> bytes:
         for m in missing:
             write_varint(out, m - prev - 1)
             prev = m
+    elif isinstance(pkt, ResyncRequest):
+        out.append(KIND_RESYNC_REQUEST | (VERSION << 5))
+        write_varint(out, pkt.sequence)
+        if not 0 <= pkt.baseline < pkt.sequence:
+            raise EncodeError("a resync request's baseline must be older than its packet")
+        write_varint(out, pkt.sequence - pkt.baseline)
     else:  # pragma: no cover - the union is closed
         raise EncodeError(f"not a packet: {pkt!r}")
     return bytes(out)
@@ -199,4 +216,12 @@ def decode_packet(data: bytes) -> Packet:
         if pos != len(data):
             raise DecodeError("trailing bytes after a chunk request")
         return ChunkRequest(seq, tuple(missing))
+    if kind == KIND_RESYNC_REQUEST:
+        seq, pos = read_varint(data, pos)
+        dist, pos = read_varint(data, pos)
+        if not 0 < dist <= seq:
+            raise DecodeError("resync request's baseline is not before its packet")
+        if pos != len(data):
+            raise DecodeError("trailing bytes after a resync request")
+        return ResyncRequest(seq, seq - dist)
     raise DecodeError(f"unknown packet kind {kind}")

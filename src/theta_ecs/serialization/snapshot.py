@@ -23,6 +23,8 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from .._entities import INDEX_BITS
+from .._entities import INDEX_MASK as _INDEX_MASK
 from ..world import World
 from .bitpack import BitReader, BitWriter, best_eg_order
 from .diff import apply_lane_deltas, changed_components, lane_deltas, match_sorted
@@ -31,7 +33,7 @@ from .schema import ReplicationSchema
 
 U32 = npt.NDArray[np.uint32]
 I64 = npt.NDArray[np.int64]
-INDEX_MASK = np.uint64(0xFFFFFFFF)
+INDEX_MASK = np.uint64(_INDEX_MASK)
 _COUNT_K = 0  # exp-Golomb order for counts (an empty delta is 3 bits)
 _ORDER_BITS = 5  # width of a per-column exp-Golomb order
 
@@ -242,7 +244,7 @@ def encode_body(
     if len(d.added):
         ids = cur.entities[d.added]
         _write_column(w, _gaps((ids & INDEX_MASK).astype(np.int64)))
-        _write_column(w, (ids >> np.uint64(32)).astype(np.uint32))
+        _write_column(w, (ids >> np.uint64(INDEX_BITS)).astype(np.uint32))
         pres = cur.presence[d.added]
         if nc > 1:
             for ci in range(nc):

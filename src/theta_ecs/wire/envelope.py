@@ -6,8 +6,9 @@ reads wherever an offset points): every offset, vtable, vector and string must l
 buffer, aligned as the C++ verifier requires; the header (a fixed-size struct inline in the root
 table) must be present, whole and 8-byte aligned; the union type must be known; counts and sizes
 are bounded. Only then do the generated accessors read it, and the values are checked against
-the same rules the dataclasses enforce. Anything else is an
-:class:`EnvelopeError`, never an IndexError or struct.error from the runtime.
+the same rules the dataclasses enforce. Anything else is a :class:`MalformedEnvelopeError` (both an
+:class:`EnvelopeError` and the core's :class:`~theta_ecs.errors.DecodeError`), never an
+IndexError or struct.error from the runtime.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from .._generated.network import Heartbeat as _Heartbeat
 from .._generated.network import SessionAck as _SessionAck
 from .._generated.network import SessionHello as _SessionHello
 from .._generated.network import SnapshotChunk as _SnapshotChunk
-from ..errors import ThetaError
+from ..errors import DecodeError, SchemaMismatchError, ThetaError
 
 __all__ = [
     "FILE_IDENTIFIER",
@@ -50,6 +51,7 @@ __all__ = [
     "EnvelopeError",
     "Header",
     "Heartbeat",
+    "MalformedEnvelopeError",
     "SchemaMismatchError",
     "SessionAck",
     "SessionHello",
@@ -82,15 +84,11 @@ class EnvelopeError(ThetaError, ValueError):
     """Bytes that are not a well-formed envelope, or an envelope value out of its range."""
 
 
-class SchemaMismatchError(EnvelopeError):
-    """The envelope was written against another component schema than the one expected."""
+class MalformedEnvelopeError(EnvelopeError, DecodeError):
+    """Bytes that are not a well-formed envelope (what :func:`decode_envelope` refuses).
 
-    def __init__(self, expected: int, actual: int) -> None:
-        super().__init__(
-            f"schema hash mismatch: expected {expected:016x}, the packet says {actual:016x}"
-        )
-        self.expected = expected
-        self.actual = actual
+    A schema mismatch is the core's :class:`~theta_ecs.errors.SchemaMismatchError` (re-exported
+    here), the one class every decoder raises for it: it is not an EnvelopeError."""
 
 
 class Compression(enum.IntEnum):
@@ -456,7 +454,7 @@ class _Verifier:
         self.n = len(buf)
 
     def fail(self, what: str) -> EnvelopeError:
-        return EnvelopeError(f"malformed envelope: {what}")
+        return MalformedEnvelopeError(f"malformed envelope: {what}")
 
     def _check(self, pos: int, size: int, align: int, what: str) -> None:
         if pos < 0 or pos + size > self.n:
@@ -573,7 +571,9 @@ def _utf8(raw: bytes, what: str) -> str:
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise EnvelopeError(f"malformed envelope: {what} is not UTF-8 ({exc.reason})") from None
+        raise MalformedEnvelopeError(
+            f"malformed envelope: {what} is not UTF-8 ({exc.reason})"
+        ) from None
 
 
 def _caps(obj: Any) -> tuple[str, ...]:
@@ -620,8 +620,8 @@ def _decode_body(kind: int, buf: bytes, pos: int) -> Body:
 def decode_envelope(
     data: bytes | bytearray | memoryview, *, expected_schema_hash: int | None = None
 ) -> Envelope:
-    """The envelope in ``data``; EnvelopeError if it is not one, SchemaMismatchError if it was
-    written for another schema than ``expected_schema_hash``."""
+    """The envelope in ``data``; MalformedEnvelopeError (a DecodeError) if it is not one,
+    SchemaMismatchError if it was written for another schema than ``expected_schema_hash``."""
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise EnvelopeError(f"expected bytes, got {type(data).__name__}")
     buf = bytes(data)
@@ -631,9 +631,9 @@ def decode_envelope(
     kind = root.BodyType()
     union = root.Body()
     if h is None or union is None:  # the verifier already refused these
-        raise EnvelopeError("malformed envelope: missing header or body")
+        raise MalformedEnvelopeError("malformed envelope: missing header or body")
     if expected_schema_hash is not None and h.SchemaHash() != expected_schema_hash:
-        raise SchemaMismatchError(expected_schema_hash, h.SchemaHash())
+        raise SchemaMismatchError(expected_schema_hash, h.SchemaHash(), what="envelope")
     try:
         # The dataclasses hold the value rules (ranges, dictionary ids, chunk index < count).
         header = Header(
@@ -645,5 +645,7 @@ def decode_envelope(
             protocol_version=h.ProtocolVersion(),
         )
         return Envelope(header, _decode_body(kind, buf, union.Pos))
+    except MalformedEnvelopeError:
+        raise
     except EnvelopeError as exc:
-        raise EnvelopeError(f"malformed envelope: {exc}") from None
+        raise MalformedEnvelopeError(f"malformed envelope: {exc}") from None

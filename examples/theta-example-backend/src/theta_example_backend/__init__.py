@@ -1,0 +1,1 @@
+"""Example theta backends, registered through entry points (see pyproject.toml)."""

@@ -1,0 +1,773 @@
+# cython: boundscheck=False, wraparound=False, initializedcheck=False
+"""The per-entity core: archetype tables and the World's one-entity-at-a-time operations in C.
+
+A gameplay script or a network apply touches one entity per call, so what matters there is the
+fixed cost of a call. Each archetype keeps, per component, a :class:`Slot`: raw pointers to the
+column and its row ticks, the row stride and the element kind. ``get``/``set``/``insert``/
+``remove``/``spawn``/``despawn`` find the entity's row in the allocator, the component's slot
+by object identity, and convert plain Python numbers straight into the row, so a call costs
+one C method call. Anything unusual (numpy values, structured components, a Component object
+that is equal to but not the registered one, a first move between two archetypes) takes the
+checked Python path in :mod:`theta_ecs.world`, which applies the same rules.
+
+Row indices used here always come from the allocator or from ``count``, which this module keeps
+consistent, so the loops run without bounds checks.
+"""
+
+import numpy as np
+cimport cython
+cimport numpy as cnp
+from cpython.object cimport PyObject
+from cpython.ref cimport Py_INCREF
+from cpython.tuple cimport PyTuple_New, PyTuple_SET_ITEM
+from cpython.float cimport PyFloat_AS_DOUBLE
+from cpython.long cimport PyLong_AsDouble, PyLong_AsLongLong, PyLong_AsUnsignedLongLong
+from libc.math cimport isfinite
+from libc.stdint cimport (int8_t, int16_t, int32_t, int64_t, uint8_t, uint16_t, uint32_t,
+                          uint64_t)
+from libc.string cimport memcpy
+
+from ._entities cimport EntityAllocator
+from ._ids cimport ENTITY_INDEX_BITS, entity_generation_of, entity_index_of
+
+from .errors import ComponentDataError, StaleEntityError, UnknownComponentError
+
+cnp.import_array()
+
+cdef extern from "Python.h":
+    bint PyLong_CheckExact(object)
+    bint PyFloat_CheckExact(object)
+    bint PyBool_Check(object)
+    bint PyTuple_CheckExact(object)
+    bint PyList_CheckExact(object)
+    bint PyDict_CheckExact(object)
+    Py_ssize_t PyTuple_GET_SIZE(object)
+    Py_ssize_t PyList_GET_SIZE(object)
+    PyObject* PyTuple_GET_ITEM(object, Py_ssize_t)
+    PyObject* PyList_GET_ITEM(object, Py_ssize_t)
+    PyObject* PyTuple_New_raw "PyTuple_New"(Py_ssize_t)
+    PyObject* PyFloat_FromDouble_raw "PyFloat_FromDouble"(double)
+    void PyTuple_SET_ITEM_raw "PyTuple_SET_ITEM"(PyObject*, Py_ssize_t, PyObject*)
+    void Py_DECREF_raw "Py_DECREF"(PyObject*)
+    unsigned long long PyLong_AsUnsignedLongLong_raw "PyLong_AsUnsignedLongLong"(object)
+    PyObject* PyErr_Occurred()
+    void PyErr_Clear()
+
+cdef extern from "float.h":
+    double FLT_MAX
+
+# Element kinds converted in C; everything else goes through values.coerce_one.
+cdef enum Kind:
+    K_OTHER = 0
+    K_F32
+    K_F64
+    K_I8
+    K_I16
+    K_I32
+    K_I64
+    K_U8
+    K_U16
+    K_U32
+    K_U64
+    K_BOOL
+
+cdef enum:
+    # A vector row is staged here before it is copied into the column, so a bad element
+    # leaves the row untouched.
+    STAGE_BYTES = 128
+
+cdef dict _KINDS = {
+    "float32": K_F32, "float64": K_F64,
+    "int8": K_I8, "int16": K_I16, "int32": K_I32, "int64": K_I64,
+    "uint8": K_U8, "uint16": K_U16, "uint32": K_U32, "uint64": K_U64,
+    "bool": K_BOOL,
+}
+
+
+cdef int _store(int kind, char* dst, object v, object comp) except -1:
+    """Write the plain Python number ``v`` as ``kind`` at ``dst``: 1 when written, 0 when ``v``
+    is not a plain number (the caller takes the checked path). Never a lossy cast."""
+    cdef double d
+    cdef long long i
+    cdef unsigned long long u
+    if PyFloat_CheckExact(v):
+        d = PyFloat_AS_DOUBLE(v)
+        if kind == K_F64:
+            (<double*>dst)[0] = d
+            return 1
+        if kind == K_F32:
+            if isfinite(d) and (d > FLT_MAX or d < -FLT_MAX):
+                raise ComponentDataError(f"{comp.name}: {v} overflows float32")
+            (<float*>dst)[0] = <float>d
+            return 1
+        raise ComponentDataError(f"{comp.name}: cannot store a float as {_kind_name(kind)}")
+    if PyBool_Check(v):
+        i = 1 if v is True else 0
+    elif PyLong_CheckExact(v):
+        if kind == K_F32 or kind == K_F64:
+            try:
+                d = PyLong_AsDouble(v)
+            except OverflowError:
+                raise ComponentDataError(f"{comp.name}: {v} overflows {_kind_name(kind)}") from None
+            if kind == K_F32:
+                if d > FLT_MAX or d < -FLT_MAX:
+                    raise ComponentDataError(f"{comp.name}: {v} overflows float32")
+                (<float*>dst)[0] = <float>d
+            else:
+                (<double*>dst)[0] = d
+            return 1
+        if kind == K_BOOL:
+            raise ComponentDataError(f"{comp.name}: cannot store an int as bool")
+        if kind == K_U64:
+            try:
+                u = PyLong_AsUnsignedLongLong(v)
+            except OverflowError:
+                raise ComponentDataError(f"{comp.name}: {v} out of range for uint64") from None
+            (<uint64_t*>dst)[0] = u
+            return 1
+        try:
+            i = PyLong_AsLongLong(v)
+        except OverflowError:
+            raise ComponentDataError(
+                f"{comp.name}: {v} out of range for {_kind_name(kind)}"
+            ) from None
+    else:
+        return 0
+    # an int (or a bool) into an integer, bool or float column
+    if kind == K_F32:
+        (<float*>dst)[0] = <float>i
+    elif kind == K_F64:
+        (<double*>dst)[0] = <double>i
+    elif kind == K_BOOL:
+        (<uint8_t*>dst)[0] = <uint8_t>i
+    elif kind == K_I64:
+        (<int64_t*>dst)[0] = i
+    elif kind == K_I32:
+        if i < -2147483648 or i > 2147483647:
+            raise ComponentDataError(f"{comp.name}: {v} out of range for int32")
+        (<int32_t*>dst)[0] = <int32_t>i
+    elif kind == K_I16:
+        if i < -32768 or i > 32767:
+            raise ComponentDataError(f"{comp.name}: {v} out of range for int16")
+        (<int16_t*>dst)[0] = <int16_t>i
+    elif kind == K_I8:
+        if i < -128 or i > 127:
+            raise ComponentDataError(f"{comp.name}: {v} out of range for int8")
+        (<int8_t*>dst)[0] = <int8_t>i
+    elif kind == K_U64:
+        if i < 0:
+            raise ComponentDataError(f"{comp.name}: {v} out of range for uint64")
+        (<uint64_t*>dst)[0] = <uint64_t>i
+    elif kind == K_U32:
+        if i < 0 or i > 4294967295:
+            raise ComponentDataError(f"{comp.name}: {v} out of range for uint32")
+        (<uint32_t*>dst)[0] = <uint32_t>i
+    elif kind == K_U16:
+        if i < 0 or i > 65535:
+            raise ComponentDataError(f"{comp.name}: {v} out of range for uint16")
+        (<uint16_t*>dst)[0] = <uint16_t>i
+    elif kind == K_U8:
+        if i < 0 or i > 255:
+            raise ComponentDataError(f"{comp.name}: {v} out of range for uint8")
+        (<uint8_t*>dst)[0] = <uint8_t>i
+    else:
+        return 0
+    return 1
+
+
+cdef str _kind_name(int kind):
+    for name, k in _KINDS.items():
+        if k == kind:
+            return name
+    return "this dtype"
+
+
+cdef inline object _load(int kind, const char* p):
+    """The element at ``p`` as a plain Python number."""
+    if kind == K_F32:
+        return (<const float*>p)[0]
+    if kind == K_F64:
+        return (<const double*>p)[0]
+    if kind == K_I32:
+        return (<const int32_t*>p)[0]
+    if kind == K_I64:
+        return (<const int64_t*>p)[0]
+    if kind == K_U8:
+        return (<const uint8_t*>p)[0]
+    if kind == K_U32:
+        return (<const uint32_t*>p)[0]
+    if kind == K_U64:
+        return (<const uint64_t*>p)[0]
+    if kind == K_I8:
+        return (<const int8_t*>p)[0]
+    if kind == K_I16:
+        return (<const int16_t*>p)[0]
+    if kind == K_U16:
+        return (<const uint16_t*>p)[0]
+    if kind == K_BOOL:
+        return (<const uint8_t*>p)[0] != 0
+    return None
+
+
+cdef enum:
+    VECTOR_BYTES = 64
+
+
+@cython.final
+@cython.freelist(32)
+cdef class Vector:
+    """A copy of one entity's vector component (``world.get(e, Position)``).
+
+    Behaves as a read-only sequence of Python numbers (index, iterate, unpack, compare with a
+    tuple or list), names its parts by the component's field names (``v.x``), and converts to
+    a numpy array of the component's own dtype (``np.asarray(v)``). Holding the raw row instead
+    of Python numbers makes a ``get`` one small allocation.
+    """
+
+    cdef char buf[VECTOR_BYTES]
+    cdef Py_ssize_t width
+    cdef Py_ssize_t itemsize
+    cdef int kind
+    cdef Slot _slot
+
+    def __len__(self):
+        return self.width
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return self.as_tuple()[index]
+        cdef Py_ssize_t i = index
+        if i < 0:
+            i += self.width
+        if not 0 <= i < self.width:
+            raise IndexError(f"index {index} out of range for {self.width} parts")
+        return _load(self.kind, self.buf + i * self.itemsize)
+
+    def __iter__(self):
+        return iter(self.as_tuple())
+
+    def __getattr__(self, name):
+        fields = self._slot.comp.fields
+        if name in fields:
+            return self[fields.index(name)]
+        raise AttributeError(f"{self._slot.comp.name} has no field {name!r}")
+
+    cpdef tuple as_tuple(self):
+        """The parts as a tuple of Python numbers."""
+        cdef Py_ssize_t i
+        return tuple([_load(self.kind, self.buf + i * self.itemsize) for i in range(self.width)])
+
+    def tolist(self):
+        return list(self.as_tuple())
+
+    @property
+    def component(self):
+        return self._slot.comp
+
+    def __array__(self, dtype=None, copy=None):
+        arr = np.frombuffer(self.buf[: self.width * self.itemsize],
+                            dtype=self._slot.comp.column_dtype).copy()
+        return arr if dtype is None else arr.astype(dtype)
+
+    def __eq__(self, other):
+        if isinstance(other, Vector):
+            return self.as_tuple() == (<Vector>other).as_tuple()
+        if isinstance(other, (tuple, list)):
+            return self.as_tuple() == tuple(other)
+        return NotImplemented
+
+    def __ne__(self, other):
+        eq = self.__eq__(other)
+        return eq if eq is NotImplemented else not eq
+
+    def __hash__(self):
+        return hash(self.as_tuple())
+
+    def __repr__(self):
+        parts = ", ".join(f"{f}={v!r}" for f, v in zip(self._slot.comp.fields, self.as_tuple()))
+        return f"Vector({parts})"
+
+    def __reduce__(self):
+        return (tuple, (self.as_tuple(),))
+
+
+@cython.final
+cdef class Slot:
+    """One component's column in one archetype, as raw pointers for the per-entity paths."""
+
+    cdef readonly object comp
+    cdef readonly object cid
+    cdef uint64_t ccid
+    cdef object col
+    cdef object ticks
+    cdef char* data
+    cdef uint64_t* tick_data
+    cdef Py_ssize_t stride
+    cdef Py_ssize_t width      # 0: scalar, k: 1-D vector of k, -1: structured or n-D rows
+    cdef Py_ssize_t itemsize
+    cdef int kind
+    cdef readonly uint64_t column_tick   # last tick the whole column was handed out writable
+
+    def __cinit__(self, comp):
+        self.comp = comp
+        self.cid = comp.id
+        self.ccid = comp.id
+        shape = comp.row_shape
+        base = comp.column_dtype
+        self.kind = _KINDS.get(base.name, K_OTHER) if not base.names else K_OTHER
+        self.itemsize = base.itemsize
+        if self.kind == K_OTHER or len(shape) > 1:
+            self.width = -1
+        elif len(shape) == 1:
+            self.width = shape[0]
+        else:
+            self.width = 0
+        self.column_tick = 0
+
+    cdef void bind(self, cnp.ndarray col, cnp.ndarray ticks):
+        self.col = col
+        self.ticks = ticks
+        self.data = <char*>cnp.PyArray_DATA(col)
+        self.tick_data = <uint64_t*>cnp.PyArray_DATA(ticks)
+        self.stride = cnp.PyArray_STRIDE(col, 0)
+
+    cdef object read(self, Py_ssize_t row):
+        """A copy of one row: a number, a tuple of numbers, or (other dtypes) a numpy copy."""
+        cdef const char* p = self.data + row * self.stride
+        cdef Py_ssize_t i
+        cdef object item
+        if self.width == 0:
+            return _load(self.kind, p)
+        cdef Vector vec
+        if self.width > 0 and self.stride <= VECTOR_BYTES:
+            vec = Vector.__new__(Vector)
+            memcpy(vec.buf, p, self.stride)
+            vec.width = self.width
+            vec.itemsize = self.itemsize
+            vec.kind = self.kind
+            vec._slot = self
+            return vec
+        if self.width > 0:
+            out = PyTuple_New(self.width)
+            for i in range(self.width):
+                item = _load(self.kind, p + i * self.itemsize)
+                Py_INCREF(item)
+                PyTuple_SET_ITEM(out, i, item)
+            return out
+        value = self.col[row]
+        return value.copy()  # np.void and sub-arrays are views into the column
+
+    cdef int write(self, Py_ssize_t row, object value) except -1:
+        """Store ``value`` in ``row``: 1 when done in C, 0 when it needs the checked path."""
+        cdef char* dst = self.data + row * self.stride
+        cdef char stage[STAGE_BYTES]
+        cdef Py_ssize_t i, n
+        cdef PyObject* item
+        if self.width == 0:
+            return _store(self.kind, dst, value, self.comp)
+        if self.width < 0 or self.stride > STAGE_BYTES:
+            return 0
+        if PyTuple_CheckExact(value):
+            n = PyTuple_GET_SIZE(value)
+            if n != self.width:
+                return 0
+            for i in range(n):
+                item = PyTuple_GET_ITEM(value, i)
+                if not _store(self.kind, stage + i * self.itemsize, <object>item, self.comp):
+                    return 0
+        elif PyList_CheckExact(value):
+            n = PyList_GET_SIZE(value)
+            if n != self.width:
+                return 0
+            for i in range(n):
+                item = PyList_GET_ITEM(value, i)
+                if not _store(self.kind, stage + i * self.itemsize, <object>item, self.comp):
+                    return 0
+        else:
+            return 0
+        memcpy(dst, stage, self.stride)
+        return 1
+
+
+@cython.final
+cdef class Archetype:
+    """One table: the entities that have exactly ``components``.
+
+    Each component is one numpy column (``capacity`` rows, grown geometrically), so a query
+    hands a system contiguous arrays. Each column carries two kinds of change stamp (the world's
+    change tick, a 64-bit counter that never wraps): a per-row tick written by per-entity
+    access, and a whole-column tick written when a system receives the column writable.
+    """
+
+    cdef readonly Py_ssize_t id
+    cdef readonly tuple components
+    cdef readonly frozenset component_ids
+    cdef public Py_ssize_t count
+    cdef Py_ssize_t _capacity
+    cdef readonly object entities
+    cdef uint64_t* _ents
+    cdef readonly dict columns
+    cdef readonly dict row_ticks
+    cdef readonly dict add_edges
+    cdef readonly dict remove_edges
+    cdef list _slots
+    cdef dict _slot_by_cid
+
+    def __init__(self, Py_ssize_t archetype_id, components, Py_ssize_t capacity=8):
+        self.id = archetype_id
+        self.components = tuple(sorted(components, key=lambda c: c.id))
+        self.component_ids = frozenset(c.id for c in self.components)
+        self._capacity = max(capacity, 8)
+        self.count = 0
+        self.add_edges = {}
+        self.remove_edges = {}
+        self._slots = [Slot(c) for c in self.components]
+        self._slot_by_cid = {s.cid: s for s in self._slots}
+        self.entities = np.zeros(self._capacity, np.uint64)
+        self.columns = {c.id: c.empty(self._capacity) for c in self.components}
+        self.row_ticks = {c.id: np.zeros(self._capacity, np.uint64) for c in self.components}
+        self._bind()
+
+    cdef void _bind(self):
+        """Point the slots at the current arrays (after every reallocation)."""
+        cdef Slot s
+        self._ents = <uint64_t*>cnp.PyArray_DATA(self.entities)
+        for s in self._slots:
+            s.bind(self.columns[s.cid], self.row_ticks[s.cid])
+
+    def __repr__(self):
+        names = ", ".join(c.name for c in self.components)
+        return f"Archetype#{self.id}[{names}] ({self.count} rows)"
+
+    @property
+    def capacity(self):
+        return self._capacity
+
+    @property
+    def column_ticks(self):
+        """{component id: tick the column was last handed out writable} (a copy)."""
+        return {s.cid: s.column_tick for s in self._slots}
+
+    def mark_written(self, cid, uint64_t tick):
+        """Record that the whole column ``cid`` was handed out writable at ``tick``."""
+        cdef Slot s = self._slot_by_cid[cid]
+        s.column_tick = tick
+
+    def column_tick(self, cid):
+        return (<Slot>self._slot_by_cid[cid]).column_tick
+
+    # -- C helpers for the world's per-entity paths -----------------------------------------
+    cdef inline Slot slot_for(self, object comp):
+        """The slot of exactly this Component object, or None."""
+        cdef Slot s
+        for s in self._slots:
+            if s.comp is comp:
+                return s
+        return None
+
+    cdef inline Slot slot_by_id(self, uint64_t cid):
+        cdef Slot s
+        for s in self._slots:
+            if s.ccid == cid:
+                return s
+        return None
+
+    cdef int grow_one(self) except -1:
+        if self.count >= self._capacity:
+            self.reserve(1)
+        return 0
+
+    cdef uint64_t take_row(self, Py_ssize_t row, bint* moved) noexcept:
+        """Swap-remove ``row``; returns the entity moved into it (``moved`` says whether)."""
+        cdef Py_ssize_t last = self.count - 1
+        cdef Slot s
+        self.count = last
+        if row == last:
+            moved[0] = False
+            return 0
+        cdef uint64_t m = self._ents[last]
+        self._ents[row] = m
+        for s in self._slots:
+            memcpy(s.data + row * s.stride, s.data + last * s.stride, s.stride)
+            s.tick_data[row] = s.tick_data[last]
+        moved[0] = True
+        return m
+
+    # -- table operations -------------------------------------------------------------------
+    def reserve(self, Py_ssize_t extra):
+        """Make room for ``extra`` more rows, doubling so appends stay amortised O(1)."""
+        cdef Py_ssize_t needed = self.count + extra
+        if needed <= self._capacity:
+            return
+        cap = max(needed, 2 * self._capacity)
+        n = self.count
+        ents = np.zeros(cap, np.uint64)
+        ents[:n] = self.entities[:n]
+        self.entities = ents
+        for comp in self.components:
+            col = comp.empty(cap)
+            col[:n] = self.columns[comp.id][:n]
+            self.columns[comp.id] = col
+            ticks = np.zeros(cap, np.uint64)
+            ticks[:n] = self.row_ticks[comp.id][:n]
+            self.row_ticks[comp.id] = ticks
+        self._capacity = cap
+        self._bind()
+
+    def append(self, entities, values, tick):
+        """Append rows for ``entities``; ``values`` holds a block per component id.
+
+        Returns the first new row. Every new row counts as changed at ``tick``.
+        """
+        k = len(entities)
+        self.reserve(k)
+        start = self.count
+        end = start + k
+        self.entities[start:end] = entities
+        for cid, col in self.columns.items():
+            col[start:end] = values[cid]
+            self.row_ticks[cid][start:end] = tick
+        self.count = end
+        return start
+
+    def append_one(self, entity, values, tick):
+        self.reserve(1)
+        row = self.count
+        self.entities[row] = entity
+        for cid, col in self.columns.items():
+            col[row] = values[cid]
+            self.row_ticks[cid][row] = tick
+        self.count = row + 1
+        return row
+
+    def copy_rows_into(self, rows, Archetype dest, Py_ssize_t dest_first):
+        """Copy the shared columns (values and row ticks) of ``rows`` into ``dest``."""
+        k = len(rows)
+        for cid in self.component_ids & dest.component_ids:
+            dest.columns[cid][dest_first : dest_first + k] = self.columns[cid][rows]
+            src_ticks = np.maximum(self.row_ticks[cid][rows], self.column_tick(cid))
+            dest.row_ticks[cid][dest_first : dest_first + k] = src_ticks
+
+    def swap_remove(self, Py_ssize_t row):
+        """Remove ``row`` by moving the last row into it; returns the moved entity, if any."""
+        if not 0 <= row < self.count:
+            raise IndexError(f"row {row} outside 0..{self.count - 1}")
+        cdef bint moved
+        cdef uint64_t m = self.take_row(row, &moved)
+        return m if moved else None
+
+    def remove_rows(self, rows):
+        """Remove distinct ``rows`` at once, filling holes from the tail.
+
+        Returns (entities that moved, their new rows) so the caller can update locations.
+        """
+        n = self.count
+        m = len(rows)
+        keep_n = n - m
+        holes = rows[rows < keep_n]
+        holes.sort()
+        doomed_tail = np.zeros(m, np.bool_)
+        doomed_tail[rows[rows >= keep_n] - keep_n] = True
+        movers = keep_n + np.flatnonzero(~doomed_tail)
+        if len(holes):
+            self.entities[holes] = self.entities[movers]
+            for cid, col in self.columns.items():
+                col[holes] = col[movers]
+                ticks = self.row_ticks[cid]
+                ticks[holes] = ticks[movers]
+        self.count = keep_n
+        return self.entities[holes].copy(), holes.astype(np.int64)
+
+    def changed_mask(self, component_id, since):
+        """Per row: did ``component_id`` change after tick ``since``? A column handed out
+        writable counts as changed in every row."""
+        if self.column_tick(component_id) > since:
+            return np.ones(self.count, np.bool_)
+        return self.row_ticks[component_id][: self.count] > since
+
+
+cdef class WorldCore:
+    """The World's per-entity operations; :class:`theta_ecs.world.World` adds the rest.
+
+    The Python subclass provides the checked slow paths (``_entity_id``, ``_known``,
+    ``_slot_missing``, ``_with``, ``_without``, ``_spawn_checked``); this class only takes the
+    common case in C and hands everything else to them.
+    """
+
+    cdef public EntityAllocator _entities
+    cdef public list _archetypes
+    cdef dict _spawn_routes
+    #: Change counter: advances before every system run and every deferred apply, so a
+    #: change made anywhere in a frame is newer than the last run of every other system.
+    cdef public uint64_t change_tick
+
+    def __cinit__(self, *args, **kwargs):
+        self._archetypes = []
+        self._spawn_routes = {}
+        self.change_tick = 1
+
+    def advance_change_tick(self):
+        self.change_tick += 1
+        return self.change_tick
+
+    cdef inline uint64_t _id(self, object entity) except? 0:
+        cdef uint64_t e
+        if PyLong_CheckExact(entity):
+            e = PyLong_AsUnsignedLongLong_raw(entity)
+            if e == <uint64_t>-1 and PyErr_Occurred() != NULL:
+                PyErr_Clear()  # OverflowError: negative or above 2^64 - 1
+                raise StaleEntityError(f"{entity!r} is not an entity id") from None
+            return e
+        return self._entity_id(entity)
+
+    cdef Archetype _locate(self, object entity, int64_t* row):
+        """The archetype of a live entity (its row into ``row``), else StaleEntityError."""
+        cdef uint64_t e = self._id(entity)
+        cdef int32_t a = self._entities.find(e, row)
+        if a < 0:
+            raise StaleEntityError(
+                f"entity {e:#x} (index {entity_index_of(e)}, generation "
+                f"{entity_generation_of(e)}) is not alive"
+            )
+        return <Archetype>self._archetypes[a]
+
+    cdef Slot _slot(self, Archetype arch, object entity, object comp):
+        """The slot of ``comp`` in ``arch``: by identity, else through the registry; raises
+        UnknownComponentError when ``comp`` is no Component or the entity lacks it."""
+        cdef Slot s = arch.slot_for(comp)
+        if s is not None:
+            return s
+        known = self._known(comp)
+        s = arch.slot_by_id(known.id)
+        if s is None:
+            raise UnknownComponentError(f"entity {self._id(entity):#x} has no {known.name}")
+        return s
+
+    def has(self, entity, comp):
+        """Whether the entity has ``comp``."""
+        cdef int64_t row
+        cdef Archetype arch = self._locate(entity, &row)
+        if arch.slot_for(comp) is not None:
+            return True
+        return self._known(comp).id in arch.component_ids
+
+    def get(self, entity, comp):
+        """A copy of the entity's value of ``comp``: a number for scalar components, a tuple
+        of numbers for vector components, a numpy copy (``np.void`` row) for structured ones."""
+        cdef int64_t row
+        cdef Archetype arch = self._locate(entity, &row)
+        return self._slot(arch, entity, comp).read(row)
+
+    def set(self, entity, comp, value):
+        """Overwrite the entity's value of ``comp`` and mark that row changed."""
+        cdef int64_t row
+        cdef Archetype arch = self._locate(entity, &row)
+        cdef Slot s = self._slot(arch, entity, comp)
+        if not s.write(row, value):
+            s.col[row] = self._coerce(s.comp, value)
+        s.tick_data[row] = self.change_tick
+
+    def insert(self, entity, comp, value):
+        """Add ``comp`` to the entity (moving it to another archetype), or set it if present."""
+        cdef int64_t row
+        cdef Archetype arch = self._locate(entity, &row)
+        cdef Slot s = arch.slot_for(comp)
+        if s is None:
+            known = self._known(comp)
+            s = arch.slot_by_id(known.id)
+            if s is None:
+                dest = arch.add_edges.get(known.id)
+                if dest is None:
+                    dest = self._with(arch, known)
+                self._move(self._id(entity), arch, row, <Archetype>dest, known.id, value)
+                return
+        if not s.write(row, value):
+            s.col[row] = self._coerce(s.comp, value)
+        s.tick_data[row] = self.change_tick
+
+    def remove(self, entity, comp):
+        """Take ``comp`` off the entity."""
+        cdef int64_t row
+        cdef Archetype arch = self._locate(entity, &row)
+        cdef Slot s = self._slot(arch, entity, comp)
+        dest = arch.remove_edges.get(s.cid)
+        if dest is None:
+            dest = self._without(arch, s.comp)
+        self._move(self._id(entity), arch, row, <Archetype>dest, None, None)
+
+    cdef int _move(self, uint64_t entity, Archetype src, int64_t row, Archetype dest,
+                   object added, object value) except -1:
+        """Move one entity from ``src`` to ``dest``, writing ``value`` for the component
+        ``added`` (None on removal). The value is written first, so a bad one changes nothing."""
+        dest.grow_one()
+        cdef Py_ssize_t new_row = dest.count
+        cdef Slot d, s
+        cdef uint64_t t
+        if added is not None:
+            d = <Slot>dest._slot_by_cid[added]
+            if not d.write(new_row, value):
+                d.col[new_row] = self._coerce(d.comp, value)
+            d.tick_data[new_row] = self.change_tick
+        for d in dest._slots:
+            s = src.slot_by_id(d.ccid)
+            if s is None:
+                continue  # the added component, written above
+            memcpy(d.data + new_row * d.stride, s.data + row * s.stride, d.stride)
+            t = s.tick_data[row]
+            d.tick_data[new_row] = t if t > s.column_tick else s.column_tick
+        dest._ents[new_row] = entity
+        dest.count = new_row + 1
+        cdef bint moved
+        cdef uint64_t m = src.take_row(row, &moved)
+        if moved:
+            self._entities.put(m, <int32_t>src.id, row)
+        self._entities.put(entity, <int32_t>dest.id, new_row)
+        return 0
+
+    def spawn(self, components=None):
+        """Create one entity with ``components`` ({Component: value}); returns its id."""
+        if components is None:
+            components = {}
+        elif not PyDict_CheckExact(components):
+            return self._spawn_checked(components)
+        cdef Archetype arch
+        cdef Slot s
+        cdef Py_ssize_t row
+        cdef uint64_t e
+        try:
+            key = tuple([c.id for c in components])
+        except AttributeError:
+            return self._spawn_checked(components)  # not a Component: a typed error there
+        route = self._spawn_routes.get(key)
+        if route is None:
+            return self._spawn_checked(components)
+        arch = <Archetype>route
+        arch.grow_one()
+        row = arch.count
+        for comp, value in components.items():
+            s = arch.slot_for(comp)
+            if s is None:  # equal to, but not, the registered object: check it properly
+                return self._spawn_checked(components)
+            if not s.write(row, value):
+                s.col[row] = self._coerce(s.comp, value)
+        self._entities.take_one(&e)
+        arch._ents[row] = e
+        for s in arch._slots:
+            s.tick_data[row] = self.change_tick
+        arch.count = row + 1
+        self._entities.put(e, <int32_t>arch.id, row)
+        return e
+
+    def _remember_spawn_route(self, key, arch):
+        """Let later spawns with the same component order go straight to ``arch``."""
+        self._spawn_routes[key] = arch
+
+    def despawn(self, entity):
+        cdef int64_t row
+        cdef Archetype arch = self._locate(entity, &row)
+        cdef uint64_t e = self._id(entity)
+        cdef bint moved
+        cdef uint64_t m = arch.take_row(row, &moved)
+        if moved:
+            self._entities.put(m, <int32_t>arch.id, row)
+        self._entities.release(e)
