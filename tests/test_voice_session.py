@@ -189,3 +189,23 @@ def test_fuzz_receive_never_raises(datagrams: list[bytes]) -> None:
         session.receive(header + len(data).to_bytes(2, "big") + data, i * F)
         assert session.pop(i * F).shape == (960, 2)
     assert len(session.streams) <= 2
+
+
+def test_prometheus_export_of_every_stream(voices: tuple[np.ndarray, np.ndarray]) -> None:
+    prometheus = pytest.importorskip("theta_ecs.prometheus", reason="theta[metrics] extra")
+    from theta_ecs.metrics import load_declarations
+
+    load_declarations()
+    sessions, links, clock = two_party()
+    exporter = prometheus.MetricsExporter()
+    sessions[1].watch_metrics(exporter)  # before the remote stream exists: watched on arrival
+    run_call(sessions, links, {0: voices[0]}, clock, 1.0)
+    text = exporter.render().decode()
+    good = [line for line in text.splitlines()
+            if line.startswith("theta_voice_good_packets_total{")]
+    rx = [line for line in good if 'direction="rx"' in line and 'stream="1"' in line]
+    assert len(rx) == 1
+    value = float(rx[0].rsplit(" ", 1)[1])
+    assert value == sessions[1].streams[1].diagnostics().packets_good > 20
+    assert 'theta_voice_buffer_delay_seconds{direction="rx",stream="1"}' in text
+    assert "theta_undeclared" not in text  # every voice field is declared

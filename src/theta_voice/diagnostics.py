@@ -8,10 +8,11 @@ received). Names in telemetry: ``voice.<rx|tx>.<stream id>.<field>``.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
-__all__ = ["COUNTERS", "GAUGES", "DiagnosticsExporter", "VoiceDiagnostics"]
+__all__ = ["COUNTERS", "GAUGES", "DiagnosticsExporter", "DiagnosticsView", "VoiceDiagnostics"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,3 +77,28 @@ class DiagnosticsExporter:
             self._last[key] = value
         for name in GAUGES:
             telemetry.gauge(f"{base}.{name}", float(getattr(diagnostics, name)))
+
+
+class DiagnosticsView(Mapping[str, float]):
+    """A live, read-only mapping of one stream's numeric diagnostics: what
+    ``theta_ecs.prometheus.MetricsExporter.watch("voice", view, stream=..., direction=...)``
+    reads at each scrape (the declarations are in :mod:`theta_voice.metrics`)."""
+
+    def __init__(self, read: Callable[[], VoiceDiagnostics]) -> None:
+        self._read = read
+
+    def _values(self) -> dict[str, float]:
+        snap = self._read()
+        return {name: float(getattr(snap, name)) for name in sorted(COUNTERS | GAUGES)}
+
+    def __getitem__(self, key: str) -> float:
+        return self._values()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(sorted(COUNTERS | GAUGES))
+
+    def __len__(self) -> int:
+        return len(COUNTERS | GAUGES)
+
+    def items(self) -> Any:
+        return self._values().items()

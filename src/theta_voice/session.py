@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from .diagnostics import DiagnosticsExporter, VoiceDiagnostics
+from .diagnostics import DiagnosticsExporter, DiagnosticsView, VoiceDiagnostics
 from .errors import VoiceConfigError, VoicePacketError
 from .mixer import VoiceMixer
 from .packet import VoicePacket, VoiceReport, is_report
@@ -51,6 +51,8 @@ class VoiceSession:
         self._next_report = 0.0
         self._exporter = DiagnosticsExporter()
         self._dropped_exported: dict[str, int] = {}
+        self._metrics: Any = None  # a MetricsExporter, once watch_metrics() is called
+        self._views: dict[int, DiagnosticsView] = {}
 
     # -- sending --------------------------------------------------------------------------------
     def capture(self, pcm: npt.NDArray[np.int16], now: float) -> None:
@@ -96,6 +98,7 @@ class VoiceSession:
             stream = self.streams[packet.stream_id] = VoiceStream(
                 packet.stream_id, codec=packet.codec, frame_ms=packet.frame_ms,
                 **self.stream_options)
+            self._watch(stream)
         stream.push(packet, now)
 
     def _expire(self, now: float) -> None:
@@ -103,6 +106,9 @@ class VoiceSession:
                     if s.buffer.idle and now - s.last_arrival > self.stream_timeout]:
             del self.streams[sid]
             self.mixer.forget(sid)
+            view = self._views.pop(sid, None)
+            if view is not None and self._metrics is not None:
+                self._metrics.unwatch(view)
 
     def pop(self, now: float) -> npt.NDArray[np.int16]:
         """One mixed stereo frame for the listener: every stream's frames due by ``now``."""
@@ -124,6 +130,25 @@ class VoiceSession:
             if n > self._dropped_exported.get(key, 0):
                 telemetry.count(key, n - self._dropped_exported.get(key, 0))
                 self._dropped_exported[key] = n
+
+
+    def watch_metrics(self, exporter: Any) -> None:
+        """Export every stream (ours and each remote speaker's, as they come and go) through a
+        ``theta_ecs.prometheus.MetricsExporter``; the metrics are declared in
+        :mod:`theta_voice.metrics`."""
+        from . import metrics  # noqa: F401  (declares the voice metrics)
+
+        self._metrics = exporter
+        exporter.watch("voice", DiagnosticsView(self.sender.diagnostics),
+                       stream=str(self.sender.stream_id), direction="tx")
+        for stream in self.streams.values():
+            self._watch(stream)
+
+    def _watch(self, stream: VoiceStream) -> None:
+        if self._metrics is None or stream.stream_id in self._views:
+            return
+        view = self._views[stream.stream_id] = DiagnosticsView(stream.diagnostics)
+        self._metrics.watch("voice", view, stream=str(stream.stream_id), direction="rx")
 
 
 def pump(transport: Any, session: VoiceSession, now: float) -> None:
