@@ -21,7 +21,7 @@ test: build
 # fails when a benchmark got slower than the previous saved run by more than BENCH_FAIL
 # (pytest-benchmark's --benchmark-compare-fail). The bandwidth suite also writes bandwidth.json
 # and .png and fails on a bandwidth regression over 5%. Every suite runs even if one fails.
-BENCH_SUITES ?= ecs commandlog bandwidth
+BENCH_SUITES ?= ecs commandlog bandwidth bench_voice
 BENCH_FAIL   ?= min:25%
 BENCH_ARGS   ?=
 bench: build
