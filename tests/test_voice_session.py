@@ -209,3 +209,46 @@ def test_prometheus_export_of_every_stream(voices: tuple[np.ndarray, np.ndarray]
     assert value == sessions[1].streams[1].diagnostics().packets_good > 20
     assert 'theta_voice_buffer_delay_seconds{direction="rx",stream="1"}' in text
     assert "theta_undeclared" not in text  # every voice field is declared
+
+
+class PacedSource:
+    """A microphone that delivers a recording in real time, in 7 ms device blocks."""
+
+    sample_rate = 48_000
+
+    def __init__(self, signal: np.ndarray, clock: ManualClock) -> None:
+        self.signal, self.clock, self.pos = signal, clock, 0
+
+    def read(self, max_samples: int) -> np.ndarray:
+        block = 336  # 7 ms
+        due = int(self.clock.now * 48_000) // block * block
+        out = self.signal[self.pos: min(due, self.pos + max_samples)]
+        self.pos += len(out)
+        return out
+
+    def close(self) -> None:
+        pass
+
+
+def test_capture_from_a_source_and_play_to_a_sink(voices: tuple[np.ndarray, np.ndarray]) -> None:
+    clock = ManualClock()
+    net = LoopbackNetwork(LinkModel(latency_s=0.005), clock=clock)
+    a_end, b_end = net.pair()
+    alice, bob = VoiceSession(1), VoiceSession(2)
+    mic = PacedSource(voices[0][:48_000], clock)
+    speaker = plugins.create("theta.audio_sinks", "null")
+    captured = 0
+    for _ in range(60):
+        clock.advance(0.02)
+        captured += alice.capture_from(mic, clock.now)
+        pump(a_end, alice, clock.now)
+        pump(b_end, bob, clock.now)
+        bob.play_to(speaker, clock.now)
+    assert captured == 50 and len(alice._mic) == 0
+    assert speaker.samples_played == 60 * 960
+    rx = bob.streams[1].diagnostics()
+    assert rx.packets_good >= 45 and rx.interruptions == 0
+    # A source that delivers a recording all at once is paced to half a second per call.
+    burst = VoiceSession(3)
+    assert burst.capture_from(plugins.create("theta.audio_sources", "null",
+                                             signal=voices[0][:48_000]), 1.0) == 25

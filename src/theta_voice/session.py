@@ -48,6 +48,7 @@ class VoiceSession:
         self.dropped: Counter[str] = Counter()
         self.reports_received = 0
         self._outbox: list[bytes] = []
+        self._mic = np.zeros(0, np.int16)  # captured samples short of a whole frame
         self._next_report = 0.0
         self._exporter = DiagnosticsExporter()
         self._dropped_exported: dict[str, int] = {}
@@ -60,6 +61,26 @@ class VoiceSession:
         data = self.sender.push(pcm, now)
         if data is not None:
             self._outbox.append(data)
+
+    def capture_from(self, source: Any, now: float) -> int:
+        """Read what an :class:`theta_ecs.interfaces.AudioSource` has captured and send it in
+        whole frames (the remainder waits for the next call); returns frames captured. At most
+        half a second is taken per call, so a stalled engine does not send a burst."""
+        n = self.sender.frame_samples
+        data = source.read(n * 25)
+        mic = np.concatenate([self._mic, np.asarray(data, np.int16).reshape(-1)])
+        frames = len(mic) // n
+        for k in range(frames):
+            # Frame k of this batch ended (frames - 1 - k) frames before now.
+            self.capture(mic[k * n:(k + 1) * n], now - (frames - 1 - k) * n / 48_000)
+        self._mic = mic[frames * n:].copy()
+        return frames
+
+    def play_to(self, sink: Any, now: float) -> npt.NDArray[np.int16]:
+        """Mix the frame due now and hand it to an :class:`theta_ecs.interfaces.AudioSink`."""
+        frame = self.pop(now)
+        sink.play(frame)
+        return frame
 
     def datagrams_to_send(self, now: float) -> list[bytes]:
         """Voice packets, and each second a report on every stream we hear."""
