@@ -233,3 +233,18 @@ def test_mouth_to_ear_figure_matches_the_audio(clip: np.ndarray) -> None:
     best = max(fine, key=lambda k: float(np.dot(seg, y[24_000 + k: 72_000 + k])))
     assert abs(best / 48_000 - played_lag) < 0.002
     assert 0.03 < played_lag < 0.08
+
+
+def test_a_restarted_sender_is_followed_after_a_silence() -> None:
+    jb = JitterBuffer()
+    for s in range(1000, 1010):
+        jb.push(pkt(s, speech=s < 1009), (s - 1000) * F)
+    drain(jb, 1.0)
+    assert jb.idle
+    # Half a second later, lower numbers: replayed or a restart? Not yet long enough: dropped.
+    assert jb.push(pkt(5), 1.0) is PushResult.LATE
+    # After restart_after (2 s) of silence, the new numbering is followed.
+    assert jb.push(pkt(7, ts=50_000), 3.5) is PushResult.RESYNC
+    jb.push(pkt(8, ts=50_960), 3.52)
+    frames = drain(jb, 5.0)
+    assert [f.seq for f in frames if f.kind is PlayoutKind.NORMAL] == [7, 8]

@@ -14,7 +14,9 @@ be played; after ``max_expand`` of that the talkspurt is taken as over and the b
 Loss: a frame missing while a later packet is buffered is lost; it is rebuilt from the next
 packet's FEC when that packet is there, else concealed. Duplicates, late packets and packets
 outside the window are dropped and counted; a forward jump of the sequence is resynchronised
-after two consecutive packets agree (RFC 3550's probation), and memory is bounded by
+after two consecutive packets agree (RFC 3550's probation). A backward jump is never followed
+while the stream plays (replayed packets stay dropped); after ``restart_after`` seconds of
+silence any sequence re-anchors the stream (the sender restarted). Memory is bounded by
 ``capacity`` packets whatever a sender floods.
 """
 
@@ -149,7 +151,8 @@ class JitterBuffer:
     def __init__(self, *, sample_rate: int = 48_000, frame_ms: int = 20,
                  policy: DelayPolicy | str = "percentile", min_delay: float = 0.020,
                  max_delay: float = 0.500, max_expand: float = 0.200,
-                 capacity: int | None = None, fec: bool = True) -> None:
+                 capacity: int | None = None, fec: bool = True,
+                 restart_after: float = 2.0) -> None:
         if not 0.0 <= min_delay <= max_delay:
             raise VoiceConfigError("need 0 <= min_delay <= max_delay", setting="min_delay",
                                    expected=f"<= {max_delay}", actual=min_delay)
@@ -163,6 +166,7 @@ class JitterBuffer:
         self.max_expand_frames = max(1, round(max_expand / self.frame_s))
         self.capacity = capacity or (2 * math.ceil(max_delay / self.frame_s) + 8)
         self.fec = fec
+        self.restart_after = restart_after
         self.stats = JitterStats()
         self._packets: dict[int, tuple[VoicePacket, int]] = {}  # ext seq -> (packet, ext ts)
         self._played = _RecentSet(4 * self.capacity)
@@ -175,6 +179,7 @@ class JitterBuffer:
         self._talking = False
         self._expand_run = 0
         self._conceal_run = 0
+        self._last_arrival = -math.inf
 
     # -- input ----------------------------------------------------------------------------------
     def push(self, packet: VoicePacket, arrival: float) -> PushResult:
@@ -184,11 +189,20 @@ class JitterBuffer:
             self.stats.mismatched += 1
             return PushResult.MISMATCH
         if self._state is _State.EMPTY:
+            self._last_arrival = arrival
             self._anchor(packet, packet.seq, packet.timestamp, arrival)
             return PushResult.ACCEPTED
         seq = _unwrap(packet.seq, self._next_seq)
         ts = _unwrap(packet.timestamp, self._next_ts)
         transit = arrival - ts / self.sample_rate
+        quiet_for = arrival - self._last_arrival
+        self._last_arrival = max(self._last_arrival, arrival)
+        if (self._state is _State.IDLE and not self._packets and quiet_for >= self.restart_after
+                and abs(seq - self._next_seq) >= self.capacity):
+            # Long silent, then numbers from elsewhere: the sender restarted its stream.
+            self.stats.resyncs += 1
+            self._anchor(packet, seq, ts, arrival)
+            return PushResult.RESYNC
         if seq < self._next_seq:
             self.policy.observe(transit)
             if seq in self._played:
