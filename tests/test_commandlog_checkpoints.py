@@ -15,11 +15,14 @@ from hypothesis import strategies as st
 
 from theta_ecs.commandlog import (
     CommandLogError,
+    ConflictPolicy,
     DecodeError,
     MemoryCommandStore,
     PermissionDeniedError,
     Role,
     SqliteCommandStore,
+    Strategy,
+    Transform,
 )
 from theta_ecs.commandlog.checkpoint import decode_checkpoint, encode_checkpoint_body
 from theta_ecs.commandlog.entry import (
@@ -359,3 +362,34 @@ def test_a_checkpoint_by_an_admin_granted_in_the_log(tmp_path: Path) -> None:
     again.log.restore()
     again.editor.apply_changes()
     assert again.fingerprint() == expected and again.log.role_of(a.log.author) is Role.ADMIN
+
+
+def test_a_checkpoint_never_covers_an_entry_without_its_base() -> None:
+    """The admin lacks one of a's entries (a gap), but holds b's entry based on a later one of
+    a's: the checkpoint leaves b's entry in the tail, so folding it on top of the checkpoint
+    gives what the whole history gives (under reject, where bases decide)."""
+    r = roster(4, {ADMIN: Role.ADMIN})
+    policy = ConflictPolicy(components={Transform.id: Strategy.REJECT})
+    admin = make_peer(ADMIN, r, policy=policy)
+    a, b = make_peer(0, r, policy=policy), make_peer(1, r, policy=policy)
+    reference = make_peer(2, r, policy=policy, with_signer=False)
+    x = a.editor.create_entity()
+    first = a.flush()
+    a.editor.create_entity()
+    gap = a.flush()
+    a.editor.set_transform(x, px=1.0)
+    third = a.flush()
+    b.receive(first + gap + third)
+    b.editor.set_transform(x, px=2.0)  # based on a's transform
+    fourth = b.flush()
+    admin.receive(first + third + fourth)  # not the gap: a's floor stays at 1
+    cp = admin.log.checkpoint()
+    latest = admin.log.latest_checkpoint
+    assert latest is not None and latest.floor_map().get(b.log.author, 0) == 0
+    for peer in (admin, reference):
+        peer.receive(first + gap + third + fourth)
+    assert reference.editor.transform(x)["px"] == 2.0
+    assert admin.editor.digest() == reference.editor.digest()
+    joiner = make_peer(2, r, policy=policy, with_signer=False)
+    joiner.receive(cp + first + gap + third + fourth)
+    assert joiner.fingerprint() == admin.fingerprint()

@@ -228,3 +228,15 @@ def test_histogram_buckets_count_values_up_to_and_including_each_bound() -> None
         hist.observe(value)
     assert hist.cumulative() == [(0.001, 2), (0.01, 4), (float("inf"), 5)]
     assert hist.sum == pytest.approx(0.5135)
+
+
+def test_a_record_of_counters_is_exported_with_one_reason_label_per_field() -> None:
+    stats = ReceiverStats()
+    stats.chunk_drops.expired = 3
+    stats.chunk_drops.evicted = 2
+    exporter = MetricsExporter()
+    exporter.watch("receiver", stats, peer="s")
+    text = exporter.render().decode()
+    assert 'theta_receiver_chunk_drops_total{peer="s",reason="expired"} 3.0' in text
+    assert 'theta_receiver_chunk_drops_total{peer="s",reason="evicted"} 2.0' in text
+    assert 'theta_receiver_chunk_drops_total{peer="s",reason="duplicate"} 0.0' in text

@@ -7,6 +7,7 @@ to the server's for the same tick, and the client's World holds the dequantized 
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 
 import numpy as np
 import pytest
@@ -58,6 +59,8 @@ class Harness:
         self.history: dict[int, Snapshot] = {}  # the server's full state per tick
         self.targets: dict[int, Snapshot] = {}  # what the replicator chose to show the client
         self.sent_bytes = 0
+        # What happens to each client datagram on its way to the replicator (None: lost).
+        self.tamper: Callable[[bytes], bytes | None] = lambda p: p
 
     def set_link(self, model: LinkModel) -> None:
         self.down = LoopbackLink(model)
@@ -70,7 +73,9 @@ class Harness:
         st = state if state is not None else capture(self.world, self.schema)
         self.history[st.tick] = st
         for p in self.up.receive(self.now):
-            self.rep.receive(p, self.now)
+            arrived = self.tamper(p)
+            if arrived is not None:
+                self.rep.receive(arrived, self.now)
         for p in self.rep.produce(st, self.now, visible):
             self.sent_bytes += len(p)
             self.down.send(p, self.now)

@@ -8,14 +8,19 @@ stalest goes), by age and by a sequence window after the applied state, and each
 
 from __future__ import annotations
 
+import contextlib
 import zlib
+from typing import Any
 
 import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from theta_ecs.replication import Receiver, ReplicatorConfig
 from theta_ecs.scenes.cubes import CubesScene
 from theta_ecs.serialization import Reassembler, ReplicationSchema, split
 from theta_ecs.serialization.chunking import ChunkDrops
+from theta_ecs.serialization.errors import ChunkError
 from theta_ecs.serialization.packet import ChunkPacket, ChunkRequest, decode_packet, encode_packet
 
 from .test_replication_convergence import CLEAN, Harness, assert_client_matches
@@ -167,3 +172,35 @@ def test_drops_land_in_the_receivers_stats() -> None:
     assert rcv.stats.chunk_drops.duplicate == 1
     rcv.produce(10.0)
     assert rcv.stats.chunk_drops.expired == 1
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(0, 2**32 - 1),  # sequence
+            st.integers(0, 70_000),  # index
+            st.integers(0, 70_000),  # count
+            st.integers(0, 2**32 - 1),  # checksum
+            st.binary(max_size=64),
+            st.floats(0.0, 1.0),  # time since the previous chunk
+            st.booleans(),  # apply something first
+        ),
+        max_size=40,
+    )
+)
+def test_hostile_chunks_keep_the_table_bounded(chunks: list[tuple[Any, ...]]) -> None:
+    """Whatever chunks arrive: ChunkError or a counted drop, never another exception, and the
+    table never holds more than ``max_pending`` messages, none silent or out of the window."""
+    r = Reassembler(max_pending=4, max_age=1.0, window=100, window_rate=10.0)
+    now = 0.0
+    for seq, index, count, crc, payload, dt, apply in chunks:
+        now += dt
+        if apply:
+            r.advance(seq // 2, now)
+        with contextlib.suppress(ChunkError):
+            r.add(ChunkPacket(seq, index, count, crc, payload), now)
+        assert len(r._pending) <= 4
+        assert all(r.plausible(s, now) for s in r.pending)
+        r.requests(now)
+        assert all(now - p.last_seen <= 1.0 for p in r._pending.values())

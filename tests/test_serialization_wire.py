@@ -18,6 +18,7 @@ from theta_ecs.serialization.packet import (
     AckPacket,
     ChunkPacket,
     ChunkRequest,
+    ResyncRequest,
     StatePacket,
     decode_packet,
     encode_packet,
@@ -29,6 +30,7 @@ PACKETS = [
     ChunkPacket(9, 3, 10, 0x1234, b"payload"),
     AckPacket(500, 0b1011),
     ChunkRequest(42, (0, 5, 6, 300)),
+    ResyncRequest(9000, 8990),
 ]
 
 
@@ -48,6 +50,42 @@ def test_hostile_packets_raise_decode_error(data: bytes) -> None:
         decode_packet(data)
     except ThetaError as exc:
         assert isinstance(exc, DecodeError)
+
+
+@settings(max_examples=400)
+@given(st.sampled_from(range(1, 8)), st.binary(max_size=40))
+def test_hostile_bodies_of_every_kind_raise_decode_error(kind: int, body: bytes) -> None:
+    """Random bytes behind a valid magic and tag, so every kind's parser is reached."""
+    data = bytes((0xB7, kind | (1 << 5))) + body
+    try:
+        pkt = decode_packet(data)
+    except ThetaError as exc:
+        assert isinstance(exc, DecodeError)
+        return
+    assert decode_packet(encode_packet(pkt)) == pkt
+
+
+@settings(max_examples=400)
+@given(st.sampled_from(PACKETS), st.data())
+def test_mutated_packets_decode_to_a_packet_or_raise(pkt: object, data: st.DataObject) -> None:
+    raw = bytearray(encode_packet(pkt))  # type: ignore[arg-type]
+    for _ in range(data.draw(st.integers(1, 3))):
+        raw[data.draw(st.integers(0, len(raw) - 1))] ^= data.draw(st.integers(1, 255))
+    try:
+        got = decode_packet(bytes(raw))
+    except ThetaError as exc:
+        assert isinstance(exc, DecodeError)
+        return
+    assert decode_packet(encode_packet(got)) == got
+
+
+def test_resync_requests_refuse_impossible_baselines() -> None:
+    with pytest.raises(DecodeError, match="baseline"):
+        decode_packet(bytes((0xB7, 5 | (1 << 5), 3, 4)))  # baseline 4 back from sequence 3
+    with pytest.raises(DecodeError, match="baseline"):
+        decode_packet(bytes((0xB7, 5 | (1 << 5), 3, 0)))  # its own baseline
+    with pytest.raises(DecodeError, match="trailing"):
+        decode_packet(encode_packet(ResyncRequest(9, 2)) + b"\x00")
 
 
 @given(st.sampled_from(PACKETS), st.data())

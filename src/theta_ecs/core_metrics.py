@@ -60,7 +60,22 @@ _COUNTERS: tuple[tuple[str, str, str, str], ...] = (
     ("sequence_window_drops", "theta_commandlog_sequence_window_drops_total", "commands",
      "Guard: entries too far ahead of an author's sequence (a gap to fill by sync)."),
     ("replay_rejections", "theta_commandlog_replay_rejections_total", "commands",
-     "Guard: unsolicited re-deliveries of already integrated entries (possible replay)."),
+     "Guard: a second, different entry under an author's already used sequence number "
+     "(a replay or an equivocation: an attack, never a network artefact)."),
+    ("duplicates_dropped", "theta_commandlog_duplicates_dropped_total", "commands",
+     "Exact copies of entries (or of the checkpoint) this log already holds or refused: "
+     "the network duplicated or resent them; harmless."),
+    ("covered_drops", "theta_commandlog_covered_drops_total", "commands",
+     "Entries a checkpoint here already covers (their effect is in it), dropped; harmless."),
+    ("checkpoints_made", "theta_commandlog_checkpoints_made_total", "checkpoints",
+     "Checkpoints this peer signed (history before them compacted)."),
+    ("checkpoints_applied", "theta_commandlog_checkpoints_applied_total", "checkpoints",
+     "Checkpoints received, verified and applied (history before them compacted)."),
+    ("stale_checkpoint_drops", "theta_commandlog_stale_checkpoint_drops_total", "checkpoints",
+     "Checkpoints older than (or rival to) the one this peer holds, dropped."),
+    ("checkpoint_permission_rejections",
+     "theta_commandlog_checkpoint_permission_rejections_total", "checkpoints",
+     "Guard: checkpoints signed by an author who was not an admin over the history covered."),
     ("sync_duplicates", "theta_commandlog_sync_duplicates_total", "commands",
      "Already integrated entries that came again in an answer to our own sync request."),
     ("unknown_command_drops", "theta_commandlog_unknown_command_drops_total", "commands",
@@ -135,6 +150,14 @@ _REPLICATOR: tuple[tuple[str, str, str, str], ...] = (
      "Full states sent (no usable baseline)."),
     ("ignored_requests", "theta_replicator_ignored_chunk_requests_total", "requests",
      "Chunk requests dropped (unknown state, or served too recently)."),
+    ("forged_acks", "theta_replicator_forged_acks_total", "acks",
+     "Acknowledgements naming a state never (or not wholly) sent, refused."),
+    ("resyncs", "theta_replicator_resyncs_total", "requests",
+     "Resync requests (the peer lacks its baseline) answered with a full state."),
+    ("stale_resyncs", "theta_replicator_stale_resyncs_total", "requests",
+     "Resync requests about a state older than the current baseline, ignored."),
+    ("refused_resyncs", "theta_replicator_refused_resyncs_total", "requests",
+     "Resync requests naming a state never sent, refused."),
 )
 for _key, _name, _unit, _help in _REPLICATOR:
     R.counter(_name, _unit, _help, source="replicator", key=_key, labels=("peer",))
@@ -156,6 +179,12 @@ _RECEIVER: tuple[tuple[str, str, str, str], ...] = (
     ("acks_sent", "theta_receiver_sent_acks_total", "acks", "Acknowledgements sent."),
     ("chunk_requests", "theta_receiver_chunk_requests_total", "requests",
      "Requests for missing chunks sent."),
+    ("resync_requests", "theta_receiver_resync_requests_total", "requests",
+     "Resync requests sent because a delta's baseline was missing."),
 )
 for _key, _name, _unit, _help in _RECEIVER:
     R.counter(_name, _unit, _help, source="receiver", key=_key, labels=("peer",))
+R.counter("theta_receiver_chunk_drops_total", "chunks",
+          "Chunks or incomplete messages dropped by the reassembler, by reason (duplicate, "
+          "stale, out_of_window, superseded, expired, evicted, refused).",
+          source="receiver", key="chunk_drops", labels=("peer", "reason"))

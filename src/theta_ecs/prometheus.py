@@ -56,6 +56,9 @@ Value = float | Histogram | RollingStat
 Family = CounterMetricFamily | GaugeMetricFamily | HistogramMetricFamily | SummaryMetricFamily
 #: Sources read from a Telemetry rather than from a watched object's attributes.
 _TELEMETRY_SOURCES = frozenset({"telemetry.counters", "telemetry.gauges"})
+#: The label a metric declares last when its value is a record of counters (drops by reason):
+#: the exporter fills it with each field's name.
+BREAKDOWN_LABEL = "reason"
 
 
 @dataclass(frozen=True)
@@ -93,7 +96,7 @@ class MetricsExporter(Collector):
         declared = self.declarations.for_source(source)
         if not declared:
             raise MetricDeclarationError(source, "no metric is declared for this source")
-        expected = {label for m in declared.values() for label in m.labels}
+        expected = {label for m in declared.values() for label in m.labels} - {BREAKDOWN_LABEL}
         if set(labels) != expected:
             raise MetricDeclarationError(
                 source, f"expects labels {sorted(expected)}, got {sorted(labels)}")
@@ -131,7 +134,12 @@ class MetricsExporter(Collector):
             declared = self.declarations.for_source(w.source)
             for key, value in _values(obj):
                 metric = declared.get(key)
-                if metric is not None:
+                if metric is not None and _is_record(value):
+                    # A record of counters (e.g. drops by reason): one sample per field.
+                    base = [labels[label] for label in metric.labels if label != BREAKDOWN_LABEL]
+                    for part, count in _values(value):
+                        _sample(families, metric, [*base, part], count)
+                elif metric is not None:
                     _sample(families, metric, [labels[label] for label in metric.labels], value)
                 elif isinstance(value, (int, float)):
                     fallback = "telemetry.gauges" if w.source == "telemetry.gauges" else (
@@ -173,7 +181,7 @@ class MetricsExporter(Collector):
         return bytes(generate_latest(registry))
 
 
-def _values(obj: object) -> Iterator[tuple[str, Value]]:
+def _values(obj: object) -> Iterator[tuple[str, Any]]:
     """Values of a mapping by key, or of an object by dataclass field or attribute: numbers,
     and Histogram / RollingStat objects for histogram and summary metrics."""
     if isinstance(obj, Mapping):
@@ -183,8 +191,14 @@ def _values(obj: object) -> Iterator[tuple[str, Value]]:
     else:
         items = [(k, v) for k, v in vars(obj).items() if not k.startswith("_")]
     for key, value in items:
-        if isinstance(value, (int, float, Histogram, RollingStat)) and not isinstance(value, bool):
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if number or isinstance(value, (Histogram, RollingStat)) or _is_record(value):
             yield str(key), value
+
+
+def _is_record(value: object) -> bool:
+    """A dataclass instance of counters nested in a stats object (read field by field)."""
+    return dataclasses.is_dataclass(value) and not isinstance(value, type)
 
 
 def _sample(families: dict[str, Family], m: Metric, labels: list[str], value: Value) -> None:

@@ -225,6 +225,8 @@ class CommandLog:
 
     # -- reading --------------------------------------------------------------------------------
     def __len__(self) -> int:
+        """Entries held: those a checkpoint retained and every later one (denied ones too: a
+        grant ordered before them may still arrive)."""
         return len(self._entries)
 
     def __contains__(self, entry_id: object) -> bool:
@@ -234,7 +236,8 @@ class CommandLog:
         return self._entries.get(entry_id)
 
     def ordered(self) -> list[Entry]:
-        """Every integrated entry in the total order (identical on every peer with the same set)."""
+        """Every entry held, in the total order (identical on every peer holding the same
+        entries and the same checkpoint)."""
         if not self._order_sorted:
             self._order.sort(key=lambda e: e.key)
             self._order_sorted = True
@@ -664,14 +667,30 @@ class CommandLog:
         return [*out, encode_checkpoint_packet(raw)]
 
     def _coverable_floors(self) -> dict[int, int]:
-        """Per author, the highest seq below which every entry is integrated or refused: a
-        checkpoint may cover exactly those (entries waiting for a base stay in the tail)."""
+        """Per author, the highest seq below which every entry is integrated or refused, and
+        closed under bases: a covered entry's base is covered too, so the checkpoint's fold of
+        its prefix equals the full history's (entries waiting for a base stay in the tail)."""
         floors = {a: w.floor for a, w in self._windows.items() if w.floor}
         for e in self._pending_ids.values():
             if e.seq <= floors.get(e.author, 0):
                 floors[e.author] = e.seq - 1
         for a, f in self._cp_floors.items():
             floors[a] = max(f, floors.get(a, 0))
+        held = sorted(
+            (e for e in self._entries.values() if e.base != NO_BASE), key=lambda e: e.key
+        )
+        lowered = True
+        while lowered:
+            lowered = False
+            for e in held:
+                base = e.base
+                if (
+                    e.seq <= floors.get(e.author, 0)
+                    and base.seq > floors.get(base.author, 0)
+                    and e.seq > self._cp_floors.get(e.author, 0)
+                ):
+                    floors[e.author] = e.seq - 1
+                    lowered = True
         return {a: f for a, f in floors.items() if f}
 
     def _receive_checkpoint(self, raw: bytes, *, restoring: bool) -> None:

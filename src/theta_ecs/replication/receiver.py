@@ -81,7 +81,8 @@ class Receiver:
         self.reack_interval = reack_interval
         self.resync_interval = resync_interval
         self.reassembler = Reassembler(drops=self.stats.chunk_drops)
-        self._lacking: ResyncRequest | None = None  # newest delta we could not decode, if stuck
+        self._lacking: ResyncRequest | None = None  # latest delta we could not decode, if stuck
+        self._lacking_at = 0.0
         self._last_resync = -1e18
         self._history: dict[int, Snapshot] = {}
         self._floor = -1  # sequences below this can no longer serve as baselines
@@ -130,8 +131,10 @@ class Receiver:
                 self.stats.missing_baseline += 1
                 # Newer than what we applied yet undecodable: the sender's baseline is a state
                 # we never held, and only a full state gets us out (see the module docstring).
-                if self._lacking is None or seq > self._lacking.sequence:
-                    self._lacking = ResyncRequest(seq, pkt.baseline)
+                # The latest such packet is named (junk cannot pin an old one), and only one in the
+                # plausible window after the applied state.
+                if self.reassembler.plausible(seq, now):
+                    self._lacking, self._lacking_at = ResyncRequest(seq, pkt.baseline), now
                 return False
         state = self.codec.decode(pkt, base)
         self._history[seq] = state
@@ -142,8 +145,7 @@ class Receiver:
         self._evict()
         self._apply(state)
         self.reassembler.advance(seq, now)
-        if self._lacking is not None and self._lacking.sequence <= seq:
-            self._lacking = None
+        self._lacking = None  # progress: if still stuck, the next undecodable delta says so
         return True
 
     def _evict(self) -> None:
@@ -205,8 +207,11 @@ class Receiver:
         for missing chunks, and a resync request while deltas arrive against a baseline we lack."""
         out = [encode_packet(r) for r in self.reassembler.requests(now)]
         self.stats.chunk_requests += len(out)
-        if self._lacking is not None and self._lacking.baseline in self._history:
-            self._lacking = None  # the baseline turned up after all (reordered)
+        if self._lacking is not None and (
+            self._lacking.baseline in self._history  # it turned up after all (reordered)
+            or now - self._lacking_at > 4 * self.resync_interval + 1.0  # no such delta lately
+        ):
+            self._lacking = None
         if self._lacking is not None and now - self._last_resync >= self.resync_interval:
             out.append(encode_packet(self._lacking))
             self.stats.resync_requests += 1

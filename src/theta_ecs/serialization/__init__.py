@@ -4,7 +4,7 @@ Sans-I/O throughout: snapshots in, bytes out, and back. See :mod:`.snapshot` for
 layout and :mod:`.packet` for the framing.
 """
 
-from .chunking import DEFAULT_BUDGET, Reassembler, split
+from .chunking import DEFAULT_BUDGET, ChunkDrops, Reassembler, split
 from .codec import StateCodec
 from .compression import DictionaryRegistry, train_dictionary
 from .errors import (
@@ -20,6 +20,7 @@ from .snapshot import Snapshot, capture, decode_body, diff, encode_body
 
 __all__ = [
     "DEFAULT_BUDGET",
+    "ChunkDrops",
     "ChunkError",
     "ComponentCodec",
     "DecodeError",
