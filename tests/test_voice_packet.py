@@ -81,3 +81,17 @@ def test_report_round_trip() -> None:
     assert back.stream_id == 77 and back.delay_ms == 45 and abs(back.loss - 0.125) < 1e-4
     with pytest.raises(VoicePacketError):
         VoiceReport.decode(data[:-1])
+
+
+def test_errors_are_the_cores_decode_error_and_pickle() -> None:
+    import pickle
+
+    from theta_ecs.errors import DecodeError
+
+    with pytest.raises(DecodeError) as info:
+        VoicePacket.decode(b"\x00")
+    err = info.value
+    assert isinstance(err, VoicePacketError)
+    back = pickle.loads(pickle.dumps(err))
+    assert type(back) is VoicePacketError and str(back) == str(err)
+    assert (back.reason, back.expected, back.actual) == ("truncated", 18, 1)

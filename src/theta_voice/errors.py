@@ -7,7 +7,9 @@ that are called directly.
 
 from __future__ import annotations
 
-from theta_ecs.errors import BackendUnavailableError, ThetaError
+from typing import Any
+
+from theta_ecs.errors import BackendUnavailableError, DecodeError, ThetaError
 
 __all__ = [
     "AudioDeviceError",
@@ -20,8 +22,18 @@ __all__ = [
 ]
 
 
+def _rebuild(cls: type[VoiceError], message: str, state: dict[str, Any]) -> VoiceError:
+    err = cls.__new__(cls)
+    Exception.__init__(err, message)
+    err.__dict__.update(state)
+    return err
+
+
 class VoiceError(ThetaError):
     """Base of every theta_voice error."""
+
+    def __reduce__(self) -> tuple[Any, ...]:  # keyword fields survive pickling (worker pools)
+        return (_rebuild, (type(self), str(self), dict(self.__dict__)))
 
 
 class VoiceConfigError(VoiceError, ValueError):
@@ -35,8 +47,9 @@ class VoiceConfigError(VoiceError, ValueError):
         self.actual = actual
 
 
-class VoiceDecodeError(VoiceError, ValueError):
-    """Bytes that do not decode as a frame of the codec's format."""
+class VoiceDecodeError(VoiceError, DecodeError):
+    """Bytes that do not decode as a frame of the codec's format (a kind of the core's
+    DecodeError, so one ``except DecodeError`` covers voice too)."""
 
     def __init__(self, message: str, *, expected: object = None, actual: object = None) -> None:
         super().__init__(message)
