@@ -80,3 +80,20 @@ def test_sounddevice_source_captures_at_48k() -> None:
         assert source.overruns > 0  # nobody read for a while: the ring was full, counted
     finally:
         source.close()
+
+
+def test_theta_voice_imports_no_other_backend() -> None:
+    """Voice travels through the core's interfaces: theta_voice never imports theta_net or
+    theta_xr (and the core never imports theta_voice)."""
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1] / "src"
+    for package, forbidden in (("theta_voice", ("theta_net", "theta_xr")),
+                               ("theta_ecs", ("theta_voice",))):
+        for path in (root / package).rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text(), str(path))):
+                names = ([a.name for a in node.names] if isinstance(node, ast.Import) else
+                         [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+                for name in names:
+                    assert not name.startswith(forbidden), f"{path} imports {name}"

@@ -41,8 +41,7 @@ def run_call(sessions: list[VoiceSession], links: dict[int, list[Transport]],
             sig = signals.get(i)
             if sig is not None and (k + 1) * 960 <= len(sig):
                 session.capture(sig[k * 960:(k + 1) * 960], now)
-            for t in links[i]:
-                pump(t, session, now)
+            pump(links[i], session, now)
         for i, session in enumerate(sessions):
             heard[i].append(session.pop(now))
     return {i: np.concatenate(v) for i, v in heard.items()}

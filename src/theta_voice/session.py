@@ -172,9 +172,14 @@ class VoiceSession:
         self._metrics.watch("voice", view, stream=str(stream.stream_id), direction="rx")
 
 
-def pump(transport: Any, session: VoiceSession, now: float) -> None:
-    """Move one round of datagrams between ``session`` and a Transport (unreliable sends)."""
-    for data in session.datagrams_to_send(now):
-        transport.send(data)
-    for data in transport.receive():
-        session.receive(data, now)
+def pump(transports: Any, session: VoiceSession, now: float) -> None:
+    """Move one round of datagrams between ``session`` and one Transport, or a list of them (a
+    mesh: every datagram goes to every peer). Unreliable sends."""
+    links = list(transports) if isinstance(transports, (list, tuple)) else [transports]
+    out = session.datagrams_to_send(now)
+    for link in links:
+        for data in out:
+            link.send(data)
+    for link in links:
+        for data in link.receive():
+            session.receive(data, now)
