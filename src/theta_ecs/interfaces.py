@@ -93,6 +93,18 @@ class AudioSink(Protocol):
 
 
 @runtime_checkable
+class AudioSource(Protocol):
+    """Captured 16-bit mono PCM at ``sample_rate``; ``read`` never blocks and returns what has
+    been captured since the last call, up to ``max_samples`` (possibly nothing)."""
+
+    sample_rate: int
+
+    def read(self, max_samples: int) -> npt.NDArray[np.int16]: ...
+
+    def close(self) -> None: ...
+
+
+@runtime_checkable
 class CommandStore(Protocol):
     """Durable, append-only storage of encoded command-log entries."""
 

@@ -31,6 +31,7 @@ GROUPS: dict[str, Group] = {
         Group("theta.input", "THETA_INPUT", "simulated"),
         Group("theta.voice_codecs", "THETA_VOICE_CODEC", "pcm"),
         Group("theta.audio_sinks", "THETA_AUDIO_SINK", "null"),
+        Group("theta.audio_sources", "THETA_AUDIO_SOURCE", "null"),
         Group("theta.command_stores", "THETA_COMMAND_STORE", "sqlite"),
     )
 }

@@ -1,0 +1,253 @@
+"""Voice sessions over the core's loopback transport: speech flows between participants, several
+speakers mix with per-listener mute, volume and spatial pan, reports feed FEC back, hostile
+datagrams are dropped and counted, diagnostics land in Telemetry."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from theta_ecs import World, plugins
+from theta_ecs.backends.loopback import LinkModel, LoopbackNetwork, ManualClock
+from theta_ecs.interfaces import Transport
+from theta_ecs.stdcomponents import Position, Rotation
+from theta_ecs.telemetry import Telemetry
+from theta_voice.corpus import speech_clip
+from theta_voice.diagnostics import COUNTERS, GAUGES
+from theta_voice.errors import VoiceConfigError
+from theta_voice.mixer import VoiceMixer, pan_gains, spatial_gain
+from theta_voice.packet import VoicePacket
+from theta_voice.session import VoiceSession, pump
+
+F = 0.02
+
+
+@pytest.fixture(scope="module")
+def voices() -> tuple[np.ndarray, np.ndarray]:
+    return speech_clip(sentences=1, seed=0).clean, speech_clip(sentences=1, seed=4).clean
+
+
+def run_call(sessions: list[VoiceSession], links: dict[int, list[Transport]],
+             signals: dict[int, np.ndarray], clock: ManualClock, seconds: float,
+             ) -> dict[int, np.ndarray]:
+    """Everyone talks (their signal) and listens, in 20 ms steps, over the loopback links."""
+    heard: dict[int, list[np.ndarray]] = {i: [] for i in range(len(sessions))}
+    for k in range(int(seconds / F)):
+        clock.advance(F)
+        now = clock.now
+        for i, session in enumerate(sessions):
+            sig = signals.get(i)
+            if sig is not None and (k + 1) * 960 <= len(sig):
+                session.capture(sig[k * 960:(k + 1) * 960], now)
+            pump(links[i], session, now)
+        for i, session in enumerate(sessions):
+            heard[i].append(session.pop(now))
+    return {i: np.concatenate(v) for i, v in heard.items()}
+
+
+def two_party(model: LinkModel | None = None) -> tuple[
+        list[VoiceSession], dict[int, list[Transport]], ManualClock]:
+    clock = ManualClock()
+    net = LoopbackNetwork(model or LinkModel(latency_s=0.01), clock=clock)
+    a_end, b_end = net.pair()
+    sessions = [VoiceSession(1), VoiceSession(2)]
+    return sessions, {0: [a_end], 1: [b_end]}, clock
+
+
+def test_speech_flows_both_ways(voices: tuple[np.ndarray, np.ndarray]) -> None:
+    sessions, links, clock = two_party()
+    heard = run_call(sessions, links, {0: voices[0], 1: voices[1]}, clock, 3.0)
+    for me, other in ((0, 1), (1, 0)):
+        mono = heard[me].astype(float).sum(axis=1)
+        assert np.std(mono) > 0.3 * np.std(voices[other][: len(mono)])
+        rx = sessions[me].streams[sessions[other].sender.stream_id].diagnostics()
+        assert rx.packets_good > 100 and rx.packets_lost == 0 and rx.interruptions == 0
+        assert rx.current_delay_ms <= 60
+
+
+def test_three_speakers_mix_with_mute_and_volume(voices: tuple[np.ndarray, np.ndarray]) -> None:
+    clock = ManualClock()
+    net = LoopbackNetwork(LinkModel(), clock=clock)
+    s = [VoiceSession(10 + i) for i in range(3)]
+    ab, ba = net.pair()
+    cb, bc = net.pair()
+    links = {0: [ab], 1: [ba, bc], 2: [cb]}
+    s[1].mixer.set_volume(10, 0.5)
+    heard = run_call(s, links, {0: voices[0], 2: voices[1]}, clock, 2.0)
+    assert set(s[1].streams) == {10, 12}
+    both = heard[1].astype(float)
+    s[1].mixer.mute(12)
+    heard_muted = run_call(s, links, {0: voices[0], 2: voices[1]}, clock, 1.0)[1].astype(float)
+    assert np.std(heard_muted) < np.std(both)
+    with pytest.raises(VoiceConfigError):
+        s[1].mixer.set_volume(10, -1.0)
+
+
+def test_spatial_gain_and_pan_from_ecs_positions() -> None:
+    world = World()
+    listener = world.spawn({Position: np.array([0, 0, 0], np.float32),
+                            Rotation: np.array([0, 0, 0, 1], np.float32)})
+    right = world.spawn({Position: np.array([2, 0, 0], np.float32)})
+    far_left = world.spawn({Position: np.array([-20, 0, 0], np.float32)})
+    mixer = VoiceMixer()
+    mixer.update_from_world(world, listener, {1: right, 2: far_left})
+    l1, r1 = mixer.gains(1)
+    l2, r2 = mixer.gains(2)
+    assert r1 > 0.9 * (l1 + r1) and l2 > 0.9 * (l2 + r2)  # hard right, hard left
+    assert (l1 ** 2 + r1 ** 2) > (l2 ** 2 + r2 ** 2)  # nearer is louder
+    # Turn the listener 180 degrees about y: right becomes left.
+    world.set(listener, Rotation, np.array([0, 1, 0, 0], np.float32))
+    mixer.update_from_world(world, listener, {1: right, 2: far_left})
+    l1, r1 = mixer.gains(1)
+    assert l1 > 0.9 * (l1 + r1)
+    mixer.push(1, np.full(960, 1000, np.int16), 0.0)
+    out = mixer.pop(0.0)
+    assert out.shape == (960, 2) and out[:, 0].mean() > out[:, 1].mean()
+    assert spatial_gain(0.5) == 1.0 and spatial_gain(100.0) == 0.0
+    assert pan_gains(0.0)[0] == pytest.approx(pan_gains(0.0)[1])
+
+
+def test_mixer_queue_is_bounded_and_saturates() -> None:
+    mixer = VoiceMixer(max_queue_frames=4, spatial=False)
+    for _ in range(100):
+        mixer.push(1, np.full(960, 30_000, np.int16), 0.0)
+        mixer.push(2, np.full(960, 30_000, np.int16), 0.0)
+    assert mixer.dropped_samples == 2 * 96 * 960
+    out = mixer.pop(0.0)
+    assert out.max() == 32767 and mixer.clipped_samples > 0
+
+
+def test_reports_feed_loss_back_to_the_encoder(voices: tuple[np.ndarray, np.ndarray]) -> None:
+    sessions, links, clock = two_party(LinkModel(latency_s=0.01, loss=0.15, seed=3))
+    run_call(sessions, links, {0: voices[0]}, clock, 3.0)
+    assert sessions[0].reports_received >= 1
+    assert sessions[0].sender.codec.encoder.expected_loss_percent >= 8
+
+
+def test_hostile_datagrams_are_dropped_and_counted() -> None:
+    session = VoiceSession(1, max_streams=4)
+    good = VoicePacket(9, 0, 0, b"\x08" * 20).encode()
+    session.receive(good[:-3], 0.0)
+    session.receive(b"\xb1garbage", 0.0)
+    session.receive(b"\x00" * 40, 0.0)
+    session.receive(VoicePacket(1, 0, 0, b"x").encode(), 0.0)  # our own stream echoed back
+    for sid in range(100, 200):  # a flood of stream ids
+        session.receive(VoicePacket(sid, 0, 0, b"\x08" * 20).encode(), 0.0)
+    assert len(session.streams) == 4
+    assert session.dropped["truncated"] == 2 and session.dropped["magic"] == 1
+    assert session.dropped["own_stream"] == 1 and session.dropped["too_many_streams"] == 96
+    telemetry = Telemetry()
+    session.export(telemetry)
+    session.export(telemetry)
+    assert telemetry.counters["voice.dropped.too_many_streams"] == 96
+    # Opus garbage inside a well-formed packet: concealed and counted, never raised.
+    for seq in range(1, 30):
+        session.receive(VoicePacket(100, seq, seq * 960, b"\xff\xff\xff").encode(), seq * F)
+        session.pop(seq * F)
+    assert session.streams[100].decode_errors > 0
+
+
+def test_diagnostics_export_to_telemetry(voices: tuple[np.ndarray, np.ndarray]) -> None:
+    sessions, links, clock = two_party()
+    run_call(sessions, links, {0: voices[0]}, clock, 1.0)
+    telemetry = Telemetry()
+    sessions[1].export(telemetry)
+    rx = "voice.rx.1."
+    assert telemetry.counters[rx + "packets_good"] > 20
+    assert rx + "current_delay_ms" in telemetry.gauges
+    good = telemetry.counters[rx + "packets_good"]
+    run_call(sessions, links, {0: voices[0][48_000:]}, clock, 0.5)
+    sessions[1].export(telemetry)
+    assert telemetry.counters[rx + "packets_good"] > good  # increments, not double counts
+    sessions[0].export(telemetry)
+    assert telemetry.gauges["voice.tx.1.speech_ratio"] > 0.3
+    names = {k.rsplit(".", 1)[1] for k in (*telemetry.counters, *telemetry.gauges)
+             if k.startswith("voice.rx.")}
+    assert names <= COUNTERS | GAUGES
+    snap = sessions[1].diagnostics()[1].to_dict()
+    assert snap["direction"] == "rx" and snap["stream_id"] == 1
+
+
+def test_audio_source_group() -> None:
+    assert plugins.GROUPS["theta.audio_sources"].env_var == "THETA_AUDIO_SOURCE"
+    source = plugins.create("theta.audio_sources", "null")
+    from theta_ecs.interfaces import AudioSource
+
+    assert isinstance(source, AudioSource) and len(source.read(960)) == 0
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.binary(max_size=80), max_size=20))
+def test_fuzz_receive_never_raises(datagrams: list[bytes]) -> None:
+    session = VoiceSession(1, max_streams=2)
+    header = VoicePacket(5, 0, 0, b"\x08").encode()[:16]
+    for i, data in enumerate(datagrams):
+        session.receive(data, i * F)
+        session.receive(header + len(data).to_bytes(2, "big") + data, i * F)
+        assert session.pop(i * F).shape == (960, 2)
+    assert len(session.streams) <= 2
+
+
+def test_prometheus_export_of_every_stream(voices: tuple[np.ndarray, np.ndarray]) -> None:
+    prometheus = pytest.importorskip("theta_ecs.prometheus", reason="theta[metrics] extra")
+    from theta_ecs.metrics import load_declarations
+
+    load_declarations()
+    sessions, links, clock = two_party()
+    exporter = prometheus.MetricsExporter()
+    sessions[1].watch_metrics(exporter)  # before the remote stream exists: watched on arrival
+    run_call(sessions, links, {0: voices[0]}, clock, 1.0)
+    text = exporter.render().decode()
+    good = [line for line in text.splitlines()
+            if line.startswith("theta_voice_good_packets_total{")]
+    rx = [line for line in good if 'direction="rx"' in line and 'stream="1"' in line]
+    assert len(rx) == 1
+    value = float(rx[0].rsplit(" ", 1)[1])
+    assert value == sessions[1].streams[1].diagnostics().packets_good > 20
+    assert 'theta_voice_buffer_delay_seconds{direction="rx",stream="1"}' in text
+    assert "theta_undeclared" not in text  # every voice field is declared
+
+
+class PacedSource:
+    """A microphone that delivers a recording in real time, in 7 ms device blocks."""
+
+    sample_rate = 48_000
+
+    def __init__(self, signal: np.ndarray, clock: ManualClock) -> None:
+        self.signal, self.clock, self.pos = signal, clock, 0
+
+    def read(self, max_samples: int) -> np.ndarray:
+        block = 336  # 7 ms
+        due = int(self.clock.now * 48_000) // block * block
+        out = self.signal[self.pos: min(due, self.pos + max_samples)]
+        self.pos += len(out)
+        return out
+
+    def close(self) -> None:
+        pass
+
+
+def test_capture_from_a_source_and_play_to_a_sink(voices: tuple[np.ndarray, np.ndarray]) -> None:
+    clock = ManualClock()
+    net = LoopbackNetwork(LinkModel(latency_s=0.005), clock=clock)
+    a_end, b_end = net.pair()
+    alice, bob = VoiceSession(1), VoiceSession(2)
+    mic = PacedSource(voices[0][:48_000], clock)
+    speaker = plugins.create("theta.audio_sinks", "null")
+    captured = 0
+    for _ in range(60):
+        clock.advance(0.02)
+        captured += alice.capture_from(mic, clock.now)
+        pump(a_end, alice, clock.now)
+        pump(b_end, bob, clock.now)
+        bob.play_to(speaker, clock.now)
+    assert captured == 50 and len(alice._mic) == 0
+    assert speaker.samples_played == 60 * 960
+    rx = bob.streams[1].diagnostics()
+    assert rx.packets_good >= 45 and rx.interruptions == 0
+    # A source that delivers a recording all at once is paced to half a second per call.
+    burst = VoiceSession(3)
+    assert burst.capture_from(plugins.create("theta.audio_sources", "null",
+                                             signal=voices[0][:48_000]), 1.0) == 25
