@@ -66,6 +66,13 @@ def test_vector_value_is_a_read_only_copy() -> None:
         v[3]
     with pytest.raises(AttributeError):
         _ = v.w
+    moved = v + np.ones(3) * 0.5  # arithmetic gives arrays, as get used to return
+    moved += 1
+    assert isinstance(moved, np.ndarray) and moved.tolist() == [3.0, -0.5, 4.5]
+    assert (2 * v).tolist() == [3.0, -4.0, 6.0] and (-v)[1] == 2.0 and (v - v).sum() == 0
+    assert (1 - v)[0] == -0.5 and (v / 2)[0] == 0.75 and (3 / v)[0] == 2.0
+    world.set(e, Pos, moved)
+    assert world.get(e, Pos) == (3.0, -0.5, 4.5)
     world.set(e, Pos, v)  # a Vector goes back in as a value
     world.set(e, Pos, (0, 0, 0))
     assert v == (1.5, -2.0, 3.0) and world.get(e, Pos) == (0.0, 0.0, 0.0)

@@ -362,6 +362,35 @@ cdef class Vector:
     def __reduce__(self):
         return (tuple, (self.as_tuple(),))
 
+    # Arithmetic gives numpy arrays of the component's dtype, as ``get`` used to return:
+    # ``p = world.get(e, Position); p += v * dt; world.set(e, Position, p)`` keeps working.
+    def __add__(self, other):
+        return np.asarray(self) + other
+
+    def __radd__(self, other):
+        return other + np.asarray(self)
+
+    def __sub__(self, other):
+        return np.asarray(self) - other
+
+    def __rsub__(self, other):
+        return other - np.asarray(self)
+
+    def __mul__(self, other):
+        return np.asarray(self) * other
+
+    def __rmul__(self, other):
+        return other * np.asarray(self)
+
+    def __truediv__(self, other):
+        return np.asarray(self) / other
+
+    def __rtruediv__(self, other):
+        return other / np.asarray(self)
+
+    def __neg__(self):
+        return -np.asarray(self)
+
 
 @cython.final
 cdef class Slot:
