@@ -122,7 +122,7 @@ def scene_binding(scene: str) -> Binding:
     if scene == "cubes":
         from theta_ecs.scenes.components import CubeOrientation, CubePosition
 
-        return Binding(CubePosition, CubeOrientation, None, Color, MeshHandle)
+        return Binding(CubePosition, CubeOrientation, Scale, Color, MeshHandle)
     if scene == "crowd":
         from theta_ecs.scenes.components import CrowdPosition
 

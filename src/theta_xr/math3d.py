@@ -156,7 +156,7 @@ def spheres_visible(planes: npt.ArrayLike, centers: npt.ArrayLike, radii: npt.Ar
     dist += flat[:, 3]
     dist += np.reshape(r, (-1, 1)) if r.ndim else r
     inside = (dist >= 0.0).reshape(len(c), k, 6).all(axis=2)
-    return np.asarray(inside.any(axis=1))
+    return np.asarray(np.any(inside, axis=1))
 
 
 def rotated_half_extents(rotations: npt.ArrayLike, half_extents: npt.ArrayLike) -> F64:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -51,7 +52,9 @@ class Mesh:
 
 def cube() -> Mesh:
     """A unit cube (side 1) centred on the origin; flat normals, 24 vertices."""
-    verts, norms, idx = [], [], []
+    verts: list[npt.NDArray[np.float64]] = []
+    norms: list[npt.NDArray[np.float64]] = []
+    idx: list[tuple[int, int, int]] = []
     for axis in range(3):
         for sign in (-1.0, 1.0):
             n = np.zeros(3)
@@ -95,7 +98,7 @@ def load(path: str | Path, name: str | None = None) -> Mesh:
     import trimesh  # only here: loading files is the one use
 
     try:
-        tm = trimesh.load(str(path), force="mesh")
+        tm: Any = trimesh.load(str(path), force="mesh")
     except Exception as exc:  # trimesh raises many kinds on bad files
         raise MeshError(f"{path}: cannot load mesh ({type(exc).__name__}: {exc})") from exc
     if not len(getattr(tm, "faces", ())):

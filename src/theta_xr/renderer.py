@@ -15,7 +15,7 @@ written out sRGB-encoded.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -128,13 +128,22 @@ def create_context(backend: str = "egl", gl_version: int = 450) -> moderngl.Cont
     """A headless OpenGL context of at least ``gl_version`` (asked for explicitly: NVIDIA
     otherwise gives exactly the version asked, not the newest)."""
     try:
-        return moderngl.create_standalone_context(backend=backend, require=gl_version)
+        make: Any = moderngl.create_standalone_context  # its stub mistypes ``backend``
+        ctx: moderngl.Context = make(backend=backend, require=gl_version)
+        return ctx
     except Exception as exc:  # glcontext raises bare Exceptions naming the EGL call
         raise GraphicsUnavailableError(
             f"no OpenGL {gl_version // 100}.{gl_version % 100 // 10} context through "
             f"{backend}: {exc} (on Debian: apt-get install libegl1 libegl-mesa0 "
             f"libgl1-mesa-dri)"
         ) from exc
+
+
+def _uniform(prog: moderngl.Program, name: str) -> moderngl.Uniform:
+    member = prog[name]
+    if not isinstance(member, moderngl.Uniform):
+        raise XrError(f"shader member {name!r} is not a uniform")
+    return member
 
 
 @dataclass
@@ -199,7 +208,7 @@ class ModernGLRenderer:
         self.stats = FrameStats()
         self.frames = 0
         self._prog = self.ctx.program(vertex_shader=_VERTEX, fragment_shader=_FRAGMENT)
-        self._prog["u_light"].value = tuple(float(v) for v in _LIGHT)
+        _uniform(self._prog, "u_light").value = tuple(float(v) for v in _LIGHT)
         self._overlay_prog = self.ctx.program(
             vertex_shader=_OVERLAY_VERTEX, fragment_shader=_OVERLAY_FRAGMENT
         )
@@ -298,19 +307,25 @@ class ModernGLRenderer:
                 vao.release()
             gpu.vaos.clear()
             gpu.mesh_version = self._mesh_version
-        vao = gpu.vaos.get(handle)
-        if vao is None:
-            vbo, ibo = self._mesh_gpu[handle]
-            content = [(vbo, "3f 3f", "in_vert", "in_norm")]
-            for s in slot.streams():
-                fmt, names = _FORMATS[s]
-                content.append((gpu.buffers[s], fmt, *names))
-            vao = gpu.vaos[handle] = self.ctx.vertex_array(self._prog, content, index_buffer=ibo,
-                                                           index_element_size=4)
+        found = gpu.vaos.get(handle)
+        if found is not None:
+            return found
+        vbo, ibo = self._mesh_gpu[handle]
+        content: list[tuple[Any, ...]] = [(vbo, "3f 3f", "in_vert", "in_norm")]
+        for s in slot.streams():
+            fmt, names = _FORMATS[s]
+            content.append((gpu.buffers[s], fmt, *names))
+        vao = gpu.vaos[handle] = self.ctx.vertex_array(self._prog, content, index_buffer=ibo,
+                                                       index_element_size=4)
         return vao
 
-    def draw(self, eyes: Sequence[Eye], overlay: Sequence[str] | None = None) -> FrameStats:
-        """Render one frame: upload what changed, cull, then one pass per eye."""
+    def draw(
+        self, eyes: Sequence[Eye],
+        overlay: Sequence[str] | Callable[[FrameStats], Sequence[str]] | None = None,
+    ) -> FrameStats:
+        """Render one frame: upload what changed, cull, then one pass per eye. ``overlay`` is
+        text lines, or a function of this frame's stats so far (instances, visible, CPU time)
+        that returns them."""
         if self.closed:
             raise XrError("draw() after close()")
         if not 1 <= len(eyes) <= 2:
@@ -330,19 +345,18 @@ class ModernGLRenderer:
         for slot, w in culled:
             self._write(self._gpu(slot), w)
         t3 = time.perf_counter()
-        if overlay is not None:
-            self._set_overlay(overlay)
-        calls = 0
-        for i, eye in enumerate(eyes):
-            calls += self._pass(i, eye, overlay is not None)
-        t4 = time.perf_counter()
         slots = [s for inst in self.instances for s in inst]
-        stats.sync_s, stats.cull_s, stats.upload_s, stats.draw_s = t1 - t0, t2 - t1, t3 - t2, \
-            t4 - t3
+        stats.sync_s, stats.cull_s, stats.upload_s = t1 - t0, t2 - t1, t3 - t2
         stats.instances = sum(s.count for s in slots)
         stats.visible = sum(s.visible_count for s in slots)
         stats.rows_uploaded = sum(i.rows_uploaded for i in self.instances)
         stats.bytes_uploaded = sum(i.bytes_uploaded for i in self.instances)
+        if overlay is not None:
+            self._set_overlay(overlay(stats) if callable(overlay) else overlay)
+        calls = 0
+        for i, eye in enumerate(eyes):
+            calls += self._pass(i, eye, overlay is not None)
+        stats.draw_s = time.perf_counter() - t3
         stats.draw_calls = calls
         self.stats = stats
         self.frames += 1
@@ -353,14 +367,14 @@ class ModernGLRenderer:
         target.use()
         self.ctx.enable(moderngl.DEPTH_TEST)
         target.clear(*self.clear_color, 1.0, depth=1.0)
-        self._prog["u_viewproj"].write(eye.view_projection.T.astype(np.float32).tobytes())
+        _uniform(self._prog, "u_viewproj").write(eye.view_projection.T.astype(np.float32).tobytes())
         calls = 0
         for inst in self.instances:
             for slot in inst:
                 if not slot.count or not slot.visible_count:
                     continue
                 for handle in slot.meshes:
-                    self._prog["u_mesh"].value = handle
+                    _uniform(self._prog, "u_mesh").value = handle
                     self._vao(slot, handle).render(instances=slot.count)
                     calls += 1
         if with_overlay and self._overlay_tex is not None:
@@ -391,7 +405,7 @@ class ModernGLRenderer:
         self.ctx.enable(moderngl.BLEND)
         self.ctx.blend_func = moderngl.SRC_ALPHA, moderngl.ONE_MINUS_SRC_ALPHA
         self._overlay_tex.use(0)
-        self._overlay_prog["u_rect"].value = rect
+        _uniform(self._overlay_prog, "u_rect").value = rect
         self._overlay_vao.render(moderngl.TRIANGLE_STRIP)
         self.ctx.disable(moderngl.BLEND)
         self.ctx.enable(moderngl.DEPTH_TEST)
@@ -447,7 +461,8 @@ class ModernGLRenderer:
         eyes = []
         for v in views[:2]:
             inv = np.linalg.inv(np.asarray(v, np.float64))
-            pose = Pose(tuple(inv[:3, 3]), matrix_to_quat(inv[:3, :3]))  # type: ignore[arg-type]
+            x, y, z = (float(c) for c in inv[:3, 3])
+            pose = Pose((x, y, z), matrix_to_quat(inv[:3, :3]))
             eyes.append(eye_from_fov(pose, fov, self.eye_size))
         if inst not in self.instances:
             self.instances.append(inst)
