@@ -51,14 +51,19 @@ def ray_boxes(origin: npt.ArrayLike, direction: npt.ArrayLike, lo: F64, hi: F64)
     (0 when it starts inside), or +inf where it misses. The slab method, vectorized."""
     o = np.asarray(origin, np.float64)
     d = np.asarray(direction, np.float64)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        inv = 1.0 / d
-        t1 = (lo - o) * inv
-        t2 = (hi - o) * inv
-    # NaN (origin on a slab face of an axis the ray runs parallel to) is ignored by fmin/fmax
-    t_near = np.nanmax(np.fmin(t1, t2), axis=1)
-    t_far = np.nanmin(np.fmax(t1, t2), axis=1)
-    hit = (t_far >= np.maximum(t_near, 0.0))
+    parallel = d == 0.0
+    safe = np.where(parallel, 1.0, d)
+    t1 = (lo - o) / safe
+    t2 = (hi - o) / safe
+    near = np.minimum(t1, t2)
+    far = np.maximum(t1, t2)
+    if parallel.any():  # an axis the ray runs along: inside that slab everywhere, or nowhere
+        inside = (o >= lo) & (o <= hi)
+        near = np.where(parallel, np.where(inside, -np.inf, np.inf), near)
+        far = np.where(parallel, np.where(inside, np.inf, -np.inf), far)
+    t_near = near.max(axis=1)
+    t_far = far.min(axis=1)
+    hit = t_far >= np.maximum(t_near, 0.0)
     return np.where(hit, np.maximum(t_near, 0.0), np.inf)
 
 
