@@ -143,11 +143,11 @@ class InstanceSet:
                     writes.append(Write(stream, 0, np.ascontiguousarray(
                         np.broadcast_to(default, (slot.capacity, *default.shape)))))
                 return
-            if realloc or cid is None:
-                rows = np.ones(n, np.bool_)
-            else:
-                rows = fresh | arch.changed_mask(cid, since)
-            hit = np.flatnonzero(rows)
+            if realloc or cid is None or arch.column_ticks[cid] > since:
+                if n:  # the whole column (a system had it writable): no per-row scan
+                    writes.append(Write(stream, 0, data[:n]))
+                return
+            hit = np.flatnonzero(fresh | (arch.row_ticks[cid][:n] > since))
             if len(hit):
                 lo, hi = int(hit[0]), int(hit[-1]) + 1
                 writes.append(Write(stream, lo, data[lo:hi]))

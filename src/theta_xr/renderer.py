@@ -127,16 +127,23 @@ _BYTES = {"transform": 40, "pos": 12, "rot": 16, "scale": 12, "color": 4, "mesh"
 def create_context(backend: str = "egl", gl_version: int = 450) -> moderngl.Context:
     """A headless OpenGL context of at least ``gl_version`` (asked for explicitly: NVIDIA
     otherwise gives exactly the version asked, not the newest)."""
+    make: Any = moderngl.create_standalone_context  # its stub mistypes ``backend``
     try:
-        make: Any = moderngl.create_standalone_context  # its stub mistypes ``backend``
         ctx: moderngl.Context = make(backend=backend, require=gl_version)
         return ctx
-    except Exception as exc:  # glcontext raises bare Exceptions naming the EGL call
-        raise GraphicsUnavailableError(
-            f"no OpenGL {gl_version // 100}.{gl_version % 100 // 10} context through "
-            f"{backend}: {exc} (on Debian: apt-get install libegl1 libegl-mesa0 "
-            f"libgl1-mesa-dri)"
-        ) from exc
+    except Exception as first:  # glcontext raises bare Exceptions naming the EGL call
+        exc = first
+    if backend == "egl":  # hosts without the -dev packages have only the versioned names
+        try:
+            ctx = make(backend=backend, require=gl_version, libgl="libGL.so.1",
+                       libegl="libEGL.so.1")
+            return ctx
+        except Exception as second:
+            exc = second
+    raise GraphicsUnavailableError(
+        f"no OpenGL {gl_version // 100}.{gl_version % 100 // 10} context through {backend}: "
+        f"{exc} (on Debian: apt-get install libegl1 libegl-mesa0 libgl1-mesa-dri)"
+    ) from exc
 
 
 def _uniform(prog: moderngl.Program, name: str) -> moderngl.Uniform:
@@ -333,6 +340,22 @@ class ModernGLRenderer:
         for eye in eyes:
             if tuple(eye.size) != self.eye_size:
                 raise XrError(f"eye size {eye.size} differs from the renderer's {self.eye_size}")
+        stats = self.prepare(eyes)
+        t3 = time.perf_counter()
+        if overlay is not None:
+            self._set_overlay(overlay(stats) if callable(overlay) else overlay)
+        calls = 0
+        for i, eye in enumerate(eyes):
+            calls += self._pass(i, eye, overlay is not None)
+        stats.draw_s = time.perf_counter() - t3
+        stats.draw_calls = calls
+        self.stats = stats
+        self.frames += 1
+        return stats
+
+    def prepare(self, eyes: Sequence[Eye]) -> FrameStats:
+        """The CPU side of a frame (the render system's cost): detect changes in the columns,
+        cull against ``eyes``, write the buffers. :meth:`draw` calls it."""
         stats = FrameStats()
         self._upload_meshes()
         t0 = time.perf_counter()
@@ -351,15 +374,6 @@ class ModernGLRenderer:
         stats.visible = sum(s.visible_count for s in slots)
         stats.rows_uploaded = sum(i.rows_uploaded for i in self.instances)
         stats.bytes_uploaded = sum(i.bytes_uploaded for i in self.instances)
-        if overlay is not None:
-            self._set_overlay(overlay(stats) if callable(overlay) else overlay)
-        calls = 0
-        for i, eye in enumerate(eyes):
-            calls += self._pass(i, eye, overlay is not None)
-        stats.draw_s = time.perf_counter() - t3
-        stats.draw_calls = calls
-        self.stats = stats
-        self.frames += 1
         return stats
 
     def _pass(self, index: int, eye: Eye, with_overlay: bool) -> int:
