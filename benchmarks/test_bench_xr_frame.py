@@ -4,7 +4,8 @@ upload included) or none.
 
 Sizes: on llvmpipe (the default) 1k and 10k cubes at 2x(320x360); with
 ``THETA_XR_BENCH=gpu`` 10k, 100k and 1M cubes at 2x(1832x1920), the resolution the issue names.
-The 90 Hz budget is 11.1 ms; ``extra_info`` says whether a run fits it. The peer is the same
+``THETA_XR_SAMPLES`` sets MSAA (default 4) and ``THETA_XR_CULL`` which culling modes run
+(default ``1,0``). The 90 Hz budget is 11.1 ms; ``extra_info`` says whether a run fits it. The peer is the same
 frame with the upload left out (static columns), measured in the same run.
 
 Run: ``.venv/bin/python -m pytest benchmarks/test_bench_xr_frame.py --benchmark-json=...``
@@ -31,6 +32,7 @@ SIZE = (1832, 1920) if GPU else (320, 360)
 COUNTS = (10_000, 100_000, 1_000_000) if GPU else (1_000, 10_000)
 BUDGET_S = 1.0 / 90.0
 SAMPLES = int(os.environ.get("THETA_XR_SAMPLES", "4"))
+CULL = [c == "1" for c in os.environ.get("THETA_XR_CULL", "1,0").split(",")]
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +45,7 @@ def renderer() -> Iterator[ModernGLRenderer]:
     r.close()
 
 
-@pytest.mark.parametrize("cull", [True, False], ids=["cull", "nocull"])
+@pytest.mark.parametrize("cull", CULL, ids=["cull" if c else "nocull" for c in CULL])
 @pytest.mark.parametrize("upload", [True, False], ids=["upload", "static"])
 @pytest.mark.parametrize("n", COUNTS)
 def test_stereo_frame(benchmark: pytest.FixtureRequest, renderer: ModernGLRenderer, n: int,

@@ -37,7 +37,7 @@ BACKGROUND = np.array([0.05, 0.06, 0.08]) ** (1 / 1) * 255  # clear colour as wr
 @pytest.fixture(scope="module")
 def renderer() -> Iterator[ModernGLRenderer]:
     try:
-        r = ModernGLRenderer(eye_size=SIZE, samples=4)
+        r = ModernGLRenderer(eye_size=SIZE, samples=4, cull=True)
     except GraphicsUnavailableError as exc:
         pytest.skip(f"no EGL OpenGL 4.5 context here: {exc}")
     yield r
