@@ -5,8 +5,9 @@ upload included) or none.
 Sizes: on llvmpipe (the default) 1k and 10k cubes at 2x(320x360); with
 ``THETA_XR_BENCH=gpu`` 10k, 100k and 1M cubes at 2x(1832x1920), the resolution the issue names.
 ``THETA_XR_SAMPLES`` sets MSAA (default 4) and ``THETA_XR_CULL`` which culling modes run
-(default ``1,0``). The 90 Hz budget is 11.1 ms; ``extra_info`` says whether a run fits it. The peer is the same
-frame with the upload left out (static columns), measured in the same run.
+(default ``1,0``). The 90 Hz budget is 11.1 ms; ``extra_info`` says whether a run fits it.
+The peer is the same frame with the upload left out (static columns), measured in the same
+run.
 
 Run: ``.venv/bin/python -m pytest benchmarks/test_bench_xr_frame.py --benchmark-json=...``
 """
