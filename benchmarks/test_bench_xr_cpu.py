@@ -82,12 +82,14 @@ def peers(r: ModernGLRenderer, world: World) -> dict[str, float]:
     return result
 
 
+@pytest.mark.parametrize("cull", [False, True], ids=["nocull", "cull"])
 @pytest.mark.parametrize("changed", ["all", "one_percent", "none"])
 def test_render_system_cpu(benchmark: pytest.FixtureRequest, renderer: ModernGLRenderer,
-                           changed: str) -> None:
+                           changed: str, cull: bool) -> None:
     world = World()
     ents = cube_field(world, N)
     renderer.instances.clear()
+    renderer.cull = cull
     renderer.attach(world)
     eyes = stereo_eyes(Pose((0.0, 1.5, 0.0)), size=SIZE)
     renderer.prepare(eyes)
@@ -112,7 +114,7 @@ def test_render_system_cpu(benchmark: pytest.FixtureRequest, renderer: ModernGLR
     ref = peers(renderer, world)
     last = stats[-1]
     benchmark.extra_info.update({  # type: ignore[attr-defined]
-        "entities": N, "changed": changed, "rows_uploaded": last.rows_uploaded,
+        "entities": N, "changed": changed, "cull": cull, "rows_uploaded": last.rows_uploaded,
         "bytes_uploaded": last.bytes_uploaded,
         "us_per_1k_entities": mean / N * 1e3 * 1e6,
         "sync_ms": last.sync_s * 1e3, "cull_ms": last.cull_s * 1e3,

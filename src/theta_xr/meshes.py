@@ -25,6 +25,7 @@ class Mesh:
     vertices: npt.NDArray[np.float32]  # (n, 3)
     normals: npt.NDArray[np.float32]  # (n, 3)
     indices: npt.NDArray[np.uint32]  # (m, 3) triangles
+    flat: bool = False  # shade with face normals (from derivatives), ignoring ``normals``
 
     def __post_init__(self) -> None:
         v, n, i = self.vertices, self.normals, self.indices
@@ -51,24 +52,15 @@ class Mesh:
 
 
 def cube() -> Mesh:
-    """A unit cube (side 1) centred on the origin; flat normals, 24 vertices."""
-    verts: list[npt.NDArray[np.float64]] = []
-    norms: list[npt.NDArray[np.float64]] = []
-    idx: list[tuple[int, int, int]] = []
-    for axis in range(3):
-        for sign in (-1.0, 1.0):
-            n = np.zeros(3)
-            n[axis] = sign
-            u = np.zeros(3)
-            u[(axis + 1) % 3] = 1.0
-            v = np.cross(n, u)
-            base = len(verts)
-            for a, b in ((-1, -1), (1, -1), (1, 1), (-1, 1)):
-                verts.append(0.5 * (n + a * u + b * v))
-                norms.append(n)
-            idx += [(base, base + 1, base + 2), (base, base + 2, base + 3)]
-    return Mesh("cube", np.array(verts, np.float32), np.array(norms, np.float32),
-                np.array(idx, np.uint32))
+    """A unit cube (side 1) centred on the origin: 8 shared corners, shaded flat (the renderer
+    takes face normals from screen-space derivatives, so a cube costs 8 vertices, not 24)."""
+    corners = np.array([[x, y, z] for x in (-0.5, 0.5) for y in (-0.5, 0.5) for z in (-0.5, 0.5)],
+                       np.float32)
+    # corner index = 4 * (x > 0) + 2 * (y > 0) + (z > 0); each face as a CCW quad from outside
+    quads = [(0, 1, 3, 2), (4, 6, 7, 5), (0, 4, 5, 1), (2, 3, 7, 6), (0, 2, 6, 4), (1, 5, 7, 3)]
+    idx = [t for a, b, c, d in quads for t in ((a, b, c), (a, c, d))]
+    normals = corners / np.linalg.norm(corners, axis=1, keepdims=True)
+    return Mesh("cube", corners, normals.astype(np.float32), np.array(idx, np.uint32), flat=True)
 
 
 def sphere(rings: int = 12, segments: int = 24) -> Mesh:

@@ -19,7 +19,10 @@ def telemetry_lines(
 ) -> list[str]:
     """The overlay's text: frame time, then stage times (ms), then any figures others report
     (network, voice) as name: value."""
-    lines = [f"frame {frame_ms:6.2f} ms ({1000.0 / frame_ms if frame_ms > 0 else 0.0:5.1f} Hz)"]
+    if frame_ms > 0:
+        lines = [f"frame {frame_ms:6.2f} ms ({1000.0 / frame_ms:5.1f} Hz)"]
+    else:
+        lines = ["frame    -- ms (first frame)"]
     if stages:
         lines.append(" ".join(f"{k} {v:.2f}" for k, v in stages.items()))
     for k, v in (extra or {}).items():

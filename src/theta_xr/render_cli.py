@@ -81,9 +81,8 @@ def run(args: argparse.Namespace) -> int:
             list[str]
         ):
             return telemetry_lines(
-                last_ms, {"sim": sim_ms, "upload": (stats.sync_s + stats.upload_s) * 1e3,
-                          "cull": stats.cull_s * 1e3},
-                {"instances": f"{stats.instances} ({stats.visible} visible, 2 eyes)"})
+                last_ms, {"sim": sim_ms, "upload": (stats.sync_s + stats.upload_s) * 1e3},
+                {"instances": f"{stats.instances} x 2 eyes"})
 
         t1 = time.perf_counter()
         renderer.draw(eyes, None if args.no_overlay else overlay)

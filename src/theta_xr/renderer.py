@@ -51,6 +51,7 @@ in uint i_mesh;
 in uint i_visible;
 out vec3 v_norm;
 out vec3 v_color;
+out vec3 v_world;
 
 vec3 rotate(vec4 q, vec3 v) {
     return v + 2.0 * cross(q.xyz, cross(q.xyz, v) + q.w * v);
@@ -61,10 +62,12 @@ void main() {
         gl_Position = vec4(2.0, 2.0, 2.0, 1.0);  // outside the clip volume: nothing drawn
         v_norm = vec3(0.0);
         v_color = vec3(0.0);
+        v_world = vec3(0.0);
         return;
     }
     vec4 q = i_rot / max(length(i_rot), 1e-8);
     vec3 world = rotate(q, in_vert * i_scale) + i_pos;
+    v_world = world;
     v_norm = rotate(q, in_norm / max(abs(i_scale), vec3(1e-8)));
     v_color = pow(i_color.rgb, vec3(2.2));  // sRGB in, linear light out
     gl_Position = u_viewproj * vec4(world, 1.0);
@@ -74,12 +77,15 @@ void main() {
 _FRAGMENT = """
 #version 330 core
 uniform vec3 u_light;
+uniform bool u_flat;
 in vec3 v_norm;
 in vec3 v_color;
+in vec3 v_world;
 out vec4 f_color;
 
 void main() {
-    vec3 n = normalize(v_norm);
+    // flat meshes: the face's normal from how the world position changes across the screen
+    vec3 n = u_flat ? normalize(cross(dFdx(v_world), dFdy(v_world))) : normalize(v_norm);
     float diffuse = max(dot(n, u_light), 0.0);
     float sky = 0.5 + 0.5 * n.y;  // hemisphere ambient: brighter from above
     vec3 linear = v_color * (0.75 * diffuse + 0.25 * sky);
@@ -391,6 +397,7 @@ class ModernGLRenderer:
                     continue
                 for handle in slot.meshes:
                     _uniform(self._prog, "u_mesh").value = handle
+                    _uniform(self._prog, "u_flat").value = self.meshes.meshes[handle].flat
                     self._vao(slot, handle).render(instances=slot.count)
                     calls += 1
         if with_overlay and self._overlay_tex is not None:
@@ -400,7 +407,7 @@ class ModernGLRenderer:
         return calls
 
     def _set_overlay(self, lines: Sequence[str]) -> None:
-        w = max(64, min(self.eye_size[0] // 2, 320))
+        w = max(64, min(self.eye_size[0] - self.eye_size[0] // 8 - 16, 400))
         pixels = render_text(lines, w)
         size = (pixels.shape[1], pixels.shape[0])
         if self._overlay_tex is None or self._overlay_tex.size != size:
