@@ -17,7 +17,7 @@ from theta_xr.controls import FlyControls
 from theta_xr.errors import InputPathError, SessionStateError
 from theta_xr.fallback import open_input
 from theta_xr.session import Call, SessionLifecycle, SessionState
-from theta_xr.simulated import ButtonTimeline, SimulatedInputProvider
+from theta_xr.simulated import ButtonTimeline, SimulatedInputProvider, record_path
 
 S = SessionState
 
@@ -188,3 +188,16 @@ def test_openxr_fails_fast_and_input_falls_back_to_simulated(monkeypatch:
     assert "no display" in choice.skipped["desktop"]
     with pytest.raises(BackendUnavailableError, match="no input provider"):
         open_input(("openxr", "desktop"))
+
+
+def test_a_recorded_path_plays_back_what_was_recorded(tmp_path: Path) -> None:
+    live = SimulatedInputProvider(seed=5, motion="wobble", buttons=[("right/grip", 0.5, 1.0)])
+    times = [i / 20 for i in range(41)]
+    path = tmp_path / "session.json"
+    path.write_text(json.dumps(record_path(live, times)))
+    replay = SimulatedInputProvider(motion="recorded", path=path)
+    for t in times:
+        a, b = live.poll(t), replay.poll(t)
+        assert b.head.position == pytest.approx(a.head.position)
+        assert b.hands["right"].position == pytest.approx(a.hands["right"].position)
+        assert b.buttons["right/grip"] == a.buttons["right/grip"]

@@ -202,3 +202,26 @@ def test_renderer_protocol_with_loose_items(fresh: ModernGLRenderer) -> None:
     assert fresh.instances == []
     with pytest.raises(XrError, match="eye size"):
         fresh.draw(stereo_eyes(HEAD, size=(32, 32)))
+
+
+def test_render_system_draws_each_world_step(fresh: ModernGLRenderer) -> None:
+    from theta_ecs import Stage
+
+    world = World()
+    ents = spawn(world, [(0.0, 0.0, -2.0)], [(255, 0, 0, 255)], scale=0.3)
+
+    def drift(ctx: object) -> None:
+        for _, (pos,) in ctx.query(Position):  # type: ignore[attr-defined]
+            pos[:, 0] += 0.2
+
+    world.add_system(drift, stage=Stage.SIMULATION, writes=[Position])
+    name = fresh.install(world, lambda: stereo_eyes(HEAD, size=SIZE))
+    before = fresh.frames
+    xs = []
+    for _ in range(3):
+        world.step()
+        xs.append(centroid(red_mask(fresh.read_eye(0)))[0])
+    assert fresh.frames == before + 3 and fresh.stats.rows_uploaded == 1
+    assert xs[0] < xs[1] < xs[2]  # each frame drew the column the simulation had just moved
+    assert name in world.metrics().systems  # timed like any system, in the render stage
+    assert len(ents) == 1

@@ -153,6 +153,30 @@ class RecordedPath:
         )
 
 
+def record_path(provider: Any, times: Sequence[float]) -> dict[str, Any]:
+    """Poll ``provider`` (any input provider: desktop, OpenXR, simulated) at ``times`` and
+    return a path document that ``motion="recorded"`` plays back; buttons become presses."""
+    keys: list[dict[str, Any]] = []
+    presses: list[dict[str, Any]] = []
+    held: dict[str, float] = {}
+    frames = [provider.poll(t) for t in times]
+    hands = set.intersection(*(set(f.hands) for f in frames)) if frames else set()
+    for f in frames:
+        key: dict[str, Any] = {"t": f.time, "head": [*f.head.position, *f.head.orientation]}
+        for h in sorted(hands & {"left", "right"}):
+            pose = f.hands[h]
+            key[h] = [*pose.position, *pose.orientation]
+        keys.append(key)
+        for button, down in f.buttons.items():
+            if down and button not in held:
+                held[button] = f.time
+            elif not down and button in held:
+                presses.append({"button": button, "start": held.pop(button), "end": f.time})
+    end = frames[-1].time if frames else 0.0
+    presses += [{"button": b, "start": t0, "end": end} for b, t0 in held.items() if t0 < end]
+    return {"keys": keys, "buttons": presses}
+
+
 class SimulatedInputProvider:
     """Deterministic scripted input; see the module docstring.
 
