@@ -9,6 +9,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from theta_ecs import plugins
 from theta_ecs.errors import BackendUnavailableError
@@ -112,8 +114,8 @@ def run_to_focused(s: SessionLifecycle) -> None:
     assert s.on_state_changed(S.IDLE) == []
     assert s.on_state_changed(S.READY) == [Call.BEGIN]
     s.began()
-    for st in (S.SYNCHRONIZED, S.VISIBLE, S.FOCUSED):
-        assert s.on_state_changed(st) == []
+    for state in (S.SYNCHRONIZED, S.VISIBLE, S.FOCUSED):
+        assert s.on_state_changed(state) == []
 
 
 def test_session_lifecycle_from_idle_to_focused_and_exit() -> None:
@@ -201,3 +203,26 @@ def test_a_recorded_path_plays_back_what_was_recorded(tmp_path: Path) -> None:
         assert b.head.position == pytest.approx(a.head.position)
         assert b.hands["right"].position == pytest.approx(a.hands["right"].position)
         assert b.buttons["right/grip"] == a.buttons["right/grip"]
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.floats(allow_nan=True) | st.integers() | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=8) | st.dictionaries(
+        st.sampled_from(["t", "head", "left", "right", "keys", "buttons", "button", "start",
+                         "end"]), inner, max_size=6),
+    max_leaves=40,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(doc=st.dictionaries(st.sampled_from(["keys", "buttons"]), json_values, max_size=2)
+       | st.fixed_dictionaries({"keys": st.lists(st.dictionaries(
+           st.sampled_from(["t", "head", "right"]), json_values, max_size=3), max_size=4)}))
+def test_malformed_path_documents_are_refused_never_crash(doc: dict[str, object]) -> None:
+    try:
+        p = SimulatedInputProvider(motion="recorded", path=doc)
+    except InputPathError:
+        return
+    frame = p.poll(0.5)  # whatever was accepted plays back with finite, unit poses
+    assert all(math.isfinite(v) for v in frame.head.position)
+    assert np.linalg.norm(frame.head.orientation) == pytest.approx(1.0)

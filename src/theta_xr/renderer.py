@@ -114,6 +114,16 @@ void main() {
 }
 """
 
+_BLIT_FRAGMENT = """
+#version 330 core
+uniform sampler2D u_image;
+in vec2 v_uv;
+out vec4 f_color;
+void main() {
+    f_color = texture(u_image, v_uv);
+}
+"""
+
 _LIGHT = np.array([0.35, 0.8, 0.45], np.float64)
 _LIGHT /= np.linalg.norm(_LIGHT)
 
@@ -233,6 +243,9 @@ class ModernGLRenderer:
             self._overlay_prog, [(self._quad, "2f", "in_uv")]
         )
         self._overlay_tex: moderngl.Texture | None = None
+        self._blit_prog = self.ctx.program(vertex_shader=_OVERLAY_VERTEX,
+                                           fragment_shader=_BLIT_FRAGMENT)
+        self._blit_vao = self.ctx.vertex_array(self._blit_prog, [(self._quad, "2f", "in_uv")])
         self._mesh_gpu: list[tuple[moderngl.Buffer, moderngl.Buffer]] = []
         self._mesh_version = -1
         self._upload_meshes()
@@ -451,6 +464,17 @@ class ModernGLRenderer:
     def eye_textures(self) -> tuple[moderngl.Texture, moderngl.Texture]:
         """Each eye's resolved image (what a compositor or a window samples)."""
         return self._targets[0], self._targets[1]
+
+    def present(self, target: moderngl.Framebuffer, eyes: int = 2) -> None:
+        """Draw the eyes' images side by side over the whole of ``target`` (a window's
+        ``ctx.screen``)."""
+        target.use()
+        self.ctx.disable(moderngl.DEPTH_TEST | moderngl.CULL_FACE)
+        width = 2.0 / eyes
+        for i in range(eyes):
+            self._targets[i].use(0)
+            _uniform(self._blit_prog, "u_rect").value = (-1.0 + i * width, -1.0, width, 2.0)
+            self._blit_vao.render(moderngl.TRIANGLE_STRIP)
 
     def copy_to(self, index: int, target: moderngl.Framebuffer) -> None:
         """Copy one eye's image into ``target`` (an OpenXR swapchain image's framebuffer)."""

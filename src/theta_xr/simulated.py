@@ -127,8 +127,11 @@ class RecordedPath:
             tracks[track] = arr
         if "head" not in tracks:
             raise InputPathError(name, "the 'head' track is required")
+        presses = doc.get("buttons", [])
+        if not isinstance(presses, list) or not all(isinstance(p, dict) for p in presses):
+            raise InputPathError(name, "buttons: expected a list of objects")
         try:
-            buttons = ButtonTimeline(doc.get("buttons", []))
+            buttons = ButtonTimeline(presses)
         except (KeyError, TypeError, ValueError) as exc:
             raise InputPathError(name, f"buttons: {exc}") from exc
         return cls(times, tracks, buttons)
