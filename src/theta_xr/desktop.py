@@ -22,6 +22,25 @@ def display_available() -> bool:
     return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
 
 
+class _GlfwLoader:
+    """What moderngl asks of a context: GL function addresses (through GLFW)."""
+
+    def load_opengl_function(self, name: str) -> int:
+        return int(glfw.get_proc_address(name) or 0)
+
+    def load(self, name: str) -> int:
+        return self.load_opengl_function(name)
+
+    def release(self) -> None:
+        pass
+
+    def __enter__(self) -> None:
+        pass
+
+    def __exit__(self, *_: object) -> None:
+        pass
+
+
 class DesktopWindow:
     """A GLFW window with a GL 4.5 core context made current."""
 
@@ -33,6 +52,9 @@ class DesktopWindow:
         glfw.window_hint(glfw.CONTEXT_VERSION_MAJOR, 4)
         glfw.window_hint(glfw.CONTEXT_VERSION_MINOR, 5)
         glfw.window_hint(glfw.OPENGL_PROFILE, glfw.OPENGL_CORE_PROFILE)
+        # EGL, as the headless renderer uses: GLX and EGL contexts current in one thread
+        # through libglvnd make glXMakeCurrent fail with BadAccess
+        glfw.window_hint(glfw.CONTEXT_CREATION_API, glfw.EGL_CONTEXT_API)
         self.handle: Any = glfw.create_window(size[0], size[1], title, None, None)
         if not self.handle:
             glfw.terminate()
@@ -41,9 +63,16 @@ class DesktopWindow:
         self.size = size
 
     def context(self) -> Any:
+        """The window's context for moderngl, its functions looked up through GLFW (so it
+        works whichever API, EGL here, created the context)."""
         import moderngl  # the renderer's module owns moderngl; this only wraps the window's
 
-        return moderngl.create_context(require=450)
+        glfw.make_context_current(self.handle)
+        moderngl.init_context(_GlfwLoader())
+        ctx = moderngl.get_context()
+        if ctx.version_code < 450:
+            raise WindowUnavailableError(f"desktop: OpenGL {ctx.version_code} < 4.5")
+        return ctx
 
     @property
     def should_close(self) -> bool:
