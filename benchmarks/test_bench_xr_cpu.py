@@ -85,9 +85,10 @@ def peers(r: ModernGLRenderer, world: World) -> dict[str, float]:
 @pytest.mark.parametrize("cull", [False, True], ids=["nocull", "cull"])
 @pytest.mark.parametrize("changed", ["all", "one_percent", "none"])
 def test_render_system_cpu(benchmark: pytest.FixtureRequest, renderer: ModernGLRenderer,
-                           changed: str, cull: bool) -> None:
+                           changed: str, cull: bool, request: pytest.FixtureRequest) -> None:
+    n = 10_000 if request.config.getoption("--bench-quick", default=False) else N
     world = World()
-    ents = cube_field(world, N)
+    ents = cube_field(world, n)
     renderer.instances.clear()
     renderer.cull = cull
     renderer.attach(world)
@@ -101,7 +102,7 @@ def test_render_system_cpu(benchmark: pytest.FixtureRequest, renderer: ModernGLR
         if changed == "all":
             jiggle(world, t[0])
         elif changed == "one_percent":
-            for e in rng.choice(ents, N // 100, replace=False):
+            for e in rng.choice(ents, n // 100, replace=False):
                 world.set(int(e), Position, (0.0, 1.5 + 0.01 * math.sin(t[0]), -3.0))
 
     stats = []
@@ -110,13 +111,16 @@ def test_render_system_cpu(benchmark: pytest.FixtureRequest, renderer: ModernGLR
         stats.append(renderer.prepare(eyes))
 
     benchmark.pedantic(run, setup=touch, rounds=15, warmup_rounds=2)  # type: ignore[attr-defined]
+    if benchmark.stats is None:  # type: ignore[attr-defined]  # --benchmark-disable: a smoke run
+        renderer.instances.clear()
+        return
     mean = benchmark.stats.stats.mean  # type: ignore[attr-defined]
     ref = peers(renderer, world)
     last = stats[-1]
     benchmark.extra_info.update({  # type: ignore[attr-defined]
-        "entities": N, "changed": changed, "cull": cull, "rows_uploaded": last.rows_uploaded,
+        "entities": n, "changed": changed, "cull": cull, "rows_uploaded": last.rows_uploaded,
         "bytes_uploaded": last.bytes_uploaded,
-        "us_per_1k_entities": mean / N * 1e3 * 1e6,
+        "us_per_1k_entities": mean / n * 1e3 * 1e6,
         "sync_ms": last.sync_s * 1e3, "cull_ms": last.cull_s * 1e3,
         "upload_ms": last.upload_s * 1e3,
         **{k: v for k, v in ref.items()},

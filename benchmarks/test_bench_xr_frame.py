@@ -50,7 +50,9 @@ def renderer() -> Iterator[ModernGLRenderer]:
 @pytest.mark.parametrize("upload", [True, False], ids=["upload", "static"])
 @pytest.mark.parametrize("n", COUNTS)
 def test_stereo_frame(benchmark: pytest.FixtureRequest, renderer: ModernGLRenderer, n: int,
-                      upload: bool, cull: bool) -> None:
+                      upload: bool, cull: bool, request: pytest.FixtureRequest) -> None:
+    if request.config.getoption("--bench-quick", default=False) and n > COUNTS[0]:
+        pytest.skip("--bench-quick: the smallest count only")
     world = World()
     cube_field(world, n)
     renderer.instances.clear()
@@ -73,6 +75,9 @@ def test_stereo_frame(benchmark: pytest.FixtureRequest, renderer: ModernGLRender
 
     rounds = 5 if (n >= 1_000_000 or not GPU) else 20
     benchmark.pedantic(run, setup=touch, rounds=rounds, warmup_rounds=1)  # type: ignore[attr-defined]
+    if benchmark.stats is None:  # type: ignore[attr-defined]  # --benchmark-disable: a smoke run
+        renderer.instances.clear()
+        return
     mean = benchmark.stats.stats.mean  # type: ignore[attr-defined]
     s = stats[-1]
     benchmark.extra_info.update({  # type: ignore[attr-defined]
