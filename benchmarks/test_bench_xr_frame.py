@@ -5,7 +5,8 @@ upload included) or none.
 Sizes: on llvmpipe (the default) 1k and 10k cubes at 2x(320x360); with
 ``THETA_XR_BENCH=gpu`` 10k, 100k and 1M cubes at 2x(1832x1920), the resolution the issue names.
 ``THETA_XR_SAMPLES`` sets MSAA (default 4) and ``THETA_XR_CULL`` which culling modes run
-(default ``1,0``). The 90 Hz budget is 11.1 ms; ``extra_info`` says whether a run fits it.
+(default ``1,0``), ``THETA_XR_STEREO`` the stereo paths (default ``two_pass,single_pass``).
+The 90 Hz budget is 11.1 ms; ``extra_info`` says whether a run fits it.
 The peer is the same frame with the upload left out (static columns), measured in the same
 run.
 
@@ -34,12 +35,13 @@ COUNTS = (10_000, 100_000, 1_000_000) if GPU else (1_000, 10_000)
 BUDGET_S = 1.0 / 90.0
 SAMPLES = int(os.environ.get("THETA_XR_SAMPLES", "4"))
 CULL = [c == "1" for c in os.environ.get("THETA_XR_CULL", "1,0").split(",")]
+STEREO = os.environ.get("THETA_XR_STEREO", "two_pass,single_pass").split(",")
 
 
-@pytest.fixture(scope="module")
-def renderer() -> Iterator[ModernGLRenderer]:
+@pytest.fixture(scope="module", params=STEREO)
+def renderer(request: pytest.FixtureRequest) -> Iterator[ModernGLRenderer]:
     try:
-        r = ModernGLRenderer(eye_size=SIZE, samples=SAMPLES)
+        r = ModernGLRenderer(eye_size=SIZE, samples=SAMPLES, stereo=request.param)
     except GraphicsUnavailableError as exc:
         pytest.skip(f"no EGL context: {exc}")
     yield r
@@ -82,6 +84,7 @@ def test_stereo_frame(benchmark: pytest.FixtureRequest, renderer: ModernGLRender
     s = stats[-1]
     benchmark.extra_info.update({  # type: ignore[attr-defined]
         "instances": n, "visible": s.visible, "eye_size": list(SIZE), "samples": renderer.samples,
+        "stereo": renderer.stereo, "draw_calls": s.draw_calls,
         "upload": upload, "cull": cull, "frame_ms": mean * 1e3,
         "cpu_prepare_ms": (s.sync_s + s.cull_s + s.upload_s) * 1e3,
         "issue_ms": s.draw_s * 1e3, "bytes_uploaded": s.bytes_uploaded,

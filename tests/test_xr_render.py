@@ -225,3 +225,35 @@ def test_render_system_draws_each_world_step(fresh: ModernGLRenderer) -> None:
     assert xs[0] < xs[1] < xs[2]  # each frame drew the column the simulation had just moved
     assert name in world.metrics().systems  # timed like any system, in the render stage
     assert len(ents) == 1
+
+
+def test_single_pass_stereo_draws_what_two_passes_draw(fresh: ModernGLRenderer) -> None:
+    from theta_ecs.commandlog import Transform
+
+    from theta_xr.binding import scene_binding
+    from theta_xr.fields import cube_field
+
+    world = World()
+    cube_field(world, 300, seed=3)
+    # and a packed-transform archetype (the editor's), read through the other shader branch
+    world.spawn({Transform: (0.2, 1.4, -1.5, 0.0, 0.38, 0.0, 0.92, 0.3, 0.2, 0.3)})
+    bindings = (STANDARD, scene_binding("editor"))
+    eyes = stereo_eyes(Pose((0.0, 1.5, 0.0)), size=SIZE)
+    single = ModernGLRenderer(eye_size=SIZE, samples=4, stereo="single_pass", cull=True)
+    try:
+        single.attach(world, bindings)
+        stats = single.draw(eyes, overlay=["frame 1.00 ms"])
+        assert stats.draw_calls == 2  # one per archetype (and mesh), both eyes at once
+        one = single.read_stereo().astype(int)
+        with pytest.raises(XrError, match="one image"):
+            single.eye_textures  # noqa: B018
+    finally:
+        single.close()
+    fresh.attach(world, bindings)
+    fresh.draw(eyes, overlay=["frame 1.00 ms"])
+    two = fresh.read_stereo().astype(int)
+    diff = np.abs(one - two).max(axis=2)
+    assert (diff > 24).mean() < 0.001  # the same picture, give or take an edge sample
+    assert (two.max(axis=2) > 60).mean() > 0.2
+    with pytest.raises(XrError, match="two_pass"):
+        ModernGLRenderer(eye_size=SIZE, stereo="multiview")

@@ -123,7 +123,7 @@ class InstanceSet:
         ents = arch.entities[:n]
         realloc = n > slot.capacity
         if realloc:
-            slot.capacity = max(n, 2 * slot.capacity, 64)
+            slot.capacity = -(-max(n, 2 * slot.capacity, 64) // 4) * 4  # whole 32-bit words
             slot.visible = None  # fresh buffers: the next cull writes every byte
         old = slot.entities
         m = min(n, len(old))

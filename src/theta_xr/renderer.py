@@ -93,6 +93,71 @@ void main() {
 }
 """
 
+_SINGLE_PASS_VERTEX = """
+#version 430 core
+// Both eyes in one draw: instance 2i is entity i in the left eye, 2i + 1 in the right. The
+// columns are read as storage buffers (a divisor of 2 is not expressible as an attribute), and
+// each eye is squeezed into its half of a side-by-side target, clip planes keeping it there.
+layout(std430, binding = 0) readonly buffer Positions { float pos[]; };  // 3, or 10 if packed
+layout(std430, binding = 1) readonly buffer Rotations { vec4 rot[]; };
+layout(std430, binding = 2) readonly buffer Scales { float scl[]; };
+layout(std430, binding = 3) readonly buffer Colors { uint col[]; };
+layout(std430, binding = 4) readonly buffer Meshes { uint msh[]; };  // uint16 pairs
+layout(std430, binding = 5) readonly buffer Visible { uint vis[]; };  // uint8 quads
+uniform mat4 u_viewproj[2];
+uniform uint u_mesh;
+uniform bool u_packed;
+in vec3 in_vert;
+in vec3 in_norm;
+out vec3 v_norm;
+out vec3 v_color;
+out vec3 v_world;
+out float gl_ClipDistance[2];
+
+vec3 rotate(vec4 q, vec3 v) {
+    return v + 2.0 * cross(q.xyz, cross(q.xyz, v) + q.w * v);
+}
+
+void main() {
+    int eye = gl_InstanceID & 1;
+    int i = gl_InstanceID >> 1;
+    uint mesh = (msh[i >> 1] >> (16 * (i & 1))) & 0xFFFFu;
+    uint visible = (vis[i >> 2] >> (8 * (i & 3))) & 0xFFu;
+    if (visible == 0u || mesh != u_mesh) {
+        gl_Position = vec4(2.0, 2.0, 2.0, 1.0);
+        gl_ClipDistance[0] = -1.0;
+        gl_ClipDistance[1] = -1.0;
+        v_norm = vec3(0.0);
+        v_color = vec3(0.0);
+        v_world = vec3(0.0);
+        return;
+    }
+    vec3 p;
+    vec4 r;
+    vec3 s;
+    if (u_packed) {
+        int b = 10 * i;
+        p = vec3(pos[b], pos[b + 1], pos[b + 2]);
+        r = vec4(pos[b + 3], pos[b + 4], pos[b + 5], pos[b + 6]);
+        s = vec3(pos[b + 7], pos[b + 8], pos[b + 9]);
+    } else {
+        p = vec3(pos[3 * i], pos[3 * i + 1], pos[3 * i + 2]);
+        r = rot[i];
+        s = vec3(scl[3 * i], scl[3 * i + 1], scl[3 * i + 2]);
+    }
+    vec4 q = r / max(length(r), 1e-8);
+    vec3 world = rotate(q, in_vert * s) + p;
+    v_world = world;
+    v_norm = rotate(q, in_norm / max(abs(s), vec3(1e-8)));
+    v_color = pow(unpackUnorm4x8(col[i]).rgb, vec3(2.2));
+    vec4 clip = u_viewproj[eye] * vec4(world, 1.0);
+    gl_ClipDistance[0] = clip.w + clip.x;  // inside this eye's own left and right edges
+    gl_ClipDistance[1] = clip.w - clip.x;
+    clip.x = 0.5 * clip.x + (float(eye) - 0.5) * clip.w;  // into the eye's half
+    gl_Position = clip;
+}
+"""
+
 _OVERLAY_VERTEX = """
 #version 330 core
 uniform vec4 u_rect;  // x, y, w, h in clip units
@@ -123,6 +188,8 @@ void main() {
     f_color = texture(u_image, v_uv);
 }
 """
+
+_GL_CLIP_DISTANCE0 = 0x3000
 
 _LIGHT = np.array([0.35, 0.8, 0.45], np.float64)
 _LIGHT /= np.linalg.norm(_LIGHT)
@@ -167,6 +234,31 @@ def _uniform(prog: moderngl.Program, name: str) -> moderngl.Uniform:
     if not isinstance(member, moderngl.Uniform):
         raise XrError(f"shader member {name!r} is not a uniform")
     return member
+
+
+#: Headless contexts shared by the renderers of a process: moderngl draws into whichever
+#: context is current (and its context manager does not switch EGL standalone contexts), so
+#: renderers share one context per backend and version instead of switching between several.
+_SHARED: dict[tuple[str, int], list[Any]] = {}
+
+
+def _acquire_shared(backend: str, gl_version: int) -> moderngl.Context:
+    entry = _SHARED.get((backend, gl_version))
+    if entry is None:
+        entry = _SHARED[(backend, gl_version)] = [create_context(backend, gl_version), 0]
+    entry[1] += 1
+    ctx: moderngl.Context = entry[0]
+    return ctx
+
+
+def _release_shared(ctx: moderngl.Context) -> None:
+    for key, entry in list(_SHARED.items()):
+        if entry[0] is ctx:
+            entry[1] -= 1
+            if entry[1] == 0:
+                del _SHARED[key]
+                ctx.release()
+            return
 
 
 @dataclass
@@ -216,13 +308,17 @@ class ModernGLRenderer:
         meshes: MeshLibrary | None = None,
         cull: bool = False,
         clear_color: tuple[float, float, float] = (0.05, 0.06, 0.08),
+        stereo: str = "two_pass",
         **_: object,
     ) -> None:
         w, h = int(eye_size[0]), int(eye_size[1])
         if w <= 0 or h <= 0:
             raise XrError(f"eye size must be positive, got {eye_size}")
+        if stereo not in ("two_pass", "single_pass"):
+            raise XrError(f"stereo is 'two_pass' or 'single_pass', got {stereo!r}")
+        self.stereo = stereo
         self._own_ctx = context is None
-        self.ctx = context if context is not None else create_context(backend, gl_version)
+        self.ctx = context if context is not None else _acquire_shared(backend, gl_version)
         self.eye_size = (w, h)
         self.samples = min(max(int(samples), 0), int(self.ctx.max_samples))
         self.meshes = meshes if meshes is not None else MeshLibrary()
@@ -234,6 +330,13 @@ class ModernGLRenderer:
         self.frames = 0
         self._prog = self.ctx.program(vertex_shader=_VERTEX, fragment_shader=_FRAGMENT)
         _uniform(self._prog, "u_light").value = tuple(float(v) for v in _LIGHT)
+        self._single: moderngl.Program | None = None
+        self._single_vaos: dict[int, moderngl.VertexArray] = {}
+        if stereo == "single_pass":
+            self._single = self.ctx.program(vertex_shader=_SINGLE_PASS_VERTEX,
+                                            fragment_shader=_FRAGMENT)
+            _uniform(self._single, "u_light").value = tuple(float(v) for v in _LIGHT)
+            self._empty = self.ctx.buffer(reserve=16)
         self._overlay_prog = self.ctx.program(
             vertex_shader=_OVERLAY_VERTEX, fragment_shader=_OVERLAY_FRAGMENT
         )
@@ -255,11 +358,20 @@ class ModernGLRenderer:
     # -- set-up ----------------------------------------------------------------------------
     def _make_framebuffers(self) -> None:
         ctx, size = self.ctx, self.eye_size
+        if self.stereo == "single_pass":
+            size = (2 * size[0], size[1])  # both eyes side by side in one image
+            self._wide = ctx.texture(size, 4)
+            self._wide_out = ctx.framebuffer([self._wide], ctx.depth_renderbuffer(size))
         self._targets = [ctx.texture(size, 4) for _ in range(2)]
         self._depth = ctx.depth_renderbuffer(size)
         self._out = [ctx.framebuffer([t], self._depth) for t in self._targets]
-        if self.samples:
+        if self.stereo == "single_pass" and self.samples:
             self._msaa: moderngl.Framebuffer | None = ctx.framebuffer(
+                [ctx.renderbuffer(size, 4, samples=self.samples)],
+                ctx.depth_renderbuffer(size, samples=self.samples),
+            )
+        elif self.samples:
+            self._msaa = ctx.framebuffer(
                 [ctx.renderbuffer(size, 4, samples=self.samples)],
                 ctx.depth_renderbuffer(size, samples=self.samples),
             )
@@ -365,9 +477,12 @@ class ModernGLRenderer:
         t3 = time.perf_counter()
         if overlay is not None:
             self._set_overlay(overlay(stats) if callable(overlay) else overlay)
-        calls = 0
-        for i, eye in enumerate(eyes):
-            calls += self._pass(i, eye, overlay is not None)
+        if self._single is not None and len(eyes) == 2:
+            calls = self._single_pass(eyes, overlay is not None)
+        else:
+            calls = 0
+            for i, eye in enumerate(eyes):
+                calls += self._pass(i, eye, overlay is not None)
         stats.draw_s = time.perf_counter() - t3
         stats.draw_calls = calls
         self.stats = stats
@@ -419,6 +534,64 @@ class ModernGLRenderer:
             self.ctx.copy_framebuffer(self._out[index], self._msaa)
         return calls
 
+    def _single_vao(self, handle: int) -> moderngl.VertexArray:
+        assert self._single is not None
+        if self._single_vaos and next(iter(self._single_vaos.values())).extra != \
+                self._mesh_version:
+            for vao in self._single_vaos.values():
+                vao.release()
+            self._single_vaos.clear()
+        found = self._single_vaos.get(handle)
+        if found is not None:
+            return found
+        vbo, ibo = self._mesh_gpu[handle]
+        vao = self.ctx.vertex_array(self._single, [(vbo, "3f 3f", "in_vert", "in_norm")],
+                                    index_buffer=ibo, index_element_size=4)
+        vao.extra = self._mesh_version
+        self._single_vaos[handle] = vao
+        return vao
+
+    def _single_pass(self, eyes: Sequence[Eye], with_overlay: bool) -> int:
+        """Both eyes in one instanced draw per archetype and mesh (see the shader)."""
+        prog = self._single
+        assert prog is not None
+        target = self._msaa if self._msaa is not None else self._wide_out
+        target.use()
+        self.ctx.enable(moderngl.DEPTH_TEST | moderngl.CULL_FACE)
+        self.ctx.enable_direct(_GL_CLIP_DISTANCE0)
+        self.ctx.enable_direct(_GL_CLIP_DISTANCE0 + 1)
+        target.clear(*self.clear_color, 1.0, depth=1.0)
+        both = np.stack([e.view_projection.T for e in eyes]).astype(np.float32)
+        _uniform(prog, "u_viewproj").write(both.tobytes())
+        calls = 0
+        for inst in self.instances:
+            for slot in inst:
+                if not slot.count or not slot.visible_count:
+                    continue
+                gpu = self._gpu(slot)
+                packed = slot.binding.packed
+                streams = (("transform", None, None) if packed else ("pos", "rot", "scale"))
+                for binding, name in enumerate((*streams, "color", "mesh", "visible")):
+                    buf = gpu.buffers[name] if name is not None else self._empty
+                    buf.bind_to_storage_buffer(binding)
+                _uniform(prog, "u_packed").value = packed
+                for handle in slot.meshes:
+                    _uniform(prog, "u_mesh").value = handle
+                    _uniform(prog, "u_flat").value = self.meshes.meshes[handle].flat
+                    self._single_vao(handle).render(instances=2 * slot.count)
+                    calls += 1
+        self.ctx.disable_direct(_GL_CLIP_DISTANCE0)
+        self.ctx.disable_direct(_GL_CLIP_DISTANCE0 + 1)
+        if with_overlay and self._overlay_tex is not None:
+            w, h = self.eye_size
+            for i in range(2):
+                self.ctx.viewport = (i * w, 0, w, h)
+                self._draw_overlay()
+            self.ctx.viewport = (0, 0, 2 * w, h)
+        if self._msaa is not None:
+            self.ctx.copy_framebuffer(self._wide_out, self._msaa)
+        return calls
+
     def _set_overlay(self, lines: Sequence[str]) -> None:
         w = max(64, min(self.eye_size[0] - self.eye_size[0] // 8 - 16, 400))
         pixels = render_text(lines, w)
@@ -453,6 +626,10 @@ class ModernGLRenderer:
     def read_eye(self, index: int) -> npt.NDArray[np.uint8]:
         """One eye's image as RGB rows top-down (h, w, 3)."""
         w, h = self.eye_size
+        if self.stereo == "single_pass":
+            raw = self._wide_out.read(components=3, alignment=1)
+            wide = np.frombuffer(raw, np.uint8).reshape(h, 2 * w, 3)[::-1]
+            return np.ascontiguousarray(wide[:, index * w:(index + 1) * w])
         raw = self._out[index].read(components=3, alignment=1)
         return np.frombuffer(raw, np.uint8).reshape(h, w, 3)[::-1]
 
@@ -463,6 +640,9 @@ class ModernGLRenderer:
     @property
     def eye_textures(self) -> tuple[moderngl.Texture, moderngl.Texture]:
         """Each eye's resolved image (what a compositor or a window samples)."""
+        if self.stereo == "single_pass":
+            raise XrError("single-pass stereo draws both eyes into one image: use present() or "
+                          "read_stereo(), or the two_pass renderer for per-eye targets")
         return self._targets[0], self._targets[1]
 
     def present(self, target: moderngl.Framebuffer, eyes: int = 2) -> None:
@@ -470,6 +650,11 @@ class ModernGLRenderer:
         ``ctx.screen``)."""
         target.use()
         self.ctx.disable(moderngl.DEPTH_TEST | moderngl.CULL_FACE)
+        if self.stereo == "single_pass":
+            self._wide.use(0)
+            _uniform(self._blit_prog, "u_rect").value = (-1.0, -1.0, 2.0, 2.0)
+            self._blit_vao.render(moderngl.TRIANGLE_STRIP)
+            return
         width = 2.0 / eyes
         for i in range(eyes):
             self._targets[i].use(0)
@@ -478,6 +663,8 @@ class ModernGLRenderer:
 
     def copy_to(self, index: int, target: moderngl.Framebuffer) -> None:
         """Copy one eye's image into ``target`` (an OpenXR swapchain image's framebuffer)."""
+        if self.stereo == "single_pass":
+            raise XrError("copy_to needs per-eye images: use the two_pass renderer")
         self.ctx.copy_framebuffer(target, self._out[index])
 
     # -- the Renderer protocol (RenderItems and bare view matrices) ------------------------
@@ -528,6 +715,11 @@ class ModernGLRenderer:
         if self.closed:
             return
         self.closed = True
+        self._release_instances()
+        if self._own_ctx:
+            _release_shared(self.ctx)
+
+    def _release_instances(self) -> None:
         for inst in self.instances:
             for slot in inst:
                 gpu = slot.gpu
@@ -537,5 +729,3 @@ class ModernGLRenderer:
                     for v in gpu.vaos.values():
                         v.release()
                 slot.gpu = None
-        if self._own_ctx:
-            self.ctx.release()
