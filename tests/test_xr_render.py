@@ -229,7 +229,6 @@ def test_render_system_draws_each_world_step(fresh: ModernGLRenderer) -> None:
 
 def test_single_pass_stereo_draws_what_two_passes_draw(fresh: ModernGLRenderer) -> None:
     from theta_ecs.commandlog import Transform
-
     from theta_xr.binding import scene_binding
     from theta_xr.fields import cube_field
 
