@@ -37,3 +37,17 @@ def test_render_refuses_bad_sizes(tmp_path: Path) -> None:
         main(["render", "--size", "big", "--out", str(tmp_path)])
     with pytest.raises(SystemExit, match=r"16\.\.8192"):
         main(["render", "--size", "8x8", "--out", str(tmp_path)])
+
+
+def test_render_without_opengl_says_why(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    from theta_xr import render_cli
+
+    def no_gl(**_: object) -> None:
+        raise GraphicsUnavailableError("no OpenGL 4.5 context through egl: EGL_NOT_INITIALIZED")
+
+    monkeypatch.setattr(render_cli, "ModernGLRenderer", no_gl)
+    code = main(["render", "--size", "32x32", "--warmup", "0.1", "--entities", "10",
+                 "--out", str(tmp_path)])
+    assert code == 2 and "EGL_NOT_INITIALIZED" in capsys.readouterr().err
+    assert not list(tmp_path.glob("*.png"))

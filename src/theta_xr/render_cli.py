@@ -4,6 +4,7 @@ eye, side by side). Headless (EGL), so it runs on a server or in CI."""
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from theta_ecs.world import World
 from .binding import STANDARD, scene_binding
 from .camera import stereo_eyes
 from .components import MeshHandle
+from .errors import GraphicsUnavailableError
 from .meshes import PLANE, SPHERE
 from .overlay import telemetry_lines
 from .renderer import FrameStats, ModernGLRenderer
@@ -61,7 +63,11 @@ def run(args: argparse.Namespace) -> int:
     scene, world = cubes_world(args.entities)
     for _ in range(int(args.warmup * scene.rate_hz)):
         scene.step()
-    renderer = ModernGLRenderer(eye_size=size, samples=args.samples)
+    try:
+        renderer = ModernGLRenderer(eye_size=size, samples=args.samples)
+    except GraphicsUnavailableError as exc:
+        print(f"theta render: {exc}", file=sys.stderr)
+        return 2
     renderer.attach(world, (scene_binding("cubes"), STANDARD))
     hmd = SimulatedInputProvider(motion="orbit", orbit_center=(0.0, 0.0, 0.0),
                                  orbit_radius=34.0, orbit_height=14.0, orbit_period=60.0)
