@@ -123,3 +123,18 @@ def test_packed_transform_column_is_one_stream() -> None:
     b = scene_binding("editor")
     arch = world.query(Transform).archetypes()[0]
     np.testing.assert_array_equal(b.positions(arch), [[1.0, 2.0, 3.0]])
+
+
+def test_far_apart_changes_are_separate_spans() -> None:
+    from theta_xr.instances import MAX_SPANS, SPLIT_GAP, spans
+
+    world, inst, ents = make(20_000)
+    inst.sync()
+    for i in (10, 12, 15_000):
+        world.set(int(ents[i]), Position, (0.0, 0.0, 0.0))
+    got = [(w.first, len(w.data)) for u in inst.sync() for w in u.writes]
+    assert got == [(10, 3), (15_000, 1)]
+    assert inst.rows_uploaded == 4
+    rows = np.arange(MAX_SPANS + 1) * (SPLIT_GAP + 1)
+    assert spans(rows) == [(0, int(rows[-1]) + 1)]  # too many: one span
+    assert spans(np.array([], np.intp)) == []

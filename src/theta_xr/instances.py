@@ -34,6 +34,25 @@ STREAM_BYTES = {"transform": 40, "pos": 12, "rot": 16, "scale": 12, "color": 4, 
 Array = npt.NDArray[np.generic]
 
 
+#: Changed rows further apart than this are sent as separate writes; nearer ones are merged
+#: (re-sending a few thousand unchanged rows costs less than another buffer call).
+SPLIT_GAP = 4096
+MAX_SPANS = 32
+
+
+def spans(rows: npt.NDArray[np.intp]) -> list[tuple[int, int]]:
+    """Sorted changed ``rows`` as half-open spans to upload: split where rows are more than
+    :data:`SPLIT_GAP` apart, at most :data:`MAX_SPANS` (else one span over all)."""
+    if not len(rows):
+        return []
+    cuts = np.flatnonzero(np.diff(rows) > SPLIT_GAP)
+    if len(cuts) >= MAX_SPANS:
+        return [(int(rows[0]), int(rows[-1]) + 1)]
+    starts = np.concatenate(([0], cuts + 1))
+    ends = np.concatenate((cuts, [len(rows) - 1]))
+    return [(int(rows[a]), int(rows[b]) + 1) for a, b in zip(starts, ends)]
+
+
 @dataclass
 class Write:
     """Rows ``first`` .. ``first + len(data)`` of one stream."""
@@ -148,8 +167,7 @@ class InstanceSet:
                     writes.append(Write(stream, 0, data[:n]))
                 return
             hit = np.flatnonzero(fresh | (arch.row_ticks[cid][:n] > since))
-            if len(hit):
-                lo, hi = int(hit[0]), int(hit[-1]) + 1
+            for lo, hi in spans(hit):
                 writes.append(Write(stream, lo, data[lo:hi]))
 
         pos_id = b.position.id
