@@ -256,3 +256,24 @@ def test_single_pass_stereo_draws_what_two_passes_draw(fresh: ModernGLRenderer) 
     assert (two.max(axis=2) > 60).mean() > 0.2
     with pytest.raises(XrError, match="two_pass"):
         ModernGLRenderer(eye_size=SIZE, stereo="multiview")
+
+
+def test_a_mesh_loaded_from_a_file_is_drawn(fresh: ModernGLRenderer, tmp_path: Path) -> None:
+    from theta_xr.errors import MeshError
+    from theta_xr.meshes import load
+
+    obj = tmp_path / "tetra.obj"
+    obj.write_text("v 0 0.5 0\nv -0.5 -0.5 0.5\nv 0.5 -0.5 0.5\nv 0 -0.5 -0.5\n"
+                   "f 1 2 3\nf 1 3 4\nf 1 4 2\nf 2 4 3\n")
+    mesh = load(obj)
+    assert mesh.name == "tetra" and mesh.indices.shape == (4, 3)
+    handle = fresh.meshes.add(mesh)
+    world = World()
+    fresh.attach(world, (STANDARD,))
+    spawn(world, [(0.0, 0.0, -2.0)], [(255, 0, 0, 255)], scale=1.0, mesh=handle)
+    fresh.draw(stereo_eyes(HEAD, size=SIZE))
+    drawn = red_mask(fresh.read_eye(0)).sum()
+    assert drawn > 50
+    (tmp_path / "bad.obj").write_text("this is not a mesh\n")
+    with pytest.raises(MeshError):
+        load(tmp_path / "bad.obj")
