@@ -79,6 +79,30 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     return code
 
 
+def _cmd_render(args: argparse.Namespace) -> int:
+    # theta_xr is an optional backend package: imported only when this command runs
+    try:
+        render = importlib.import_module("theta_xr.render_cli")
+    except ImportError as exc:
+        print(f"theta render needs the xr extra (pip install 'theta[xr]'): {exc}", file=sys.stderr)
+        return 2
+    code: int = render.run(args)
+    return code
+
+
+def _add_render_arguments(p: argparse.ArgumentParser) -> None:
+    """The options of ``theta render`` (declared here so --help works without theta_xr)."""
+    p.add_argument("--scene", choices=["cubes"], default="cubes")
+    p.add_argument("--frames", type=int, default=1)
+    p.add_argument("--out", type=Path, default=Path("frames"))
+    p.add_argument("--size", default="320x360", help="one eye's image, WxH")
+    p.add_argument("--entities", type=int, default=901, help="bodies in the scene")
+    p.add_argument("--warmup", type=float, default=3.0,
+                   help="simulated seconds before the first frame")
+    p.add_argument("--samples", type=int, default=4, help="MSAA samples")
+    p.add_argument("--no-overlay", action="store_true")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="theta", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -103,6 +127,12 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("suite", choices=["ecs", "commandlog", "bandwidth"])
     bench.add_argument("rest", nargs=argparse.REMAINDER, help="arguments for the suite")
     bench.set_defaults(func=_cmd_bench)
+
+    render = sub.add_parser(
+        "render", help="draw a scene in stereo (headless) and write PNG frames, eyes side by side"
+    )
+    _add_render_arguments(render)
+    render.set_defaults(func=_cmd_render)
 
     for name in _EXTENSION_MODULES:
         if _module_exists(name):
