@@ -770,9 +770,9 @@ cdef class WorldCore:
     cdef inline uint64_t _id(self, object entity) except? 0:
         cdef uint64_t e
         if PyLong_CheckExact(entity):
-            e = PyLong_AsUnsignedLongLong_raw(entity)
-            if e == <uint64_t>-1 and PyErr_Occurred() != NULL:
-                PyErr_Clear()  # OverflowError: negative or above 2^64 - 1
+            try:
+                e = entity  # Cython's conversion reads the digits inline (2-3 digit ids too)
+            except OverflowError:  # negative or above 2^64 - 1
                 raise StaleEntityError(f"{entity!r} is not an entity id") from None
             return e
         return self._entity_id(entity)
