@@ -10,8 +10,12 @@ one C method call. Anything unusual (numpy values, structured components, a Comp
 that is equal to but not the registered one, a first move between two archetypes) takes the
 checked Python path in :mod:`theta_ecs.world`, which applies the same rules.
 
-Row indices used here always come from the allocator or from ``count``, which this module keeps
-consistent, so the loops run without bounds checks.
+Components hash and compare in C (:class:`ComponentKey`), vector values come back as a
+:class:`Vector` (one small allocation, no per-part Python numbers), and :meth:`Archetype.batch`
+makes a system's column views without numpy's slicing machinery.
+
+Row indices used here come from ``count`` or from the allocator, checked against the table's
+``count`` before use, so the loops run without bounds checks.
 """
 
 import numpy as np
@@ -45,13 +49,6 @@ cdef extern from "Python.h":
     Py_ssize_t PyList_GET_SIZE(object)
     PyObject* PyTuple_GET_ITEM(object, Py_ssize_t)
     PyObject* PyList_GET_ITEM(object, Py_ssize_t)
-    PyObject* PyTuple_New_raw "PyTuple_New"(Py_ssize_t)
-    PyObject* PyFloat_FromDouble_raw "PyFloat_FromDouble"(double)
-    void PyTuple_SET_ITEM_raw "PyTuple_SET_ITEM"(PyObject*, Py_ssize_t, PyObject*)
-    void Py_DECREF_raw "Py_DECREF"(PyObject*)
-    unsigned long long PyLong_AsUnsignedLongLong_raw "PyLong_AsUnsignedLongLong"(object)
-    PyObject* PyErr_Occurred()
-    void PyErr_Clear()
     bint PyFloat_CheckExact_p "PyFloat_CheckExact"(PyObject*)
     double PyFloat_AS_DOUBLE_p "PyFloat_AS_DOUBLE"(PyObject*)
 
