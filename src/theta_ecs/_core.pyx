@@ -34,7 +34,7 @@ from libc.string cimport memcpy
 from ._entities cimport EntityAllocator
 from ._ids cimport ENTITY_INDEX_BITS, entity_generation_of, entity_index_of
 
-from .errors import ComponentDataError, StaleEntityError, UnknownComponentError
+from .errors import ComponentDataError, StaleEntityError, ThetaError, UnknownComponentError
 
 cnp.import_array()
 
@@ -750,6 +750,7 @@ cdef class WorldCore:
     cdef public EntityAllocator _entities
     cdef public list _archetypes
     cdef dict _spawn_routes
+    cdef dict _value_slots   # component id -> a one-row scratch Slot for checking values
     #: Change counter: advances before every system run and every deferred apply, so a
     #: change made anywhere in a frame is newer than the last run of every other system.
     cdef public uint64_t change_tick
@@ -757,6 +758,7 @@ cdef class WorldCore:
     def __cinit__(self, *args, **kwargs):
         self._archetypes = []
         self._spawn_routes = {}
+        self._value_slots = {}
         self.change_tick = 1
 
     def advance_change_tick(self):
@@ -901,38 +903,78 @@ cdef class WorldCore:
         """Create one entity with ``components`` ({Component: value}); returns its id."""
         if components is None:
             components = {}
-        elif not PyDict_CheckExact(components):
-            return self._spawn_checked(components)
+        cdef uint64_t e
+        cdef int done = self._spawn_fast(components, &e, False)
+        if done:
+            return e
+        return self._spawn_checked(components)
+
+    def spawn_reserved(self, entity, components):
+        """Place a reserved id; if the values are bad the id is released and the error raised."""
+        cdef uint64_t e = self._id(entity)
+        if not self._entities.is_reserved(e):
+            raise StaleEntityError(f"entity {e:#x} was not reserved (or is already placed)")
+        try:
+            if not self._spawn_fast(components, &e, True):
+                self._spawn_reserved_checked(e, components)
+        except ThetaError:
+            if self._entities.is_reserved(e):
+                self._entities.release(e)
+            raise
+
+    cdef int _spawn_fast(self, object components, uint64_t* entity, bint reserved) except -1:
+        """Place a new entity (``reserved``: the id in ``entity``; else a fresh id, stored
+        there) when every component is a registered object with a known route: 1 when done,
+        0 (having changed nothing) when the checked path must decide."""
+        if not PyDict_CheckExact(components):
+            return 0
         cdef Archetype arch
         cdef Slot s
         cdef Py_ssize_t row
-        cdef uint64_t e
         cdef uint64_t key = 0
         for c in components:
             if not isinstance(c, ComponentKey):
-                return self._spawn_checked(components)  # not a Component: a typed error there
+                return 0  # not a Component: a typed error on the checked path
             key += _mix((<ComponentKey>c)._cid)
         route = self._spawn_routes.get(key)
         if route is None:
-            return self._spawn_checked(components)
+            return 0
         arch = <Archetype>route
         if len(arch._slots) != len(components):  # a key collision: the checked path decides
-            return self._spawn_checked(components)
+            return 0
         arch.grow_one()
         row = arch._count
         for comp, value in components.items():
             s = arch.slot_for(comp)
             if s is None:  # equal to, but not, the registered object: check it properly
-                return self._spawn_checked(components)
+                return 0
             if not s.write(row, value):
                 s.col[row] = self._coerce(s.comp, value)
-        self._entities.take_one(&e)
-        arch._ents[row] = e
+        if not reserved:
+            self._entities.take_one(entity)
+        arch._ents[row] = entity[0]
         for s in arch._slots:
             s.tick_data[row] = self.change_tick
         arch._count = row + 1
-        self._entities.put(e, <int32_t>arch.id, row)
-        return e
+        self._entities.put(entity[0], <int32_t>arch.id, row)
+        return 1
+
+    def _checked_value(self, comp, value):
+        """(registered component, value safe to store later) for a deferred command: checked
+        now by the same rules as a write, and never the caller's mutable object."""
+        cdef Slot s = None
+        if isinstance(comp, ComponentKey):
+            s = self._value_slots.get((<ComponentKey>comp)._cid)
+        if s is None or s.comp is not comp:
+            known = self._known(comp)
+            if known is not comp:
+                return known, self._coerce(known, value)
+            s = Slot(known)
+            s.bind(known.empty(1), np.zeros(1, np.uint64))
+            self._value_slots[(<ComponentKey>known)._cid] = s
+        if s.write(0, value):  # a plain number, or an exact tuple or list of them
+            return comp, (tuple(value) if PyList_CheckExact(value) else value)
+        return comp, self._coerce(comp, value)
 
     def _remember_spawn_route(self, Archetype arch):
         """Let later spawns of exactly ``arch``'s components go straight to it."""
