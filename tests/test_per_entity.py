@@ -74,6 +74,11 @@ def test_vector_value_is_a_read_only_copy() -> None:
     assert (1 - v)[0] == -0.5 and (v / 2)[0] == 0.75 and (3 / v)[0] == 2.0
     world.set(e, Pos, moved)
     assert world.get(e, Pos) == (3.0, -0.5, 4.5)
+    with pytest.raises(TypeError):
+        Vector()  # only World.get makes them
+    bare = Vector.__new__(Vector)
+    with pytest.raises(TypeError):
+        _ = bare.x  # no component behind it: an error, not a crash
     world.set(e, Pos, v)  # a Vector goes back in as a value
     world.set(e, Pos, (0, 0, 0))
     assert v == (1.5, -2.0, 3.0) and world.get(e, Pos) == (0.0, 0.0, 0.0)

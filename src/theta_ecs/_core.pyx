@@ -282,6 +282,16 @@ cdef enum:
     VECTOR_BYTES = 64
 
 
+# Component objects a Vector may name, held for the life of the process (one entry per
+# component definition), so a Vector keeps a bare pointer and is not a GC-tracked object.
+cdef dict _PINNED_COMPONENTS = {}
+
+
+cdef PyObject* _pin(object comp):
+    _PINNED_COMPONENTS.setdefault(id(comp), comp)
+    return <PyObject*>_PINNED_COMPONENTS[id(comp)]
+
+
 @cython.final
 @cython.freelist(32)
 cdef class Vector:
@@ -297,7 +307,15 @@ cdef class Vector:
     cdef Py_ssize_t width
     cdef Py_ssize_t itemsize
     cdef int kind
-    cdef Slot _slot
+    cdef PyObject* _comp   # pinned in _PINNED_COMPONENTS
+
+    def __init__(self, *args, **kwargs):
+        raise TypeError("Vector values come from World.get")
+
+    cdef object _component(self):
+        if self._comp == NULL:
+            raise TypeError("this Vector was not made by World.get")
+        return <object>self._comp
 
     def __len__(self):
         return self.width
@@ -316,10 +334,10 @@ cdef class Vector:
         return iter(self.as_tuple())
 
     def __getattr__(self, name):
-        fields = self._slot.comp.fields
+        fields = self._component().fields
         if name in fields:
             return self[fields.index(name)]
-        raise AttributeError(f"{self._slot.comp.name} has no field {name!r}")
+        raise AttributeError(f"{self._component().name} has no field {name!r}")
 
     cpdef tuple as_tuple(self):
         """The parts as a tuple of Python numbers."""
@@ -331,11 +349,11 @@ cdef class Vector:
 
     @property
     def component(self):
-        return self._slot.comp
+        return self._component()
 
     def __array__(self, dtype=None, copy=None):
         arr = np.frombuffer(self.buf[: self.width * self.itemsize],
-                            dtype=self._slot.comp.column_dtype).copy()
+                            dtype=self._component().column_dtype).copy()
         return arr if dtype is None else arr.astype(dtype)
 
     def __eq__(self, other):
@@ -353,7 +371,8 @@ cdef class Vector:
         return hash(self.as_tuple())
 
     def __repr__(self):
-        parts = ", ".join(f"{f}={v!r}" for f, v in zip(self._slot.comp.fields, self.as_tuple()))
+        fields = self._component().fields
+        parts = ", ".join(f"{f}={v!r}" for f, v in zip(fields, self.as_tuple()))
         return f"Vector({parts})"
 
     def __reduce__(self):
@@ -405,6 +424,7 @@ cdef class Slot:
     cdef Py_ssize_t itemsize
     cdef int kind
     cdef readonly uint64_t column_tick   # last tick the whole column was handed out writable
+    cdef PyObject* pinned                # comp, pinned for the Vectors this slot makes
 
     def __cinit__(self, comp):
         self.comp = comp
@@ -421,6 +441,7 @@ cdef class Slot:
         else:
             self.width = 0
         self.column_tick = 0
+        self.pinned = _pin(comp)
 
     cdef void bind(self, cnp.ndarray col, cnp.ndarray ticks):
         self.col = col
@@ -443,7 +464,7 @@ cdef class Slot:
             vec.width = self.width
             vec.itemsize = self.itemsize
             vec.kind = self.kind
-            vec._slot = self
+            vec._comp = self.pinned
             return vec
         if self.width > 0:
             out = PyTuple_New(self.width)
