@@ -1,4 +1,4 @@
-# cython: boundscheck=False, wraparound=False, initializedcheck=False
+# cython: boundscheck=False, wraparound=False, initializedcheck=False, binding=False
 """The per-entity core: archetype tables and the World's one-entity-at-a-time operations in C.
 
 A gameplay script or a network apply touches one entity per call, so what matters there is the
