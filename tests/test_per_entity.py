@@ -12,6 +12,7 @@ from theta_ecs import (
     ComponentDataError,
     DuplicateComponentError,
     StaleEntityError,
+    SystemContext,
     UnknownComponentError,
     Vector,
     World,
@@ -73,6 +74,11 @@ def test_vector_value_is_a_read_only_copy() -> None:
     assert (1 - v)[0] == -0.5 and (v / 2)[0] == 0.75 and (3 / v)[0] == 2.0
     world.set(e, Pos, moved)
     assert world.get(e, Pos) == (3.0, -0.5, 4.5)
+    with pytest.raises(TypeError):
+        Vector()  # only World.get makes them
+    bare = Vector.__new__(Vector)
+    with pytest.raises(TypeError):
+        _ = bare.x  # no component behind it: an error, not a crash
     world.set(e, Pos, v)  # a Vector goes back in as a value
     world.set(e, Pos, (0, 0, 0))
     assert v == (1.5, -2.0, 3.0) and world.get(e, Pos) == (0.0, 0.0, 0.0)
@@ -193,3 +199,36 @@ def test_a_corrupted_location_is_an_error_not_a_wild_read() -> None:
     world._entities.place(e, 1, 10**6)
     with pytest.raises(StaleEntityError, match="no valid location"):
         world.set(e, Pos, (0, 0, 0))
+
+
+def test_deferred_values_are_checked_when_recorded_and_copied() -> None:
+    world = World()
+    world.spawn({Pos: (0, 0, 0), Health: 1})  # the route exists: deferred spawns take the C path
+    buf = [1.0, 2.0, 3.0]
+    made: list[int] = []
+
+    def spawner(ctx: SystemContext) -> None:
+        made.append(ctx.commands.spawn({Pos: buf, Health: 7}))
+        buf[0] = 99.0  # the recorded value is a copy
+        with pytest.raises(ComponentDataError):
+            ctx.commands.spawn({Pos: (0, 0, 0), Health: 2**40})  # fails here, in the system
+        ctx.commands.insert(made[0], Tag, 3)
+
+    world.add_system(spawner, reads=[Pos], writes=[Health, Tag])
+    world.step()
+    assert world.get(made[0], Pos) == (1.0, 2.0, 3.0) and world.get(made[0], Tag) == 3
+    assert world.entity_count == 2 and world._entities.reserved_count == 0
+
+
+def test_spawn_reserved_releases_the_id_on_a_bad_value() -> None:
+    world = World()
+    world.spawn({Health: 1})
+    reserved = world.reserve_entity()
+    with pytest.raises(ComponentDataError):
+        world.spawn_reserved(reserved, {Health: 2**40})  # known route: the C path
+    assert world._entities.reserved_count == 0 and not world.is_alive(reserved)
+    with pytest.raises(StaleEntityError):
+        world.spawn_reserved(reserved, {Health: 1})
+    again = world.reserve_entity()
+    world.spawn_reserved(again, {Health: 5})
+    assert world.get(again, Health) == 5

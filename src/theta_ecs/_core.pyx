@@ -1,4 +1,4 @@
-# cython: boundscheck=False, wraparound=False, initializedcheck=False
+# cython: boundscheck=False, wraparound=False, initializedcheck=False, binding=False
 """The per-entity core: archetype tables and the World's one-entity-at-a-time operations in C.
 
 A gameplay script or a network apply touches one entity per call, so what matters there is the
@@ -10,8 +10,12 @@ one C method call. Anything unusual (numpy values, structured components, a Comp
 that is equal to but not the registered one, a first move between two archetypes) takes the
 checked Python path in :mod:`theta_ecs.world`, which applies the same rules.
 
-Row indices used here always come from the allocator or from ``count``, which this module keeps
-consistent, so the loops run without bounds checks.
+Components hash and compare in C (:class:`ComponentKey`), vector values come back as a
+:class:`Vector` (one small allocation, no per-part Python numbers), and :meth:`Archetype.batch`
+makes a system's column views without numpy's slicing machinery.
+
+Row indices used here come from ``count`` or from the allocator, checked against the table's
+``count`` before use, so the loops run without bounds checks.
 """
 
 import numpy as np
@@ -30,7 +34,7 @@ from libc.string cimport memcpy
 from ._entities cimport EntityAllocator
 from ._ids cimport ENTITY_INDEX_BITS, entity_generation_of, entity_index_of
 
-from .errors import ComponentDataError, StaleEntityError, UnknownComponentError
+from .errors import ComponentDataError, StaleEntityError, ThetaError, UnknownComponentError
 
 cnp.import_array()
 
@@ -45,13 +49,6 @@ cdef extern from "Python.h":
     Py_ssize_t PyList_GET_SIZE(object)
     PyObject* PyTuple_GET_ITEM(object, Py_ssize_t)
     PyObject* PyList_GET_ITEM(object, Py_ssize_t)
-    PyObject* PyTuple_New_raw "PyTuple_New"(Py_ssize_t)
-    PyObject* PyFloat_FromDouble_raw "PyFloat_FromDouble"(double)
-    void PyTuple_SET_ITEM_raw "PyTuple_SET_ITEM"(PyObject*, Py_ssize_t, PyObject*)
-    void Py_DECREF_raw "Py_DECREF"(PyObject*)
-    unsigned long long PyLong_AsUnsignedLongLong_raw "PyLong_AsUnsignedLongLong"(object)
-    PyObject* PyErr_Occurred()
-    void PyErr_Clear()
     bint PyFloat_CheckExact_p "PyFloat_CheckExact"(PyObject*)
     double PyFloat_AS_DOUBLE_p "PyFloat_AS_DOUBLE"(PyObject*)
 
@@ -285,6 +282,16 @@ cdef enum:
     VECTOR_BYTES = 64
 
 
+# Component objects a Vector may name, held for the life of the process (one entry per
+# component definition), so a Vector keeps a bare pointer and is not a GC-tracked object.
+cdef dict _PINNED_COMPONENTS = {}
+
+
+cdef PyObject* _pin(object comp):
+    _PINNED_COMPONENTS.setdefault(id(comp), comp)
+    return <PyObject*>_PINNED_COMPONENTS[id(comp)]
+
+
 @cython.final
 @cython.freelist(32)
 cdef class Vector:
@@ -300,7 +307,15 @@ cdef class Vector:
     cdef Py_ssize_t width
     cdef Py_ssize_t itemsize
     cdef int kind
-    cdef Slot _slot
+    cdef PyObject* _comp   # pinned in _PINNED_COMPONENTS
+
+    def __init__(self, *args, **kwargs):
+        raise TypeError("Vector values come from World.get")
+
+    cdef object _component(self):
+        if self._comp == NULL:
+            raise TypeError("this Vector was not made by World.get")
+        return <object>self._comp
 
     def __len__(self):
         return self.width
@@ -319,10 +334,10 @@ cdef class Vector:
         return iter(self.as_tuple())
 
     def __getattr__(self, name):
-        fields = self._slot.comp.fields
+        fields = self._component().fields
         if name in fields:
             return self[fields.index(name)]
-        raise AttributeError(f"{self._slot.comp.name} has no field {name!r}")
+        raise AttributeError(f"{self._component().name} has no field {name!r}")
 
     cpdef tuple as_tuple(self):
         """The parts as a tuple of Python numbers."""
@@ -334,11 +349,11 @@ cdef class Vector:
 
     @property
     def component(self):
-        return self._slot.comp
+        return self._component()
 
     def __array__(self, dtype=None, copy=None):
         arr = np.frombuffer(self.buf[: self.width * self.itemsize],
-                            dtype=self._slot.comp.column_dtype).copy()
+                            dtype=self._component().column_dtype).copy()
         return arr if dtype is None else arr.astype(dtype)
 
     def __eq__(self, other):
@@ -356,7 +371,8 @@ cdef class Vector:
         return hash(self.as_tuple())
 
     def __repr__(self):
-        parts = ", ".join(f"{f}={v!r}" for f, v in zip(self._slot.comp.fields, self.as_tuple()))
+        fields = self._component().fields
+        parts = ", ".join(f"{f}={v!r}" for f, v in zip(fields, self.as_tuple()))
         return f"Vector({parts})"
 
     def __reduce__(self):
@@ -408,6 +424,7 @@ cdef class Slot:
     cdef Py_ssize_t itemsize
     cdef int kind
     cdef readonly uint64_t column_tick   # last tick the whole column was handed out writable
+    cdef PyObject* pinned                # comp, pinned for the Vectors this slot makes
 
     def __cinit__(self, comp):
         self.comp = comp
@@ -424,6 +441,7 @@ cdef class Slot:
         else:
             self.width = 0
         self.column_tick = 0
+        self.pinned = _pin(comp)
 
     cdef void bind(self, cnp.ndarray col, cnp.ndarray ticks):
         self.col = col
@@ -446,7 +464,7 @@ cdef class Slot:
             vec.width = self.width
             vec.itemsize = self.itemsize
             vec.kind = self.kind
-            vec._slot = self
+            vec._comp = self.pinned
             return vec
         if self.width > 0:
             out = PyTuple_New(self.width)
@@ -753,6 +771,7 @@ cdef class WorldCore:
     cdef public EntityAllocator _entities
     cdef public list _archetypes
     cdef dict _spawn_routes
+    cdef dict _value_slots   # component id -> a one-row scratch Slot for checking values
     #: Change counter: advances before every system run and every deferred apply, so a
     #: change made anywhere in a frame is newer than the last run of every other system.
     cdef public uint64_t change_tick
@@ -760,6 +779,7 @@ cdef class WorldCore:
     def __cinit__(self, *args, **kwargs):
         self._archetypes = []
         self._spawn_routes = {}
+        self._value_slots = {}
         self.change_tick = 1
 
     def advance_change_tick(self):
@@ -770,9 +790,9 @@ cdef class WorldCore:
     cdef inline uint64_t _id(self, object entity) except? 0:
         cdef uint64_t e
         if PyLong_CheckExact(entity):
-            e = PyLong_AsUnsignedLongLong_raw(entity)
-            if e == <uint64_t>-1 and PyErr_Occurred() != NULL:
-                PyErr_Clear()  # OverflowError: negative or above 2^64 - 1
+            try:
+                e = entity  # Cython's conversion reads the digits inline (2-3 digit ids too)
+            except OverflowError:  # negative or above 2^64 - 1
                 raise StaleEntityError(f"{entity!r} is not an entity id") from None
             return e
         return self._entity_id(entity)
@@ -904,38 +924,78 @@ cdef class WorldCore:
         """Create one entity with ``components`` ({Component: value}); returns its id."""
         if components is None:
             components = {}
-        elif not PyDict_CheckExact(components):
-            return self._spawn_checked(components)
+        cdef uint64_t e
+        cdef int done = self._spawn_fast(components, &e, False)
+        if done:
+            return e
+        return self._spawn_checked(components)
+
+    def spawn_reserved(self, entity, components):
+        """Place a reserved id; if the values are bad the id is released and the error raised."""
+        cdef uint64_t e = self._id(entity)
+        if not self._entities.is_reserved(e):
+            raise StaleEntityError(f"entity {e:#x} was not reserved (or is already placed)")
+        try:
+            if not self._spawn_fast(components, &e, True):
+                self._spawn_reserved_checked(e, components)
+        except ThetaError:
+            if self._entities.is_reserved(e):
+                self._entities.release(e)
+            raise
+
+    cdef int _spawn_fast(self, object components, uint64_t* entity, bint reserved) except -1:
+        """Place a new entity (``reserved``: the id in ``entity``; else a fresh id, stored
+        there) when every component is a registered object with a known route: 1 when done,
+        0 (having changed nothing) when the checked path must decide."""
+        if not PyDict_CheckExact(components):
+            return 0
         cdef Archetype arch
         cdef Slot s
         cdef Py_ssize_t row
-        cdef uint64_t e
         cdef uint64_t key = 0
         for c in components:
             if not isinstance(c, ComponentKey):
-                return self._spawn_checked(components)  # not a Component: a typed error there
+                return 0  # not a Component: a typed error on the checked path
             key += _mix((<ComponentKey>c)._cid)
         route = self._spawn_routes.get(key)
         if route is None:
-            return self._spawn_checked(components)
+            return 0
         arch = <Archetype>route
         if len(arch._slots) != len(components):  # a key collision: the checked path decides
-            return self._spawn_checked(components)
+            return 0
         arch.grow_one()
         row = arch._count
         for comp, value in components.items():
             s = arch.slot_for(comp)
             if s is None:  # equal to, but not, the registered object: check it properly
-                return self._spawn_checked(components)
+                return 0
             if not s.write(row, value):
                 s.col[row] = self._coerce(s.comp, value)
-        self._entities.take_one(&e)
-        arch._ents[row] = e
+        if not reserved:
+            self._entities.take_one(entity)
+        arch._ents[row] = entity[0]
         for s in arch._slots:
             s.tick_data[row] = self.change_tick
         arch._count = row + 1
-        self._entities.put(e, <int32_t>arch.id, row)
-        return e
+        self._entities.put(entity[0], <int32_t>arch.id, row)
+        return 1
+
+    def _checked_value(self, comp, value):
+        """(registered component, value safe to store later) for a deferred command: checked
+        now by the same rules as a write, and never the caller's mutable object."""
+        cdef Slot s = None
+        if isinstance(comp, ComponentKey):
+            s = self._value_slots.get((<ComponentKey>comp)._cid)
+        if s is None or s.comp is not comp:
+            known = self._known(comp)
+            if known is not comp:
+                return known, self._coerce(known, value)
+            s = Slot(known)
+            s.bind(known.empty(1), np.zeros(1, np.uint64))
+            self._value_slots[(<ComponentKey>known)._cid] = s
+        if s.write(0, value):  # a plain number, or an exact tuple or list of them
+            return comp, (tuple(value) if PyList_CheckExact(value) else value)
+        return comp, self._coerce(comp, value)
 
     def _remember_spawn_route(self, Archetype arch):
         """Let later spawns of exactly ``arch``'s components go straight to it."""

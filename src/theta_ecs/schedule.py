@@ -22,7 +22,6 @@ from .component import Component
 from .errors import AccessPolicyViolation, ScheduleError, StaleEntityError, ThetaError
 from .events import EventReader
 from .query import Query, QueryBatch
-from .values import coerce_one
 from .worldview import WorldView
 
 perf_counter = time.perf_counter
@@ -78,7 +77,8 @@ class DeferredCommands:
         self._reserved: list[int] = []
 
     def _checked(self, components: Mapping[Component, object]) -> dict[Component, object]:
-        return {self._world._known(c): coerce_one(c, v) for c, v in components.items()}
+        check = self._world._checked_value
+        return dict(check(c, v) for c, v in components.items())
 
     def spawn(self, components: Mapping[Component, object] | None = None) -> int:
         """Reserve an id now; the entity exists from the end of the stage."""
@@ -92,8 +92,8 @@ class DeferredCommands:
         self._ops.append(lambda w: w.despawn(entity))
 
     def insert(self, entity: int, comp: Component, value: object) -> None:
-        values = self._checked({comp: value})
-        self._ops.append(lambda w: w.insert(entity, comp, values[comp]))
+        comp, checked = self._world._checked_value(comp, value)
+        self._ops.append(lambda w: w.insert(entity, comp, checked))
 
     def remove(self, entity: int, comp: Component) -> None:
         comp = self._world._known(comp)

@@ -13,7 +13,7 @@ from ._core import WorldCore
 from ._entities import INDEX_BITS, INDEX_MASK, EntityAllocator
 from .archetype import Archetype, Column, EntityIds
 from .component import Component, ComponentRegistry
-from .errors import ComponentDataError, StaleEntityError, ThetaError, UnknownComponentError
+from .errors import ComponentDataError, StaleEntityError, UnknownComponentError
 from .events import Events
 from .query import Query
 from .schedule import Scheduler, Stage, SystemFn
@@ -195,18 +195,12 @@ class World(WorldCore):
         """An id usable now, alive once :meth:`spawn_reserved` places it (deferred spawns)."""
         return int(self._entities.allocate_one())
 
-    def spawn_reserved(self, entity: int, components: Mapping[Component, object]) -> None:
-        """Place a reserved id; if the values are bad the id is released and the error raised."""
-        entity = _entity_id(entity)
-        if not self._entities.is_reserved(entity):
-            raise StaleEntityError(f"entity {entity:#x} was not reserved (or is already placed)")
-        try:
-            values = {self._known(c): coerce_one(c, v) for c, v in components.items()}
-        except ThetaError:
-            self._entities.release(entity)
-            raise
+    def _spawn_reserved_checked(self, entity: int, components: Mapping[Component, object]) -> None:
+        """:meth:`spawn_reserved` off the C path (the caller releases the id on a bad value)."""
+        values = {self._known(c): coerce_one(c, v) for c, v in components.items()}
         arch = self._archetype_for(values)
         self._place_new(entity, arch, {c.id: v for c, v in values.items()})
+        self._remember_spawn_route(arch)
 
     def release_reserved(self, entity: int) -> None:
         """Give back a reserved id that will never be spawned."""
