@@ -682,6 +682,14 @@ class ModernGLRenderer:
             _uniform(self._blit_prog, "u_rect").value = (-1.0 + i * width, -1.0, width, 2.0)
             self._blit_vao.render(moderngl.TRIANGLE_STRIP)
 
+    def external_targets(self, images: Sequence[int]) -> list[moderngl.Framebuffer]:
+        """Framebuffers over GL textures made by someone else (an OpenXR swapchain's images,
+        by GL texture name, each the eye size), for :meth:`copy_to`. Releasing them leaves the
+        textures to their owner."""
+        w, h = self.eye_size
+        return [self.ctx.framebuffer([self.ctx.external_texture(int(name), (w, h), 4, 0, "f1")])
+                for name in images]
+
     def copy_to(self, index: int, target: moderngl.Framebuffer) -> None:
         """Copy one eye's image into ``target`` (an OpenXR swapchain image's framebuffer)."""
         if self.stereo == "single_pass":
