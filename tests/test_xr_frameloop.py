@@ -244,8 +244,9 @@ def test_session_stop_and_re_creation_in_the_same_process() -> None:
         loop.waited(True, 4)
     lifecycle.on_state_changed(S.IDLE)
     assert lifecycle.on_state_changed(S.EXITING) == [Call.DESTROY]
+    assert not lifecycle.restart  # told to exit: a new session only when the app asks
     lifecycle.destroyed()  # xrDestroySession (swapchains first)
-    lifecycle.created()  # xrCreateSession again, same instance, same process
+    lifecycle.created()  # restart(): xrCreateSession again, same instance, same process
     second = FrameLoop(lifecycle, EYE)
     lifecycle.on_state_changed(S.IDLE)
     assert lifecycle.on_state_changed(S.READY) == [Call.BEGIN]
@@ -262,6 +263,7 @@ def test_losing_the_session_mid_frame_ends_then_destroys() -> None:
     loop = FrameLoop(lifecycle, EYE)
     loop.waited(True, 1)
     assert lifecycle.on_state_changed(S.LOSS_PENDING) == [Call.END, Call.DESTROY]
+    assert lifecycle.restart  # lost, not ended by the user: re-create at once
     lifecycle.ended()
     loop.reset()
     lifecycle.destroyed()
@@ -418,3 +420,17 @@ def test_each_eye_renders_into_swapchain_format_textures_by_gl_name(renderer: ob
                     tex.release()
                 fbo.release()
     assert len(chains[0][1].read()) == size[0] * size[1] * 4  # still the owner's texture
+
+
+def test_run_openxr_without_a_runtime_says_why_and_exits_2(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    pytest.importorskip("xr", reason="pyopenxr is not installed")
+    from theta_xr.run_openxr import main
+
+    code = main(["--seconds", "0.1"])
+    err = capsys.readouterr().err
+    if code == 0:
+        pytest.skip("an OpenXR runtime is active on this host")
+    assert code == 2 and "no OpenXR runtime" in err and "monado-service" in err
+    assert "Traceback" not in err

@@ -39,7 +39,7 @@ from theta_ecs.world import World
 from .binding import STANDARD, Binding
 from .camera import FAR, NEAR
 from .egl import current_egl, make_current
-from .errors import RuntimeUnavailableError
+from .errors import RuntimeUnavailableError, SessionStateError
 from .frameloop import (
     FrameEnd,
     FrameLoop,
@@ -234,6 +234,8 @@ class OpenXRInputProvider:
         for state in _session_events(self.instance):
             for call in self.lifecycle.on_state_changed(state):
                 self._do(call)
+                if call is Call.DESTROY:
+                    return  # the rest were the old session's
 
     def _do(self, call: Call) -> None:
         if call is Call.BEGIN:
@@ -247,9 +249,12 @@ class OpenXRInputProvider:
             xr.destroy_session(self.session)
             self.lifecycle.destroyed()
             self.session = None
-            self._create_session()  # a new session in the same process, as the runtime allows
+            if self.lifecycle.restart:  # lost: a new session in the same process
+                self._create_session()
 
     def poll(self, now: float) -> InputFrame:
+        if self.session is None:  # the runtime told us to exit
+            return InputFrame(time=now, head=self._last.head)
         self._pump_events()
         if not self.lifecycle.frame_loop:
             return InputFrame(time=now, head=self._last.head)
@@ -369,12 +374,30 @@ class OpenXRRenderLoop:
                 elif call is Call.DESTROY:
                     self._destroy_session()
                     self.lifecycle.destroyed()
-                    self._create_session()  # stop and re-create in the same process
+                    if self.lifecycle.restart:  # lost (e.g. unplugged): a new one at once
+                        self._create_session()
+                    return
+
+    def request_exit(self) -> None:
+        """Stop the session (xrRequestExitSession): the runtime then takes it through STOPPING
+        and EXITING, and :meth:`frame` destroys it. :meth:`restart` makes a new one."""
+        if self.session is not None and self.lifecycle.running:
+            xr.request_exit_session(self.session)
+
+    def restart(self) -> None:
+        """A new session in the same process after the last one was destroyed (same instance,
+        renderer and GL context; new swapchains)."""
+        if self.session is not None:
+            raise SessionStateError("a session exists", expected="destroyed",
+                                    actual=self.lifecycle.state.name)
+        self._create_session()
 
     # -- per frame ------------------------------------------------------------------------------
     def frame(self, now: float) -> FrameEnd | None:
         """Handle the runtime's events, then run one frame if the session is running; returns
         what was submitted (a projection layer, or no layers), None when no frame ran."""
+        if self.session is None:  # exited: nothing until restart()
+            return None
         self._pump_events()
         if not self.lifecycle.frame_loop:
             return None
