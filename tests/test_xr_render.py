@@ -145,6 +145,43 @@ def test_culling_drops_what_no_eye_sees(fresh: ModernGLRenderer) -> None:
     assert (fresh.read_eye(0).max(axis=2) > 60).sum() > 15  # a 0.3 m cube 3 m away: ~5x5 px
 
 
+def test_culling_golden_keeps_what_straddles_an_edge_and_drops_the_rest(
+    fresh: ModernGLRenderer,
+) -> None:
+    """At 3 m the eyes see about +-2.75 m across and +-3.1 m up: cubes across the left, right
+    and top edges stay (partly drawn), those past the edges, behind and beyond the far plane
+    are culled, and the picture is the one an unculled renderer draws."""
+    world = World()
+    fresh.attach(world, (STANDARD,))
+    kept = [(0.0, 0.0, -3.0), (-2.6, 0.0, -3.0), (2.6, 0.0, -3.0), (0.0, 2.95, -3.0)]
+    culled = [(3.5, 0.0, -3.0), (-3.5, 0.0, -3.0), (0.0, 4.0, -3.0), (0.0, 0.0, 2.0),
+              (0.0, 0.0, -600.0)]
+    colours = [(255, 255, 255, 255), (255, 0, 0, 255), (0, 255, 0, 255), (0, 0, 255, 255)]
+    spawn(world, kept + culled, colours + [(255, 0, 255, 255)] * len(culled), scale=0.4)
+    eyes = stereo_eyes(HEAD, size=SIZE)
+    stats = fresh.draw(eyes)
+    assert (stats.instances, stats.visible) == (9, 4)
+    img = fresh.read_stereo()
+    c = img.astype(int)
+    r, g, b = c[..., 0], c[..., 1], c[..., 2]
+    assert not ((r > 60) & (b > 60) & (g < 30)).any()  # nothing culled (magenta) shows
+    red, green, blue = (r > 100) & (g < 40), (g > 100) & (r < 40), (b > 100) & (r < 40)
+    w = SIZE[0]
+    for eye in (slice(0, w), slice(w, 2 * w)):  # each cut by its eye's edge, in both eyes
+        assert red[:, eye][:, :3].any()
+        assert green[:, eye][:, -3:].any()
+        assert blue[:2, eye].any()
+    check_golden(fresh, "culling", img)
+    fresh.instances.clear()
+    everything = ModernGLRenderer(eye_size=SIZE, samples=fresh.samples, cull=False)
+    try:
+        everything.attach(world, (STANDARD,))
+        assert everything.draw(eyes).visible == 9
+        assert np.array_equal(everything.read_stereo(), img)  # culling changed no pixel
+    finally:
+        everything.close()
+
+
 def test_instances_follow_the_columns_after_changes(fresh: ModernGLRenderer) -> None:
     world = World()
     fresh.attach(world, (STANDARD,))
@@ -277,3 +314,68 @@ def test_a_mesh_loaded_from_a_file_is_drawn(fresh: ModernGLRenderer, tmp_path: P
     (tmp_path / "bad.obj").write_text("this is not a mesh\n")
     with pytest.raises(MeshError):
         load(tmp_path / "bad.obj")
+
+
+def test_default_msaa_is_2x_at_headset_sizes_and_4x_below(fresh: ModernGLRenderer) -> None:
+    from theta_xr.renderer import default_samples
+
+    assert default_samples((1832, 1920)) == 2  # the GPU benchmark's eye: 4x missed 90 Hz there
+    assert default_samples((1000, 1000)) == 2
+    assert default_samples((640, 720)) == 4  # the simulated HMD
+    assert default_samples(SIZE) == 4
+    big = ModernGLRenderer(eye_size=(1000, 1000))
+    try:
+        assert big.samples == min(2, big.ctx.max_samples)
+    finally:
+        big.close()
+    small = ModernGLRenderer(eye_size=SIZE)
+    try:
+        assert small.samples == min(4, small.ctx.max_samples)
+    finally:
+        small.close()
+    assert fresh.samples == 4  # the goldens pin theirs
+
+
+def test_overlay_shows_the_worlds_network_and_voice_figures(fresh: ModernGLRenderer) -> None:
+    from theta_voice.diagnostics import DiagnosticsExporter, VoiceDiagnostics
+    from theta_xr.overlay import world_figures, world_lines
+
+    world = World()
+    spawn(world, [(0.0, -0.3, -2.0)], [(255, 0, 0, 255)], scale=0.3)
+    fresh.install(world, lambda: stereo_eyes(HEAD, size=SIZE), overlay=True)
+    world.step()
+    empty = world.metrics()
+    assert world_figures(empty.counters, empty.gauges) == {}
+    panel_before = _overlay_rows(fresh.read_eye(0))
+    # what theta_net's client and theta_voice's exporter put into the world's telemetry
+    for key, value in {"net.rtt_ms": 12.5, "net.loss": 0.02, "net.kbps_down": 240.0}.items():
+        world.telemetry.gauge(key, value)
+    DiagnosticsExporter().export(world.telemetry, VoiceDiagnostics(
+        stream_id=7, direction="rx", current_delay_ms=60.0, loss_rate=0.125,
+        bitrate_bps=32000.0, concealment_events=3))
+    world.telemetry.count("voice.dropped.malformed", 2)
+    world.telemetry.gauge("editor.selected", 1.0)  # not a network or voice figure
+    m = world.metrics()
+    figures = world_figures(m.counters, m.gauges)
+    assert figures == {
+        "net": "rtt_ms 12.5 loss 0.02 kbps_down 240",
+        "voice.rx.7": "current_delay_ms 60 loss_rate 0.125 bitrate_bps 32000 "
+                      "concealment_events 3",
+        "voice.dropped": "malformed 2",
+    }
+    lines = world_lines(m)
+    assert lines[0].startswith("frame") and "render" in lines[1]
+    assert lines[-3:] == [f"{k}: {v}" for k, v in figures.items()]
+    assert len(world_figures(m.counters, m.gauges, max_lines=1)) == 1
+    world.step()
+    panel_after = _overlay_rows(fresh.read_eye(0))
+    # the panel grew by the three figure lines (12 px each), drawn in the frame
+    assert panel_after - panel_before == 3 * 12
+
+
+def _overlay_rows(eye: np.ndarray) -> int:
+    """Rows the overlay panel covers: its left edge column, darker than the clear colour."""
+    x0 = 8 + SIZE[0] // 8
+    column = eye[:, x0 + 1].astype(int).sum(axis=1)
+    background = eye[-1, -1].astype(int).sum()
+    return int((column < background - 6).sum())

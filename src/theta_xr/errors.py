@@ -34,6 +34,16 @@ class SessionStateError(XrError):
         self.actual = actual
 
 
+class FrameLoopError(XrError):
+    """An OpenXR frame-loop call out of order (``expected`` the state it needs, ``actual`` the
+    one the loop is in), caught before it reaches the runtime."""
+
+    def __init__(self, message: str, *, expected: object, actual: object) -> None:
+        super().__init__(f"{message} (expected {expected}, actual {actual})")
+        self.expected = expected
+        self.actual = actual
+
+
 class InputPathError(XrError, ValueError):
     """A recorded input path file that cannot be played back (``path`` and what is wrong)."""
 

@@ -20,7 +20,7 @@ from .camera import stereo_eyes
 from .components import MeshHandle
 from .errors import GraphicsUnavailableError
 from .meshes import PLANE, SPHERE
-from .overlay import telemetry_lines
+from .overlay import telemetry_lines, world_figures
 from .renderer import FrameStats, ModernGLRenderer
 from .simulated import SimulatedInputProvider
 
@@ -88,7 +88,8 @@ def run(args: argparse.Namespace) -> int:
         ):
             return telemetry_lines(
                 last_ms, {"sim": sim_ms, "upload": (stats.sync_s + stats.upload_s) * 1e3},
-                {"instances": f"{stats.instances} x 2 eyes"})
+                {"instances": f"{stats.instances} x 2 eyes",
+                 **world_figures(world.telemetry.counters, world.telemetry.gauges)})
 
         t1 = time.perf_counter()
         renderer.draw(eyes, None if args.no_overlay else overlay)

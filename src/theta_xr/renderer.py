@@ -35,7 +35,7 @@ from .errors import GraphicsUnavailableError, XrError
 from .instances import InstanceSet, Slot, Update, Write
 from .math3d import matrix_to_quat, symmetric_fov
 from .meshes import MeshLibrary
-from .overlay import render_text
+from .overlay import render_text, world_lines
 
 _VERTEX = """
 #version 330 core
@@ -191,6 +191,17 @@ void main() {
 
 _GL_CLIP_DISTANCE0 = 0x3000
 
+#: Per-eye pixel count from which the default MSAA drops from 4x to 2x: headset-class images
+#: (an H100 drew 100k stereo cubes at 2x(1832x1920) in 16.5 ms at 4x, 10.7 ms at 2x, against the
+#: 11.1 ms budget of 90 Hz); below it (the simulated HMD's 640x720, goldens) 4x costs little.
+LARGE_EYE_PIXELS = 1_000_000
+
+
+def default_samples(eye_size: tuple[int, int]) -> int:
+    """The MSAA sample count a renderer uses when none is asked for: 4x for small eye images,
+    2x from :data:`LARGE_EYE_PIXELS` per eye up."""
+    return 2 if int(eye_size[0]) * int(eye_size[1]) >= LARGE_EYE_PIXELS else 4
+
 _LIGHT = np.array([0.35, 0.8, 0.45], np.float64)
 _LIGHT /= np.linalg.norm(_LIGHT)
 
@@ -290,7 +301,8 @@ class _SlotGpu:
 class ModernGLRenderer:
     """Stereo (or mono) instanced renderer; see the module docstring.
 
-    ``eye_size`` is one eye's image; ``samples`` the MSAA sample count (0: none). ``context``
+    ``eye_size`` is one eye's image; ``samples`` the MSAA sample count (0: none; ``None``, the
+    default: :func:`default_samples`, 2x at headset sizes, else 4x). ``context``
     takes an existing moderngl context (a window's); else one is made headless through
     ``backend``. ``stereo``: ``"two_pass"`` (one pass per eye, per-eye images) or
     ``"single_pass"`` (both eyes in one draw into a side-by-side image; GL 4.3; measured 12-15%
@@ -304,7 +316,7 @@ class ModernGLRenderer:
         self,
         *,
         eye_size: tuple[int, int] = EYE_SIZE,
-        samples: int = 4,
+        samples: int | None = None,
         backend: str = "egl",
         gl_version: int = 450,
         context: moderngl.Context | None = None,
@@ -323,7 +335,8 @@ class ModernGLRenderer:
         self._own_ctx = context is None
         self.ctx = context if context is not None else _acquire_shared(backend, gl_version)
         self.eye_size = (w, h)
-        self.samples = min(max(int(samples), 0), int(self.ctx.max_samples))
+        wanted = default_samples(self.eye_size) if samples is None else int(samples)
+        self.samples = min(max(wanted, 0), int(self.ctx.max_samples))
         self.meshes = meshes if meshes is not None else MeshLibrary()
         self.cull = cull
         self.clear_color = clear_color
@@ -403,15 +416,20 @@ class ModernGLRenderer:
 
     def install(
         self, world: World, eyes: Any, bindings: Sequence[Binding] = (STANDARD,),
-        *, name: str = "theta_xr.render",
+        *, name: str = "theta_xr.render", overlay: bool = False,
     ) -> str:
         """Attach ``world`` and add a render-stage system that draws it every frame for the
-        eyes ``eyes()`` returns. Returns the system's name."""
+        eyes ``eyes()`` returns; with ``overlay``, the world's telemetry over each eye (frame and
+        stage times, network and voice figures: :func:`~theta_xr.overlay.world_lines`). Returns
+        the system's name."""
         self.attach(world, bindings)
         reads = list(dict.fromkeys(c for b in bindings for c in b.components()))
 
+        def lines(stats: FrameStats) -> list[str]:
+            return world_lines(world.metrics(), {"instances": f"{stats.instances}"})
+
         def render_system(ctx: SystemContext) -> None:
-            self.draw(eyes())
+            self.draw(eyes(), lines if overlay else None)
 
         return world.add_system(render_system, stage=Stage.RENDER, reads=reads, name=name)
 
@@ -663,6 +681,14 @@ class ModernGLRenderer:
             self._targets[i].use(0)
             _uniform(self._blit_prog, "u_rect").value = (-1.0 + i * width, -1.0, width, 2.0)
             self._blit_vao.render(moderngl.TRIANGLE_STRIP)
+
+    def external_targets(self, images: Sequence[int]) -> list[moderngl.Framebuffer]:
+        """Framebuffers over GL textures made by someone else (an OpenXR swapchain's images,
+        by GL texture name, each the eye size), for :meth:`copy_to`. Releasing them leaves the
+        textures to their owner."""
+        w, h = self.eye_size
+        return [self.ctx.framebuffer([self.ctx.external_texture(int(name), (w, h), 4, 0, "f1")])
+                for name in images]
 
     def copy_to(self, index: int, target: moderngl.Framebuffer) -> None:
         """Copy one eye's image into ``target`` (an OpenXR swapchain image's framebuffer)."""

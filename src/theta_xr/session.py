@@ -6,7 +6,9 @@ session when READY, end it when STOPPING, destroy it when EXITING or LOSS_PENDIN
 :meth:`SessionLifecycle.on_state_changed` the runtime's events and it returns the calls to make;
 report them done with :meth:`began`, :meth:`ended`, :meth:`destroyed`. Illegal transitions raise
 :class:`~theta_xr.errors.SessionStateError`. After ``destroyed`` a new session may be created in
-the same process (:meth:`created`), as after a headset is unplugged and plugged back.
+the same process (:meth:`created`), as after a headset is unplugged and plugged back:
+:attr:`SessionLifecycle.restart` says whether to do so at once (a lost session, as hello_xr
+does) or only when the application asks (the runtime told it to exit).
 """
 
 from __future__ import annotations
@@ -64,6 +66,7 @@ class SessionLifecycle:
         self.exists = False  # a session handle is alive
         self.running = False  # between xrBeginSession and xrEndSession
         self.sessions_created = 0
+        self.restart = False  # after DESTROY: re-create now (lost) or only when asked (exiting)
         self.history: list[SessionState] = []
         self._handlers: dict[SessionState, Callable[[], list[Call]]] = {
             S.IDLE: lambda: [],
@@ -101,6 +104,7 @@ class SessionLifecycle:
         self.history.append(new)
 
     def _lose(self) -> list[Call]:
+        self.restart = self.state is S.LOSS_PENDING
         calls = [Call.END] if self.running else []
         return [*calls, Call.DESTROY]
 
