@@ -66,6 +66,8 @@ ENVELOPE_ROOM = 96
 UNLIMITED_BUDGET = 256 * 1024
 #: Each client may ask for a command-log sync at most this often (an answer can be large).
 SYNC_INTERVAL_S = 0.25
+#: How long a finished session's connection stays open for its last message to arrive.
+CLOSE_GRACE_S = 0.5
 
 
 @dataclass
@@ -171,6 +173,7 @@ class Server:
                                    room=lambda: len(self.clients) < self.max_clients)
         self._loop: asyncio.AbstractEventLoop | None = None
         self.tick_count = 0
+        self.paused = False  # True: the simulation stands still, replication and commands go on
         self.last_state: Snapshot | None = None
         # The command log: the server is an admin author; clients join the roster as admitted.
         self.signer = self._load_signer()
@@ -224,13 +227,14 @@ class Server:
     async def start(self) -> Listener:
         """Listen; returns the listener (its ``address`` holds the port actually bound)."""
         self._loop = asyncio.get_running_loop()
-        options = dict(self._transport_options)
-        if self.state_dir is not None and self._transport_arg in (None, "quic") and \
-                "identity" not in options:
+        self.transport = resolve(self._transport_arg, **self._transport_options)
+        if self.state_dir is not None and getattr(self.transport, "identity", False) is None:
+            # A transport with a TLS identity to fill: keep it with the server's state, so the
+            # fingerprint clients pin survives restarts.
             from .quic.certs import ServerIdentity
 
-            options["identity"] = ServerIdentity.load_or_create(self.state_dir / "tls", self.host)
-        self.transport = resolve(self._transport_arg, **options)
+            self.transport.identity = ServerIdentity.load_or_create(  # type: ignore[attr-defined]
+                self.state_dir / "tls", self.host)
         self.listener = await self.transport.listen(self.host, self.port, self._accept)
         self.port = self.listener.address[1]
         fp = getattr(self.listener, "fingerprint_hex", "")
@@ -301,7 +305,12 @@ class Server:
                     del self.clients[session.session_id]
                     self.stats.disconnected += 1
                 self._flush(info, now)
-                info.carrier.close(event.reason)
+                # A grace period lets the last message (a Refusal, a Close) arrive before the
+                # connection goes; the peer usually closes first.
+                if self._loop is not None:
+                    self._loop.call_later(CLOSE_GRACE_S, info.carrier.close, event.reason)
+                else:
+                    info.carrier.close(event.reason)
                 return
         self._flush(info, now)
 
@@ -357,7 +366,10 @@ class Server:
         """One server frame: step, replicate to every client, pump sessions."""
         t0 = time.perf_counter()
         now = self.now()
-        self._step(1.0 / self.rate)
+        if self.paused:
+            self.pipeline.run_frame()
+        else:
+            self._step(1.0 / self.rate)
         self.tick_count += 1
         self.stats.ticks += 1
         for packet in self.pipeline.outgoing():
@@ -407,6 +419,10 @@ class Server:
         for channel, data in info.session.datagrams_to_send(now):
             if not info.carrier.send(channel, data):
                 self.stats.state_dropped += 1
+
+    def converged(self, state: Snapshot) -> bool:
+        """Whether a client's applied ``state`` is bit for bit the server's latest."""
+        return self.last_state is not None and state.same_state(self.last_state)
 
     # -- telemetry ------------------------------------------------------------------------------
     def metrics(self) -> dict[str, Any]:

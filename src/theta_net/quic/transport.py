@@ -145,6 +145,8 @@ class QuicCarrier:
     def close(self, reason: str = "") -> None:
         if self.closed:
             return
+        if self.protocol._transport is not None:
+            self.protocol.transmit()  # what is queued (a Refusal, a Close) goes out first
         self.closed = True
         self.close_reason = reason
         self._quic.close(error_code=0, reason_phrase=reason[:100])
