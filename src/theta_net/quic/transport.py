@@ -64,10 +64,58 @@ class QuicStats:
     extra: dict[str, int] = field(default_factory=dict)
 
 
+#: Datagrams read per wake-up at most (asyncio reads one per wake-up: a loop busy with ticks
+#: would fall behind its socket and queue seconds of packets in the kernel).
+DRAIN_BATCH = 512
+SOCKET_BUFFER = 4 << 20
+
+
+def _drain(sock: socket.socket | None, handle: Callable[[bytes, Any], None]) -> None:
+    """Read what else is waiting on ``sock`` now, up to DRAIN_BATCH datagrams."""
+    if sock is None:
+        return
+    for _ in range(DRAIN_BATCH):
+        try:
+            data, addr = sock.recvfrom(65_536)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            return
+        handle(data, addr)
+
+
+def _udp_socket(host: str, port: int, family: int) -> socket.socket:
+    sock = socket.socket(family, socket.SOCK_DGRAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, SOCKET_BUFFER)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SOCKET_BUFFER)
+        sock.setblocking(False)
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+class _DrainingQuicServer(QuicServer):
+    """aioquic's server endpoint, reading every waiting datagram per wake-up."""
+
+    sock: socket.socket | None = None
+
+    def datagram_received(self, data: bytes | str, addr: Any) -> None:
+        super().datagram_received(data, addr)
+        _drain(self.sock, super().datagram_received)
+
+
 class _QuicProtocol(QuicConnectionProtocol):
     """aioquic's asyncio protocol for one connection; forwards its events to the carrier."""
 
     carrier: QuicCarrier
+    sock: socket.socket | None = None
+
+    def datagram_received(self, data: bytes | str, addr: Any) -> None:
+        super().datagram_received(data, addr)
+        _drain(self.sock, super().datagram_received)
 
     def quic_event_received(self, event: events.QuicEvent) -> None:
         self.carrier._on_event(event)
@@ -332,13 +380,14 @@ class QuicTransport:
             listener.carriers.add(carrier)
             return carrier.protocol
 
+        infos = await loop.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
+        udp = _udp_socket(host, port, infos[0][0])
         _, server = await loop.create_datagram_endpoint(
-            lambda: QuicServer(configuration=cfg, create_protocol=create),
-            local_addr=(host, port),
+            lambda: _DrainingQuicServer(configuration=cfg, create_protocol=create), sock=udp,
         )
-        assert server._transport is not None
-        sock = server._transport.get_extra_info("sockname")
-        listener = QuicListener(server, (sock[0], sock[1]), identity)
+        server.sock = udp
+        bound = udp.getsockname()
+        listener = QuicListener(server, (bound[0], bound[1]), identity)
         return listener
 
     async def connect(
@@ -354,11 +403,11 @@ class QuicTransport:
         except OSError as exc:
             raise ConnectError(f"cannot resolve {host}: {exc}") from exc
         addr = infos[0][4]
-        family = infos[0][0]
+        udp = _udp_socket("::" if infos[0][0] == socket.AF_INET6 else "0.0.0.0", 0, infos[0][0])
         carrier = QuicCarrier(quic, handler=handler, fingerprint=fingerprint,
                               max_message=self.max_message)
-        transport, _ = await loop.create_datagram_endpoint(lambda: carrier.protocol,
-                                                           family=family)
+        carrier.protocol.sock = udp
+        transport, _ = await loop.create_datagram_endpoint(lambda: carrier.protocol, sock=udp)
         carrier.protocol.connect(addr)
         try:
             await asyncio.wait_for(carrier.wait_verified(), timeout)
