@@ -36,6 +36,8 @@ def register(sub: Any) -> None:
                        help="stop the simulation after this many seconds (replication goes on);"
                        " the state digest printed at exit is then what clients must hold")
     serve.add_argument("--quiet", action="store_true", help="no per-second status lines")
+    serve.add_argument("--timeout", type=float, default=10.0,
+                       help="seconds of silence after which a session is given up")
     serve.set_defaults(func=cmd_serve)
 
     connect = sub.add_parser("connect", help="mirror a server's scene with a live table")
@@ -73,12 +75,14 @@ def cmd_token(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     from . import scenes
     from .server import Server
+    from .session import SessionConfig
 
     hosted = scenes.host(args.scene, args.entities)
     server = Server(hosted.world, hosted.schema, step=hosted.step, host=args.host,
                     port=args.port, rate=args.rate or hosted.rate, state_dir=args.state_dir,
                     max_clients=args.max_clients, interest=hosted.interest,
-                    transport=args.transport)
+                    transport=args.transport,
+                    session_config=SessionConfig(hosted.schema, timeout=args.timeout))
 
     async def main() -> None:
         listener = await server.start()

@@ -79,6 +79,7 @@ class Client(CarrierHandler):
         rate: float = 60.0,
         reconnect: bool = True,
         reconnect_delay: float = 0.5,
+        connect_timeout: float = 5.0,
         transport_options: dict[str, Any] | None = None,
     ) -> None:
         self.schema = schema
@@ -96,6 +97,7 @@ class Client(CarrierHandler):
         self.rate = rate
         self.reconnect = reconnect
         self.reconnect_delay = reconnect_delay
+        self.connect_timeout = connect_timeout
         self.receiver = Receiver(schema, self.world)
         self.roster = Roster()
         self.log: CommandLog | None = None
@@ -115,13 +117,20 @@ class Client(CarrierHandler):
     def now(self) -> float:
         return self._loop.time() if self._loop is not None else time.monotonic()
 
-    async def connect(self, timeout: float = 5.0) -> Connected:
+    async def connect(self, timeout: float | None = None) -> Connected:
         """Open a connection and complete the handshake; RefusedError when refused."""
+        timeout = self.connect_timeout if timeout is None else timeout
         self._loop = asyncio.get_running_loop()
         transport = resolve(self._transport_arg, **self._transport_options)
         creds = ClientCredentials.from_seed(self.signer.secret_seed(), self.token, self.role)
         self._lost = asyncio.Event()
-        carrier = await transport.connect(self.host, self.port, self, fingerprint=self.fingerprint)
+        try:
+            carrier = await asyncio.wait_for(
+                transport.connect(self.host, self.port, self, fingerprint=self.fingerprint),
+                timeout)
+        except asyncio.TimeoutError:
+            raise ConnectError(f"no connection to {self.host}:{self.port} in {timeout:g} s")\
+                from None
         cfg = replace(self.session_config,
                       max_datagram=min(self.session_config.max_datagram,
                                        carrier.max_datagram_size))

@@ -82,6 +82,14 @@ class ServerStats:
     commands_relayed: int = 0
     sync_rate_drops: int = 0
     tick_seconds: float = 0.0  # total time inside tick()
+    #: drops counted by sessions that have ended (live ones: Server.faults())
+    retired_faults: dict[str, int] = field(default_factory=dict)
+
+
+def _faults(session: Session) -> dict[str, int]:
+    st = session.stats
+    return {"malformed": st.malformed, "unexpected": st.unexpected, "oversize": st.oversize,
+            "after_close": st.after_close}
 
 
 class ClientInfo(CarrierHandler):
@@ -300,6 +308,8 @@ class Server:
                 self.stats.refused[name] = self.stats.refused.get(name, 0) + 1
                 self.world.telemetry.count(f"net.refused.{name}")
             elif isinstance(event, Disconnected):
+                for name, n in _faults(session).items():
+                    self.stats.retired_faults[name] = self.stats.retired_faults.get(name, 0) + n
                 self._pending.discard(info)
                 if self.clients.get(session.session_id) is info:
                     del self.clients[session.session_id]
@@ -419,6 +429,19 @@ class Server:
         for channel, data in info.session.datagrams_to_send(now):
             if not info.carrier.send(channel, data):
                 self.stats.state_dropped += 1
+
+    def faults(self) -> dict[str, int]:
+        """Every peer fault dropped so far (malformed, unexpected, oversize, after close), over
+        live and ended sessions, plus the carrier's own counters where it has them."""
+        total = dict(self.stats.retired_faults)
+        for info in list(self.clients.values()) + list(self._pending):
+            for name, n in _faults(info.session).items():
+                total[name] = total.get(name, 0) + n
+        carrier_counts = getattr(self.listener, "fault_counts", None)
+        if carrier_counts is not None:
+            for name, n in carrier_counts().items():
+                total[name] = total.get(name, 0) + int(n)
+        return total
 
     def converged(self, state: Snapshot) -> bool:
         """Whether a client's applied ``state`` is bit for bit the server's latest."""

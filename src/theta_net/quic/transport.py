@@ -25,13 +25,15 @@ import socket
 import ssl
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from aioquic.asyncio.protocol import QuicConnectionProtocol
 from aioquic.asyncio.server import QuicServer
+from aioquic.buffer import Buffer
 from aioquic.quic import events
 from aioquic.quic.configuration import QuicConfiguration
 from aioquic.quic.connection import QuicConnection
+from aioquic.quic.packet import pull_quic_header
 
 from ..carrier import Carrier, CarrierHandler, Channel
 from ..errors import ConnectError, FingerprintMismatchError
@@ -70,6 +72,11 @@ DRAIN_BATCH = 512
 SOCKET_BUFFER = 4 << 20
 
 
+def _retrieve(future: asyncio.Future[None]) -> None:
+    if not future.cancelled():
+        future.exception()
+
+
 def _drain(sock: socket.socket | None, handle: Callable[[bytes, Any], None]) -> None:
     """Read what else is waiting on ``sock`` now, up to DRAIN_BATCH datagrams."""
     if sock is None:
@@ -98,13 +105,24 @@ def _udp_socket(host: str, port: int, family: int) -> socket.socket:
 
 
 class _DrainingQuicServer(QuicServer):
-    """aioquic's server endpoint, reading every waiting datagram per wake-up."""
+    """aioquic's server endpoint, reading every waiting datagram per wake-up, and counting the
+    datagrams that are not QUIC at all (aioquic drops them silently)."""
 
     sock: socket.socket | None = None
+    not_quic = 0
 
     def datagram_received(self, data: bytes | str, addr: Any) -> None:
+        self._one(data, addr)
+        _drain(self.sock, self._one)
+
+    def _one(self, data: bytes | str, addr: Any) -> None:
+        try:
+            pull_quic_header(Buffer(data=cast(bytes, data)),
+                             host_cid_length=self._configuration.connection_id_length)
+        except ValueError:
+            self.not_quic += 1
+            return
         super().datagram_received(data, addr)
-        _drain(self.sock, super().datagram_received)
 
 
 class _QuicProtocol(QuicConnectionProtocol):
@@ -157,6 +175,7 @@ class QuicCarrier:
         self._stream_id: int | None = None
         self._loop = asyncio.get_running_loop()
         self._verified: asyncio.Future[None] = self._loop.create_future()
+        self._verified.add_done_callback(_retrieve)  # a failure nobody awaits is not an error
         self._flush_scheduled = False
 
     # -- Carrier -------------------------------------------------------------------------------
@@ -298,6 +317,12 @@ from cryptography.hazmat.primitives.serialization import Encoding as _Encoding  
 _DER = _Encoding.DER
 
 
+def _fault_fields(stats: QuicStats) -> dict[str, int]:
+    return {"stale_dropped": stats.stale_dropped, "oversize_dropped": stats.oversize_dropped,
+            "bad_datagrams": stats.bad_datagrams, "bad_streams": stats.bad_streams,
+            "oversize_frames": stats.oversize_frames, "unread_closes": stats.unread_closes}
+
+
 class QuicListener:
     """A listening QUIC server (``Listener``): the address it bound and its open carriers."""
 
@@ -307,11 +332,31 @@ class QuicListener:
         self.identity = identity
         self.carriers: set[QuicCarrier] = set()
         self.refused_connections = 0
+        self._retired: dict[str, int] = {}
         self.closed = False
 
     @property
     def fingerprint_hex(self) -> str:
         return self.identity.fingerprint_hex
+
+    def retire(self, carrier: QuicCarrier) -> None:
+        for name, n in _fault_fields(carrier.stats).items():
+            self._retired[name] = self._retired.get(name, 0) + n
+
+    def fault_counts(self) -> dict[str, int]:
+        """The carriers' drops (live and closed connections) and the listener's own."""
+        total = dict(self._retired)
+        for carrier in self.carriers:
+            for name, n in _fault_fields(carrier.stats).items():
+                total[name] = total.get(name, 0) + n
+        total["not_quic"] = self.not_quic
+        total["connections_refused"] = self.refused_connections
+        return total
+
+    @property
+    def not_quic(self) -> int:
+        """Datagrams that were not QUIC packets (dropped)."""
+        return self._server.not_quic if isinstance(self._server, _DrainingQuicServer) else 0
 
     def close(self) -> None:
         if self.closed:
@@ -335,8 +380,12 @@ class QuicTransport:
         max_message: int = 1 << 20,
         idle_timeout: float = 15.0,
         max_datagram_size: int = 1200,
+        max_send_buffer: int = 8 << 20,
+        connect_timeout: float = 5.0,
     ) -> None:
         self.identity = identity
+        self.max_send_buffer = max_send_buffer
+        self.connect_timeout = connect_timeout
         self.max_connections = max_connections
         self.max_message = max_message
         self.idle_timeout = idle_timeout
@@ -367,11 +416,12 @@ class QuicTransport:
         def forget(carrier: QuicCarrier) -> None:
             if listener is not None:
                 listener.carriers.discard(carrier)
+                listener.retire(carrier)
 
         def create(quic: QuicConnection, stream_handler: Any = None) -> QuicConnectionProtocol:
             assert listener is not None
             carrier = QuicCarrier(quic, accept=accept, max_message=self.max_message,
-                                  on_close=forget)
+                                  max_send_buffer=self.max_send_buffer, on_close=forget)
             if len(listener.carriers) >= self.max_connections or listener.closed:
                 listener.refused_connections += 1
                 carrier._accept = None
@@ -392,7 +442,7 @@ class QuicTransport:
 
     async def connect(
         self, host: str, port: int, handler: CarrierHandler, *, fingerprint: str = "",
-        timeout: float = 5.0,
+        timeout: float | None = None,
     ) -> QuicCarrier:
         loop = asyncio.get_running_loop()
         cfg = self._config(True)
@@ -409,6 +459,7 @@ class QuicTransport:
         carrier.protocol.sock = udp
         transport, _ = await loop.create_datagram_endpoint(lambda: carrier.protocol, sock=udp)
         carrier.protocol.connect(addr)
+        timeout = self.connect_timeout if timeout is None else timeout
         try:
             await asyncio.wait_for(carrier.wait_verified(), timeout)
         except asyncio.TimeoutError:
