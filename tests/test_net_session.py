@@ -302,3 +302,23 @@ def test_token_issue_and_verify_round_trip() -> None:
     assert (exp.value.expires_at, exp.value.now) == (150, 151.0)
     with pytest.raises(TokenMalformedError):
         AUTHORITY.issue("wizard", now=0.0)
+
+
+def test_state_travels_compact_when_both_agree_and_in_envelopes_otherwise() -> None:
+    from theta_ecs.serialization.packet import StatePacket
+
+    packet = encode_packet(StatePacket(7, 5, SCHEMA.wire_hash, b"body" * 20, False, 0))
+    for features, enveloped in ((("delta", "compact-state"), False), (("delta",), True)):
+        client, server = connected_pair(client_config=config(features=features))
+        drain_events(server)
+        client.send_state(packet, 1.0)
+        ((channel, data),) = [
+            (c, d) for c, d in client.datagrams_to_send(1.0)
+            if d[4:8] != b"THNW" or not isinstance(wire.decode_envelope(d).body, wire.Heartbeat)
+        ]
+        assert (data[4:8] == b"THNW") is enveloped
+        server.receive(channel, data, 1.0)
+        assert [e.packet for e in drain_events(server) if isinstance(e, StateReceived)] == [
+            packet]
+    with pytest.raises(ValueError):
+        connected_pair()[0].send_state(b"not compact", 1.0)

@@ -3,8 +3,9 @@
 * ``STATE`` and ``VOICE`` are QUIC DATAGRAM frames (``max_datagram_frame_size`` set on both
   sides), each payload behind one byte naming its channel. An unreliable payload goes out only
   when the congestion controller has room for it (:meth:`QuicCarrier.unreliable_budget`); what
-  is still queued when the connection's transmit ends is dropped (``stale_dropped``), so a slow
-  path gets the newest state, never a backlog of old state, and memory stays bounded.
+  is held by the window or the pacer longer than ``max_datagram_age`` (50 ms) is dropped
+  (``stale_dropped``), so a slow path gets the newest state, never a backlog of old state, and
+  memory stays bounded.
 * ``RELIABLE`` is one bidirectional stream (the client's first, id 0), each message framed by a
   4-byte length (:mod:`theta_net.session.framing`). A frame over ``max_message`` closes the
   connection; so does a peer that lets more than ``max_send_buffer`` bytes pile up unread.
@@ -23,6 +24,7 @@ import asyncio
 import hashlib
 import socket
 import ssl
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, cast
@@ -155,6 +157,7 @@ class QuicCarrier:
         fingerprint: str = "",
         max_message: int = 1 << 20,
         max_send_buffer: int = 8 << 20,
+        max_datagram_age: float = 0.05,
         on_close: Callable[[QuicCarrier], None] | None = None,
     ) -> None:
         self.protocol = _QuicProtocol(quic)
@@ -177,6 +180,8 @@ class QuicCarrier:
         self._verified: asyncio.Future[None] = self._loop.create_future()
         self._verified.add_done_callback(_retrieve)  # a failure nobody awaits is not an error
         self._flush_scheduled = False
+        self._queued_at: deque[float] = deque()
+        self.max_datagram_age = max_datagram_age
 
     # -- Carrier -------------------------------------------------------------------------------
     def send(self, channel: Channel, payload: bytes) -> bool:
@@ -195,13 +200,29 @@ class QuicCarrier:
         if len(payload) > self.max_datagram_size:
             self.stats.oversize_dropped += 1
             return False
+        self._drop_stale()
         if len(payload) + 1 > self.unreliable_budget():
             self.stats.stale_dropped += 1
             return False
         self._quic.send_datagram_frame(_CHANNEL_BYTES[channel] + payload)
+        self._queued_at.append(self._loop.time())
         self.stats.datagrams_sent += 1
-        self._schedule_flush()
+        # A datagram fills a packet of its own: send it now rather than one loop turn later.
+        if self.protocol._transport is not None:
+            self.protocol.transmit()
         return True
+
+    def _drop_stale(self) -> None:
+        """Datagrams the congestion window or the pacer held longer than ``max_datagram_age``
+        are stale (newer state follows): drop them rather than send them late."""
+        pending, times = self._quic._datagrams_pending, self._queued_at
+        while len(times) > len(pending):  # aioquic sends from the left
+            times.popleft()
+        limit = self._loop.time() - self.max_datagram_age
+        while times and times[0] < limit:
+            times.popleft()
+            pending.popleft()
+            self.stats.stale_dropped += 1
 
     def unreliable_budget(self) -> int:
         """Congestion window minus bytes in flight and datagrams already queued."""
@@ -228,15 +249,13 @@ class QuicCarrier:
             self._loop.call_soon(self.flush)
 
     def flush(self) -> None:
-        """Transmit now; unreliable payloads the window did not take are stale: drop them."""
+        """Transmit what is queued (reliable sends are coalesced into one transmit per loop
+        turn; datagrams go at once)."""
         self._flush_scheduled = False
         if self.protocol._transport is None:
             return
         self.protocol.transmit()
-        pending = self._quic._datagrams_pending
-        if pending:
-            self.stats.stale_dropped += len(pending)
-            pending.clear()
+        self._drop_stale()
 
     def _send_buffered(self) -> int:
         if self._stream_id is None:
