@@ -61,9 +61,9 @@ __all__ = ["ClientInfo", "Server", "ServerStats"]
 
 #: Bytes an envelope adds around a replication packet, kept free in every datagram.
 ENVELOPE_ROOM = 96
-#: A path whose congestion window admits at least this much gets no replicator budget at all
-#: (the budget's trimming costs an extra encode).
-UNLIMITED_BUDGET = 256 * 1024
+#: A path whose congestion window admits at least this much gets no replicator budget at all:
+#: trimming to a budget costs a diff and an encode per client, and cannot be shared.
+UNLIMITED_BUDGET = 16 * 1024
 #: Each client may ask for a command-log sync at most this often (an answer can be large).
 SYNC_INTERVAL_S = 0.25
 #: How long a finished session's connection stays open for its last message to arrive.
@@ -81,6 +81,7 @@ class ServerStats:
     state_dropped: int = 0  # datagrams the carrier refused (window, size)
     commands_relayed: int = 0
     sync_rate_drops: int = 0
+    resyncs: int = 0  # clients restarted from a full state after falling too far behind
     tick_seconds: float = 0.0  # total time inside tick()
     #: drops counted by sessions that have ended (live ones: Server.faults())
     retired_faults: dict[str, int] = field(default_factory=dict)
@@ -334,12 +335,7 @@ class Server:
                 self.clients.pop(sid, None)
         self.clients[event.session_id] = info
         self.stats.admitted += 1
-        neg = event.negotiated
-        budget = max(256, neg.max_datagram - ENVELOPE_ROOM)
-        rep = Replicator(self.schema, replace(self.replicator_config, packet_budget=budget),
-                         telemetry=None)
-        rep.codec = SharedEncoder(rep.codec, self.encode_cache)  # type: ignore[assignment]
-        info.replicator = rep
+        info.replicator = self._new_replicator(event.negotiated.max_datagram)
         role = Role[event.role.upper()]
         if event.public_key not in {m.public_key for m in self.roster} or \
                 self.roster.role_of(event.author) != role:
@@ -351,6 +347,12 @@ class Server:
                 other.session.send_roster(members, now)
                 if other is not info:
                     self._flush(other, now)
+
+    def _new_replicator(self, max_datagram: int) -> Replicator:
+        budget = max(256, max_datagram - ENVELOPE_ROOM)
+        rep = Replicator(self.schema, replace(self.replicator_config, packet_budget=budget))
+        rep.codec = SharedEncoder(rep.codec, self.encode_cache)  # type: ignore[assignment]
+        return rep
 
     def _on_commands(self, info: ClientInfo, packet: bytes, now: float) -> None:
         try:
@@ -409,6 +411,12 @@ class Server:
         rep, session = info.replicator, info.session
         if rep is None or not session.connected:
             return
+        acked = rep.acked_sequence
+        if acked is not None and state.tick - acked > rep.config.max_history:
+            # The client's acks stopped naming states we still hold (it fell too far behind):
+            # start it over from a full state rather than send deltas it cannot decode.
+            rep = info.replicator = self._new_replicator(session.max_datagram)
+            self.stats.resyncs += 1
         room = info.carrier.unreliable_budget()
         if room < session.max_datagram // 2:
             self.stats.state_skipped += 1  # the path is full: this tick's state is stale anyway
@@ -467,6 +475,8 @@ class Server:
             "admitted": st.admitted, "refused": dict(st.refused), "disconnected": st.disconnected,
             "state_bytes": st.state_bytes, "state_skipped": st.state_skipped,
             "state_dropped": st.state_dropped, "commands_relayed": st.commands_relayed,
+            "resyncs": st.resyncs,
             "shared_encodes": self.encode_cache.shared, "encodes": self.encode_cache.encodes,
+            "shared_between_clients": self.encode_cache.shared_between,
             "log_entries": len(self.log), "per_client": clients,
         }

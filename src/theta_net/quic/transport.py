@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import ipaddress
 import socket
 import ssl
 from collections import deque
@@ -65,6 +66,9 @@ class QuicStats:
     bad_streams: int = 0  # data on a stream other than the reliable one
     oversize_frames: int = 0  # a reliable frame over max_message (connection closed)
     unread_closes: int = 0  # the peer let max_send_buffer pile up (connection closed)
+    udp_bytes_sent: int = 0  # UDP payloads, QUIC framing included (client side: every byte;
+    udp_datagrams_sent: int = 0  # server side: the server endpoint's socket is shared)
+    udp_bytes_received: int = 0
     extra: dict[str, int] = field(default_factory=dict)
 
 
@@ -72,6 +76,14 @@ class QuicStats:
 #: would fall behind its socket and queue seconds of packets in the kernel).
 DRAIN_BATCH = 512
 SOCKET_BUFFER = 4 << 20
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
 
 
 def _retrieve(future: asyncio.Future[None]) -> None:
@@ -127,15 +139,41 @@ class _DrainingQuicServer(QuicServer):
         super().datagram_received(data, addr)
 
 
+class _CountingTransport:
+    """A datagram transport that counts the UDP payload bytes it sends (QUIC framing included:
+    what goes on the wire, less the IP and UDP headers)."""
+
+    def __init__(self, transport: asyncio.DatagramTransport, stats: QuicStats) -> None:
+        self._transport = transport
+        self._stats = stats
+
+    def sendto(self, data: bytes, addr: Any = None) -> None:
+        self._stats.udp_bytes_sent += len(data)
+        self._stats.udp_datagrams_sent += 1
+        self._transport.sendto(data, addr)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+
 class _QuicProtocol(QuicConnectionProtocol):
     """aioquic's asyncio protocol for one connection; forwards its events to the carrier."""
 
     carrier: QuicCarrier
     sock: socket.socket | None = None
 
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        counted = _CountingTransport(cast(asyncio.DatagramTransport, transport),
+                                     self.carrier.stats)
+        super().connection_made(cast(asyncio.BaseTransport, counted))
+
     def datagram_received(self, data: bytes | str, addr: Any) -> None:
+        self._count(data, addr)
+        _drain(self.sock, self._count)
+
+    def _count(self, data: bytes | str, addr: Any) -> None:
+        self.carrier.stats.udp_bytes_received += len(data)
         super().datagram_received(data, addr)
-        _drain(self.sock, super().datagram_received)
 
     def quic_event_received(self, event: events.QuicEvent) -> None:
         self.carrier._on_event(event)
@@ -468,7 +506,8 @@ class QuicTransport:
         cfg.server_name = host
         quic = QuicConnection(configuration=cfg)
         try:
-            infos = await loop.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
+            infos = await loop.getaddrinfo(host, port, type=socket.SOCK_DGRAM,
+                                           flags=socket.AI_NUMERICHOST if _is_ip(host) else 0)
         except OSError as exc:
             raise ConnectError(f"cannot resolve {host}: {exc}") from exc
         addr = infos[0][4]

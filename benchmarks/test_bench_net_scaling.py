@@ -1,0 +1,158 @@
+"""Server scaling over real QUIC on 127.0.0.1: 1, 8, 32 and 64 clients of the cubes scene at
+60 Hz (server process CPU per client per tick, bytes per client, every client converged, the
+encodes shared between clients with the same acknowledged baseline), and the cubes bytes on the
+wire with QUIC framing next to the session's and the replicator's own counts.
+
+The server runs in its own process (benchmarks/net_bench_server.py); the clients run here.
+Targets (issue 8): 32 clients on one server core at <= 70% CPU.
+Run: ``.venv/bin/python -m pytest benchmarks/test_bench_net_scaling.py -s``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from theta_net.cli import state_digest
+from theta_net.client import Client
+from theta_net.scenes import schema_for
+
+HERE = Path(__file__).parent
+RESULTS = HERE / "results"
+COUNTS = [int(n) for n in os.environ.get("THETA_BENCH_CLIENTS", "1,8,32,64").split(",")]
+MEASURE_S = float(os.environ.get("THETA_BENCH_SECONDS", "5"))
+RATE = 60.0
+
+
+class Worker:
+    def __init__(self) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, str(HERE / "net_bench_server.py"), "--rate", str(RATE)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1,
+        )
+        self.port = int(self.expect("port")[1])
+        self.token = self.expect("token")[1]
+
+    def expect(self, key: str) -> list[str]:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            if line.startswith(key + " "):
+                return line.split()
+        raise RuntimeError(f"the server worker exited before {key!r}")
+
+    def stats(self) -> dict[str, float]:
+        self.send("stats")
+        words = self.expect("stats")[1:]
+        return {words[i]: float(words[i + 1]) for i in range(0, len(words), 2)}
+
+    def send(self, command: str) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(command + "\n")
+        self.proc.stdin.flush()
+
+    def close(self) -> None:
+        self.send("quit")
+        self.proc.wait(20)
+
+
+async def _stats(worker: Worker) -> dict[str, float]:
+    return await asyncio.get_running_loop().run_in_executor(None, worker.stats)
+
+
+async def measure(worker: Worker, n: int) -> dict[str, Any]:
+    schema = schema_for("cubes")
+    clients = [Client(schema, "127.0.0.1", worker.port, worker.token, rate=20.0,
+                      reconnect=False, connect_timeout=20) for _ in range(n)]
+    tasks = [asyncio.ensure_future(c.run()) for c in clients]
+    loop = asyncio.get_running_loop()
+    try:
+        end = loop.time() + 60
+        while not all(len(c.receiver.applied) == 901 for c in clients):
+            if loop.time() > end:
+                raise AssertionError("clients did not all join in 60 s")
+            await asyncio.sleep(0.1)
+        await asyncio.sleep(1.0)
+        a = await _stats(worker)
+        down0 = [c.carrier.stats.udp_bytes_received if c.carrier else 0 for c in clients]  # type: ignore[attr-defined]
+        state0 = [c.session.stats.bytes_received["STATE"] if c.session else 0 for c in clients]
+        await asyncio.sleep(MEASURE_S)
+        b = await _stats(worker)
+        down1 = [c.carrier.stats.udp_bytes_received if c.carrier else 0 for c in clients]  # type: ignore[attr-defined]
+        state1 = [c.session.stats.bytes_received["STATE"] if c.session else 0 for c in clients]
+        ticks = b["ticks"] - a["ticks"]
+        wall = b["wall"] - a["wall"]
+        cpu = b["cpu"] - a["cpu"]
+        encodes, shared = b["encodes"] - a["encodes"], b["shared"] - a["shared"]
+        between = b["between"] - a["between"]
+        encode_s = b["encode_s"] - a["encode_s"]
+        # convergence: freeze the server's state, let every mirror settle, compare digests
+        worker.send("pause")
+        converged = 0
+        settle_end = loop.time() + 20
+        while loop.time() < settle_end:
+            await asyncio.sleep(0.5)
+            worker.send("digest")
+            digest = (await loop.run_in_executor(None, worker.expect, "digest"))[1]
+            converged = sum(state_digest(c.receiver.applied) == digest for c in clients)
+            if converged == n:
+                break
+        worker.send("resume")
+        wire = [(d1 - d0) for d0, d1 in zip(down0, down1)]
+        payload = [(s1 - s0) for s0, s1 in zip(state0, state1)]
+        return {
+            "clients": n, "ticks_per_s": round(ticks / wall, 1),
+            "server_cpu_share": round(cpu / wall, 3),
+            "server_cpu_ms_per_tick": round(cpu / ticks * 1e3, 3),
+            "wire_kbps_per_client": round(sum(wire) / n * 8 / wall / 1e3, 1),
+            "state_payload_kbps_per_client": round(sum(payload) / n * 8 / wall / 1e3, 1),
+            "bytes_per_client_per_tick": round(sum(wire) / n / ticks, 1),
+            "encodes": int(encodes), "cache_hits": int(shared),
+            "shared_between_clients": int(between),
+            "encode_ms_saved_per_s": round(shared * (encode_s / max(encodes, 1)) / wall * 1e3, 2),
+            "encode_ms_spent_per_s": round(encode_s / wall * 1e3, 2),
+            "converged": converged, "skipped": int(b["skipped"] - a["skipped"]),
+        }
+    finally:
+        for c in clients:
+            c.close()
+        for t in tasks:
+            t.cancel()
+        await asyncio.sleep(1.0)
+
+
+def test_server_scaling_and_wire_bytes(benchmark: Any) -> None:
+    worker = Worker()
+    rows: list[dict[str, Any]] = []
+
+    async def run_all() -> None:
+        await asyncio.sleep(1.0)
+        a = await _stats(worker)
+        await asyncio.sleep(MEASURE_S)
+        b = await _stats(worker)
+        idle = (b["cpu"] - a["cpu"]) / (b["ticks"] - a["ticks"])
+        rows.append({"clients": 0, "server_cpu_ms_per_tick": round(idle * 1e3, 3),
+                     "ticks_per_s": round((b["ticks"] - a["ticks"]) / (b["wall"] - a["wall"]), 1)})
+        for n in COUNTS:
+            row = await measure(worker, n)
+            row["server_us_per_client_per_tick"] = round(
+                (row["server_cpu_ms_per_tick"] - idle * 1e3) * 1e3 / n, 1)
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+
+    try:
+        benchmark.pedantic(lambda: asyncio.run(run_all()), rounds=1, iterations=1)
+    finally:
+        worker.close()
+    benchmark.extra_info["rows"] = rows
+    benchmark.extra_info["note"] = (
+        "server in its own process, clients in the benchmark process, 2 shared cores; the "
+        "scene's frames are replayed (simulation cost excluded); idle = server with no clients")
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "net_scaling.json").write_text(json.dumps(rows, indent=2) + "\n")
+    for row in rows[1:]:
+        assert row["converged"] == row["clients"], row
