@@ -87,7 +87,7 @@ async def main() -> None:
               f"tick_s {server.stats.tick_seconds:.6f} state_bytes {m['state_bytes']} "
               f"encodes {cache.encodes} shared {cache.shared} between {cache.shared_between} "
               f"encode_s {cache.encode_seconds:.6f} skipped {m['state_skipped']} "
-              f"dropped {m['state_dropped']}", flush=True)
+              f"dropped {m['state_dropped']} resyncs {m['resyncs']}", flush=True)
 
     while True:
         raw = await reader.readline()

@@ -73,6 +73,8 @@ def cmd_token(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    from theta_ecs.errors import ThetaError
+
     from . import scenes
     from .server import Server
     from .session import SessionConfig
@@ -128,7 +130,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
         await asyncio.sleep(0.1)
         print("theta serve: stopped cleanly", flush=True)
 
-    asyncio.run(main())
+    try:
+        asyncio.run(main())
+    except (OSError, ThetaError) as exc:
+        print(f"theta serve: cannot serve on {args.host}:{args.port}: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -66,6 +66,9 @@ ENVELOPE_ROOM = 96
 UNLIMITED_BUDGET = 16 * 1024
 #: Each client may ask for a command-log sync at most this often (an answer can be large).
 SYNC_INTERVAL_S = 0.25
+#: A client whose newest acknowledgement is this many ticks old gets no new state until it acks
+#: (an ack clock: a slow client or path is not flooded with states it cannot take).
+ACK_LAG_TICKS = 15
 #: How long a finished session's connection stays open for its last message to arrive.
 CLOSE_GRACE_S = 0.5
 
@@ -417,6 +420,11 @@ class Server:
             # start it over from a full state rather than send deltas it cannot decode.
             rep = info.replicator = self._new_replicator(session.max_datagram)
             self.stats.resyncs += 1
+        if acked is not None and state.tick - acked > ACK_LAG_TICKS:
+            # The client has not acknowledged anything for a while: it is slow, or the path is.
+            # Sending more only queues stale state in front of it; the next delta will cover it.
+            self.stats.state_skipped += 1
+            return
         room = info.carrier.unreliable_budget()
         if room < session.max_datagram // 2:
             self.stats.state_skipped += 1  # the path is full: this tick's state is stale anyway

@@ -75,7 +75,10 @@ class QuicStats:
 #: Datagrams read per wake-up at most (asyncio reads one per wake-up: a loop busy with ticks
 #: would fall behind its socket and queue seconds of packets in the kernel).
 DRAIN_BATCH = 512
-SOCKET_BUFFER = 4 << 20
+#: Receive buffers stay shallow: a peer that cannot keep up should lose datagrams (which QUIC's
+#: congestion control sees) rather than read seconds-old state from a deep queue.
+SERVER_SOCKET_BUFFER = 1 << 20
+CLIENT_SOCKET_BUFFER = 256 << 10
 
 
 def _is_ip(host: str) -> bool:
@@ -105,11 +108,11 @@ def _drain(sock: socket.socket | None, handle: Callable[[bytes, Any], None]) -> 
         handle(data, addr)
 
 
-def _udp_socket(host: str, port: int, family: int) -> socket.socket:
+def _udp_socket(host: str, port: int, family: int, buffer: int) -> socket.socket:
     sock = socket.socket(family, socket.SOCK_DGRAM)
     try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, SOCKET_BUFFER)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SOCKET_BUFFER)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, buffer)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, buffer)
         sock.setblocking(False)
         sock.bind((host, port))
     except OSError:
@@ -488,7 +491,7 @@ class QuicTransport:
             return carrier.protocol
 
         infos = await loop.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
-        udp = _udp_socket(host, port, infos[0][0])
+        udp = _udp_socket(host, port, infos[0][0], SERVER_SOCKET_BUFFER)
         _, server = await loop.create_datagram_endpoint(
             lambda: _DrainingQuicServer(configuration=cfg, create_protocol=create), sock=udp,
         )
@@ -511,7 +514,8 @@ class QuicTransport:
         except OSError as exc:
             raise ConnectError(f"cannot resolve {host}: {exc}") from exc
         addr = infos[0][4]
-        udp = _udp_socket("::" if infos[0][0] == socket.AF_INET6 else "0.0.0.0", 0, infos[0][0])
+        udp = _udp_socket("::" if infos[0][0] == socket.AF_INET6 else "0.0.0.0", 0, infos[0][0],
+                          CLIENT_SOCKET_BUFFER)
         carrier = QuicCarrier(quic, handler=handler, fingerprint=fingerprint,
                               max_message=self.max_message)
         carrier.protocol.sock = udp
