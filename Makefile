@@ -23,6 +23,8 @@ bench: build
 	$(BIN)/python benchmarks/ecs_bench.py --json --out benchmarks/results/ecs.json
 	$(BIN)/python benchmarks/commandlog_bench.py --out benchmarks/results/commandlog.json
 	$(BIN)/python benchmarks/bandwidth_bench.py
+	$(BIN)/python -m pytest benchmarks/test_bench_net_rtt.py benchmarks/test_bench_net_scaling.py \
+	  -p no:cacheprovider --benchmark-json benchmarks/results/net.json
 
 sysdeps:
 	@bash .ci/sysdeps
