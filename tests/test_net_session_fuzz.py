@@ -64,3 +64,47 @@ def test_handshake_garbage_never_connects(data: bytes) -> None:
     server.accept(0.0)
     server.receive(Channel.RELIABLE, data, 0.1)
     assert server.state is not SessionState.CONNECTED
+
+
+@FUZZ
+@given(st.one_of(st.binary(max_size=300), st.text(max_size=300),
+                 st.binary(min_size=138, max_size=138).map(
+                     lambda b: "theta1." + __import__("base64").urlsafe_b64encode(b).decode())))
+def test_token_decoder_refuses_junk_with_token_errors(token: bytes | str) -> None:
+    from tests.net_support import AUTHORITY, WALL
+    from theta_net.errors import TokenError
+
+    try:
+        AUTHORITY.verify(token, WALL)
+    except TokenError:
+        return
+    raise AssertionError("a junk token verified")
+
+
+@FUZZ
+@given(st.lists(st.binary(max_size=64), max_size=20), st.lists(st.integers(1, 40), max_size=10))
+def test_deframer_returns_exactly_the_framed_messages(messages: list[bytes],
+                                                      cuts: list[int]) -> None:
+    from theta_net.session import Deframer, frame
+
+    stream = b"".join(frame(m) for m in messages)
+    d = Deframer(max_message=64)
+    out: list[bytes] = []
+    pos = 0
+    for cut in [*cuts, len(stream)]:
+        out += d.feed(stream[pos : pos + cut])
+        pos += cut
+    out += d.feed(stream[pos:])
+    assert out == messages and d.buffered == 0 and not d.failed
+
+
+@FUZZ
+@given(st.binary(max_size=200))
+def test_deframer_never_buffers_past_its_limit(junk: bytes) -> None:
+    from theta_net.session import Deframer
+
+    d = Deframer(max_message=32)
+    for _ in range(3):
+        d.feed(junk)
+    assert d.failed or d.buffered <= 3 * len(junk)
+    assert d.buffered <= 32 + 4 or d.failed

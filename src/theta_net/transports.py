@@ -21,6 +21,11 @@ def resolve(transport: TransportBackend | str | None = None, **options: Any) -> 
         return transport
     name = transport or os.environ.get("THETA_TRANSPORT") or DEFAULT
     backend = plugins.create("theta.transports", name, **options)
+    if hasattr(backend, "connect_pair") and not hasattr(backend, "listen"):
+        # The core's in-process loopback model: serve it through the carrier adapter.
+        from .loopback import LoopbackBackend
+
+        backend = LoopbackBackend(backend)
     if not hasattr(backend, "listen") or not hasattr(backend, "connect"):
         raise BackendUnavailableError(
             f"transport {name!r} is not a network transport (it has no listen/connect): "
