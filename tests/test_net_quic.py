@@ -78,6 +78,8 @@ def test_two_clients_join_converge_and_share_commands_with_verified_roles() -> N
                         > 0, what="the server refusing the viewer's command")
             assert not server.pipeline.editor.alive(forged)
             assert server.metrics()["clients"] == 2
+            await until(lambda: server.world.telemetry.gauges.get("net.clients") == 2.0,
+                        what="the server's telemetry gauges")
         finally:
             for c in (editor, viewer):
                 c.close()

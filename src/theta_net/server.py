@@ -408,7 +408,20 @@ class Server:
         for info in list(self.clients.values()) + list(self._pending):
             info.session.handle_timer(now)
             self._process(info, now)
+        if self.tick_count % max(1, round(self.rate)) == 0:
+            self._gauges()
         self.stats.tick_seconds += time.perf_counter() - t0
+
+    def _gauges(self) -> None:
+        """Once a second: the sessions' health in the world's telemetry."""
+        tel = self.world.telemetry
+        sessions = [info.session for info in self.clients.values()]
+        tel.gauge("net.clients", float(len(sessions)))
+        tel.gauge("net.pending_handshakes", float(len(self._pending)))
+        tel.gauge("net.srtt_ms_max", max((s.rtt.srtt * 1e3 for s in sessions), default=0.0))
+        tel.gauge("net.rttvar_ms_max", max((s.rtt.rttvar * 1e3 for s in sessions), default=0.0))
+        tel.gauge("net.loss_max", max((s.loss.loss for s in sessions), default=0.0))
+        tel.gauge("net.state_bytes", float(self.stats.state_bytes))
 
     def _replicate(self, info: ClientInfo, state: Snapshot, now: float) -> None:
         rep, session = info.replicator, info.session
