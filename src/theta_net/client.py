@@ -129,8 +129,8 @@ class Client(CarrierHandler):
                 transport.connect(self.host, self.port, self, fingerprint=self.fingerprint),
                 timeout)
         except asyncio.TimeoutError:
-            raise ConnectError(f"no connection to {self.host}:{self.port} in {timeout:g} s")\
-                from None
+            where = f"{self.host}:{self.port}"
+            raise ConnectError(f"no connection to {where} in {timeout:g} s") from None
         cfg = replace(self.session_config,
                       max_datagram=min(self.session_config.max_datagram,
                                        carrier.max_datagram_size))

@@ -340,9 +340,14 @@ class Server:
         self.stats.admitted += 1
         info.replicator = self._new_replicator(event.negotiated.max_datagram)
         role = Role[event.role.upper()]
-        if event.public_key not in {m.public_key for m in self.roster} or \
-                self.roster.role_of(event.author) != role:
-            self.roster.add(event.public_key, role)
+        if event.author not in self.roster or self.roster.role_of(event.author) != role:
+            try:
+                self.roster.add(event.public_key, role)
+            except ValueError as exc:  # a key whose net-id namespace collides with another's
+                self.clients.pop(event.session_id, None)
+                info.session.close(now, f"key refused: {exc}")
+                self._process(info, now)
+                return
             self._save_roster()
         members = tuple((m.public_key, int(m.role)) for m in self.roster)
         for other in self.clients.values():
