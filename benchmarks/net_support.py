@@ -175,3 +175,69 @@ async def session_connect(port: int) -> SessionClient:
     client.flush()
     await client.connected
     return client
+
+
+# -- an impaired path: a UDP relay that delays and drops ---------------------------------------
+class UdpRelay:
+    """Forwards UDP between clients and ``target`` on 127.0.0.1, delaying each datagram by
+    ``delay`` seconds and dropping it with probability ``loss`` (each way, seeded): the path of
+    the loopback model's bandwidth run (100 ms RTT, 1% loss), for real QUIC."""
+
+    def __init__(self, target: int, delay: float, loss: float, seed: int = 0) -> None:
+        import random
+
+        self.target = ("127.0.0.1", target)
+        self.delay, self.loss = delay, loss
+        self.rng = random.Random(seed)
+        self.port = 0
+        self._front: asyncio.DatagramTransport | None = None
+        self._backs: dict[Any, asyncio.DatagramTransport] = {}
+        self._opening: set[asyncio.Future[None]] = set()
+
+    async def start(self) -> int:
+        loop = asyncio.get_running_loop()
+        relay = self
+
+        class Front(asyncio.DatagramProtocol):
+            def datagram_received(self, data: bytes, addr: Any) -> None:
+                relay._to_server(data, addr)
+
+        transport, _ = await loop.create_datagram_endpoint(Front, local_addr=("127.0.0.1", 0))
+        self._front = transport
+        self.port = transport.get_extra_info("sockname")[1]
+        return self.port
+
+    def _later(self, send: Any, data: bytes) -> None:
+        if self.rng.random() >= self.loss:
+            asyncio.get_running_loop().call_later(self.delay, send, data)
+
+    def _to_server(self, data: bytes, client: Any) -> None:
+        back = self._backs.get(client)
+        if back is None:
+            task = asyncio.ensure_future(self._open(client, data))
+            self._opening.add(task)
+            task.add_done_callback(self._opening.discard)
+            return
+        self._later(lambda d: back.sendto(d, self.target), data)
+
+    async def _open(self, client: Any, first: bytes) -> None:
+        loop = asyncio.get_running_loop()
+        relay = self
+
+        class Back(asyncio.DatagramProtocol):
+            def datagram_received(self, data: bytes, addr: Any) -> None:
+                front = relay._front
+                if front is not None:
+                    relay._later(lambda d: front.sendto(d, client), data)
+
+        if client not in self._backs:
+            transport, _ = await loop.create_datagram_endpoint(Back,
+                                                               local_addr=("127.0.0.1", 0))
+            self._backs[client] = transport
+        self._to_server(first, client)
+
+    def close(self) -> None:
+        if self._front is not None:
+            self._front.close()
+        for back in self._backs.values():
+            back.close()
