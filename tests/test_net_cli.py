@@ -53,3 +53,43 @@ def test_serve_on_a_port_in_use_fails_cleanly(tmp_path: Path,
 def test_demo_local_is_the_core_demo(capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["demo", "--local", "--entities", "200", "--seconds", "0.2"]) == 0
     assert "theta_net" not in capsys.readouterr().out
+
+
+def test_serve_and_connect_show_a_live_table(tmp_path: Path) -> None:
+    import re
+    import subprocess
+    import sys
+
+    serve = subprocess.Popen(
+        [sys.executable, "-m", "theta_ecs.cli", "serve", "--entities", "16", "--port", "0",
+         "--state-dir", str(tmp_path), "--seconds", "20", "--rate", "30"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    try:
+        assert serve.stdout is not None
+        port = token = ""
+        for line in serve.stdout:
+            if m := re.search(r"on quic://[\d.]+:(\d+)", line):
+                port = m.group(1)
+            if m := re.search(r"join token \(editor, 1 h\): (\S+)", line):
+                token = m.group(1)
+                break
+        done = subprocess.run(
+            [sys.executable, "-m", "theta_ecs.cli", "connect", f"quic://127.0.0.1:{port}",
+             "--token", token, "--seconds", "2.5"],
+            capture_output=True, text=True, timeout=60,
+        )
+        assert done.returncode == 0, done.stderr
+        rows = [r.split() for r in done.stdout.splitlines() if " self " in r]
+        assert rows, done.stdout
+        assert rows[-1][6] == "16"  # entities mirrored
+        bad = subprocess.run(
+            [sys.executable, "-m", "theta_ecs.cli", "connect", f"quic://127.0.0.1:{port}",
+             "--scene", "crowd", "--token", token, "--seconds", "2"],
+            capture_output=True, text=True, timeout=60,
+        )
+        assert bad.returncode == 1 and "schema hash" in bad.stderr and "here" in bad.stderr
+    finally:
+        serve.terminate()
+        serve.wait(20)
+    assert "stopped cleanly" in (serve.stdout.read() if serve.stdout else "")

@@ -437,6 +437,7 @@ class Server:
             # The client's acks stopped naming states we still hold (it fell too far behind):
             # start it over from a full state rather than send deltas it cannot decode.
             rep = info.replicator = self._new_replicator(session.max_datagram)
+            acked = None
             self.stats.resyncs += 1
         if acked is not None and state.tick - acked > ACK_LAG_TICKS:
             # The client has not acknowledged anything for a while: it is slow, or the path is.
