@@ -13,8 +13,11 @@ from pathlib import Path
 from . import manifest, plugins
 from .errors import ManifestMismatchError
 
-#: Modules that add subcommands of their own through ``register(subparsers)``.
-_EXTENSION_MODULES: tuple[str, ...] = ("theta_ecs.serialization.cli",)
+#: Modules that add subcommands of their own through ``register(subparsers)`` (imported only when
+#: the parser is built, and only if present: the core never imports a backend at import time).
+_EXTENSION_MODULES: tuple[str, ...] = ("theta_ecs.serialization.cli", "theta_net.cli")
+#: Where the networked demo lives (``theta demo`` runs it when present; ``--local`` never does).
+_NET_DEMO_MODULE = "theta_net.cli"
 
 
 def _module_exists(name: str) -> bool:
@@ -28,9 +31,13 @@ def _module_exists(name: str) -> bool:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
+    if not args.local and _module_exists(_NET_DEMO_MODULE):
+        code: int = importlib.import_module(_NET_DEMO_MODULE).cmd_demo(args)
+        return code
     from .demo import DemoConfig, run
 
-    run(DemoConfig(entities=args.entities, seconds=args.seconds, seed=args.seed))
+    seconds = 4.0 if args.seconds is None else args.seconds
+    run(DemoConfig(entities=args.entities, seconds=seconds, seed=args.seed))
     return 0
 
 
@@ -107,9 +114,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="theta", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    demo = sub.add_parser("demo", help="run the core simulation demo with live telemetry")
+    demo = sub.add_parser(
+        "demo", help="the networked demo (server and two clients over QUIC on 127.0.0.1); "
+        "--local: the single-process core demo with live telemetry")
+    demo.add_argument("--local", action="store_true", help="the single-process core demo")
     demo.add_argument("--entities", type=int, default=5_000)
-    demo.add_argument("--seconds", type=float, default=4.0)
+    demo.add_argument("--seconds", type=float, default=None,
+                      help="how long to run (default: 4 s local, 10 s networked)")
     demo.add_argument("--seed", type=int, default=0)
     demo.set_defaults(func=_cmd_demo)
 

@@ -1,0 +1,59 @@
+"""theta_net's metric declarations for the Prometheus export (``theta.metrics`` entry point).
+
+A Server or Client writes its figures into its world's telemetry (``net.*`` keys): counters as
+events happen, gauges once a second. Rows of each metric are in docs/metrics.md.
+"""
+
+from __future__ import annotations
+
+from theta_ecs.metrics import REGISTRY
+
+from .session.events import RefusalCode
+
+R = REGISTRY
+_COUNTERS = "telemetry.counters"
+_GAUGES = "telemetry.gauges"
+
+R.counter("theta_net_state_refused_total", "packets",
+          "Client: state packets the receiver refused (undecodable or for another schema).",
+          source=_COUNTERS, key="net.state_refused")
+R.counter("theta_net_sync_answer_too_large_total", "answers",
+          "Server: command-log sync answers larger than the reliable channel's message limit, "
+          "dropped (the client asks again).", source=_COUNTERS, key="net.sync_answer_too_large")
+for _code in RefusalCode:
+    _name = _code.name.lower()
+    R.counter(f"theta_net_refused_{_name}_total", "handshakes",
+              f"Server: handshakes refused for {_name.replace('_', ' ')}.",
+              source=_COUNTERS, key=f"net.refused.{_name}")
+
+# -- gauges (server side, once a second) -------------------------------------------------------
+R.gauge("theta_net_clients", "clients", "Server: connected clients.", source=_GAUGES,
+        key="net.clients")
+R.gauge("theta_net_pending_handshakes", "handshakes", "Server: handshakes in progress.",
+        source=_GAUGES, key="net.pending_handshakes")
+R.gauge("theta_net_srtt_max_seconds", "seconds",
+        "Server: the largest smoothed round-trip time among its clients.",
+        source=_GAUGES, key="net.srtt_ms_max", scale=1e-3)
+R.gauge("theta_net_rttvar_max_seconds", "seconds",
+        "Server: the largest round-trip time variance among its clients.",
+        source=_GAUGES, key="net.rttvar_ms_max", scale=1e-3)
+R.gauge("theta_net_loss_max_ratio", "ratio",
+        "Server: the highest heartbeat loss estimate among its clients.",
+        source=_GAUGES, key="net.loss_max")
+R.gauge("theta_net_state_sent_bytes", "bytes",
+        "Server: state bytes sent to all clients since start.",
+        source=_GAUGES, key="net.state_bytes")
+
+# -- gauges (client side, once a second) -------------------------------------------------------
+R.gauge("theta_net_rtt_seconds", "seconds", "Client: smoothed round-trip time to the server.",
+        source=_GAUGES, key="net.rtt_ms", scale=1e-3)
+R.gauge("theta_net_loss_ratio", "ratio", "Client: heartbeat loss estimate.",
+        source=_GAUGES, key="net.loss")
+R.gauge("theta_net_down_bits_per_second", "bits per second",
+        "Client: bytes received over the last second, as a bit rate.",
+        source=_GAUGES, key="net.kbps_down", scale=1e3)
+R.gauge("theta_net_up_bits_per_second", "bits per second",
+        "Client: bytes sent over the last second, as a bit rate.",
+        source=_GAUGES, key="net.kbps_up", scale=1e3)
+R.gauge("theta_net_mirrored_entities", "entities", "Client: entities mirrored from the server.",
+        source=_GAUGES, key="net.entities")

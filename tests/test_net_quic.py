@@ -1,0 +1,171 @@
+"""Server and clients over real QUIC on 127.0.0.1: joins, convergence, the command log with
+verified identities and roles, refusals, pinned certificates, reconnection after a restart."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import pytest
+
+from theta_ecs.commandlog import PermissionDeniedError, Role
+from theta_ecs.scenes.crowd import CrowdScene
+from theta_ecs.scenes.cubes import CubesScene
+from theta_ecs.serialization.schema import ReplicationSchema
+from theta_net.client import Client
+from theta_net.errors import FingerprintMismatchError, RefusedError
+from theta_net.quic import QuicTransport
+from theta_net.server import Server
+
+SCHEMA = ReplicationSchema(CubesScene.components)
+
+
+async def until(cond: Callable[[], bool], timeout: float = 8.0, what: str = "") -> None:
+    loop = asyncio.get_running_loop()
+    end = loop.time() + timeout
+    while not cond():
+        if loop.time() > end:
+            raise AssertionError(f"timed out waiting for {what or cond}")
+        await asyncio.sleep(0.02)
+
+
+def run(coro: Callable[[], Awaitable[None]]) -> None:
+    asyncio.run(asyncio.wait_for(coro(), 60))
+
+
+def cubes_server(**kw: object) -> tuple[Server, CubesScene]:
+    scene = CubesScene(48, seed=3)
+    return Server(scene.world, SCHEMA, step=scene.step, port=0, rate=30.0, **kw), scene  # type: ignore[arg-type]
+
+
+def test_two_clients_join_converge_and_share_commands_with_verified_roles() -> None:
+    async def main() -> None:
+        server, _ = cubes_server()
+        await server.start()
+        ticking = asyncio.ensure_future(server.run())
+        editor = Client(SCHEMA, "127.0.0.1", server.port, server.issue_token("editor"), rate=30)
+        viewer = Client(SCHEMA, "127.0.0.1", server.port, server.issue_token("viewer"), rate=30)
+        tasks = [asyncio.ensure_future(c.run()) for c in (editor, viewer)]
+        try:
+            await until(lambda: editor.editor is not None and viewer.editor is not None,
+                        what="both clients admitted with a roster")
+            assert editor.connected_event and editor.connected_event.role == "editor"
+            assert server.roster.role_of(editor.signer.author) is Role.EDITOR
+            assert server.roster.role_of(viewer.signer.author) is Role.VIEWER
+            await until(lambda: len(editor.receiver.applied) == 48, what="the join")
+            # Convergence: with the simulation paused, both mirrors equal the server bit for bit.
+            server.paused = True
+            await until(lambda: all(server.converged(c.receiver.applied) for c in (editor, viewer)),
+                        what="convergence")
+            server.paused = False
+            # A command from the editor reaches the server and the viewer, under its author.
+            assert editor.editor is not None and viewer.editor is not None
+            net_id = editor.editor.create_entity({"px": 2.5})
+            await until(lambda: viewer.editor is not None and viewer.editor.alive(net_id),
+                        what="the command at the viewer")
+            assert server.pipeline.editor.transform(net_id)["px"] == 2.5
+            entry = next(e for e in server.log.ordered() if e.scope.entity == net_id)
+            assert entry.author == editor.signer.author
+            # The viewer's token role is the role its log enforces: locally it cannot create ...
+            with pytest.raises(PermissionDeniedError):
+                viewer.editor.create_entity({"px": 1.0})
+            # ... and a viewer that lies to its own roster is refused by the server's log.
+            assert viewer.log is not None
+            viewer.roster.add(viewer.signer.public_key, Role.EDITOR)
+            forged = viewer.editor.create_entity({"px": 9.0})
+            await until(lambda: server.world.telemetry.counters.get("permission_rejections", 0)
+                        > 0, what="the server refusing the viewer's command")
+            assert not server.pipeline.editor.alive(forged)
+            assert server.metrics()["clients"] == 2
+            await until(lambda: server.world.telemetry.gauges.get("net.clients") == 2.0,
+                        what="the server's telemetry gauges")
+        finally:
+            for c in (editor, viewer):
+                c.close()
+            server.close()
+            ticking.cancel()
+            for t in tasks:
+                t.cancel()
+
+    run(main)
+
+
+def test_refusals_over_quic_name_both_sides() -> None:
+    async def main() -> None:
+        server, _ = cubes_server()
+        await server.start()
+        ticking = asyncio.ensure_future(server.run())
+        try:
+            other = ReplicationSchema(CrowdScene.components)
+            wrong = Client(other, "127.0.0.1", server.port, server.issue_token(), reconnect=False)
+            with pytest.raises(RefusedError) as info:
+                await wrong.connect()
+            assert f"0x{SCHEMA.hash:016x} here" in str(info.value)
+            assert f"0x{other.hash:016x} there" in str(info.value)
+            expired = server.authority.issue(  # type: ignore[attr-defined]
+                "editor", now=server.admission.wall_clock() - 100, ttl=10,
+                fingerprint=bytes.fromhex(server.fingerprint))
+            late = Client(SCHEMA, "127.0.0.1", server.port, expired, reconnect=False)
+            with pytest.raises(RefusedError, match="expired"):
+                await late.connect()
+            pinned = Client(SCHEMA, "127.0.0.1", server.port, server.issue_token(),
+                            fingerprint="00" * 32, reconnect=False)
+            with pytest.raises(FingerprintMismatchError):
+                await pinned.connect()
+            await until(lambda: server.stats.refused.get("schema_hash") == 1
+                        and server.stats.refused.get("token_expired") == 1)
+            assert not server.clients
+        finally:
+            server.close()
+            ticking.cancel()
+
+    run(main)
+
+
+def test_restarted_server_keeps_identity_and_loses_no_acknowledged_command(
+    tmp_path: Path,
+) -> None:
+    async def main() -> None:
+        server, _ = cubes_server(state_dir=tmp_path)
+        listener = await server.start()
+        port, fingerprint = server.port, server.fingerprint
+        token = server.issue_token("editor")
+        ticking = asyncio.ensure_future(server.run())
+        client = Client(SCHEMA, "127.0.0.1", port, token, rate=30, reconnect_delay=0.2)
+        task = asyncio.ensure_future(client.run())
+        try:
+            await until(lambda: client.editor is not None, what="admission")
+            assert client.editor is not None
+            ids = [client.editor.create_entity({"px": float(i)}) for i in range(5)]
+            await until(lambda: all(server.pipeline.editor.alive(i) for i in ids),
+                        what="acknowledgement")
+            acknowledged = {e.id for e in server.log.ordered()}
+            # Kill the server (no goodbye: the transport just goes away) ...
+            ticking.cancel()
+            listener.close()
+            server.log.store.close()  # type: ignore[union-attr]
+            await until(lambda: not client.connected, what="loss detection")
+            # ... issue while it is down ...
+            late = client.editor.create_entity({"px": 99.0})
+            # ... and restart it on the same port from the same state directory.
+            server2, _ = cubes_server(state_dir=tmp_path, transport=QuicTransport())
+            server2.port = port
+            await server2.start()
+            assert server2.fingerprint == fingerprint  # the pinned certificate survived
+            assert server2.restored >= len(acknowledged) - 1
+            ticking = asyncio.ensure_future(server2.run())
+            await until(lambda: client.connected and client.stats.connects == 2,
+                        timeout=10, what="reconnection")
+            assert client.connected_event and client.connected_event.author == client.signer.author
+            await until(lambda: acknowledged <= {e.id for e in server2.log.ordered()},
+                        what="acknowledged entries after the restart")
+            await until(lambda: server2.pipeline.editor.alive(late), what="the late command")
+            await until(lambda: len(client.receiver.applied) == 48, what="a fresh mirror")
+            server2.close()
+        finally:
+            client.close()
+            ticking.cancel()
+            task.cancel()
+
+    run(main)
