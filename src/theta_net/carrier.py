@@ -13,6 +13,7 @@ arrived on each channel. A carrier maps the channels onto its library's paths, o
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 from typing import Protocol, runtime_checkable
 
 
@@ -46,3 +47,45 @@ class Carrier(Protocol):
     def close(self, reason: str = "") -> None:
         """Close the connection cleanly; idempotent."""
         ...
+
+
+# -- the receiving side and the transport factory (added with the QUIC carrier) -----------------
+@runtime_checkable
+class CarrierHandler(Protocol):
+    """What a carrier calls as its connection moves: the session's owner implements it."""
+
+    def carrier_received(self, channel: Channel, payload: bytes) -> None:
+        """One whole payload arrived on ``channel`` (reliable messages keep their boundaries)."""
+        ...
+
+    def carrier_closed(self, reason: str) -> None:
+        """The connection is gone (closed by either side, lost, or refused by the library)."""
+        ...
+
+
+@runtime_checkable
+class Listener(Protocol):
+    """A listening server endpoint of a transport."""
+
+    #: ``(host, port)`` actually bound (port 0 asks for any).
+    address: tuple[str, int]
+
+    def close(self) -> None:
+        """Stop accepting and close every connection; idempotent."""
+        ...
+
+
+@runtime_checkable
+class TransportBackend(Protocol):
+    """The object a ``theta.transports`` entry point makes for the network backends: it opens
+    carriers. ``accept(carrier)`` returns the handler of a new server-side connection."""
+
+    name: str
+
+    async def listen(
+        self, host: str, port: int, accept: Callable[[Carrier], CarrierHandler]
+    ) -> Listener: ...
+
+    async def connect(
+        self, host: str, port: int, handler: CarrierHandler, *, fingerprint: str = ""
+    ) -> Carrier: ...

@@ -23,14 +23,20 @@ import flatbuffers
 
 from .._generated.network import Ack as _Ack
 from .._generated.network import Body as _Body
+from .._generated.network import Close as _Close
 from .._generated.network import CommandLogEntry as _CommandLogEntry
 from .._generated.network import ComponentDelta as _ComponentDelta
 from .._generated.network import Envelope as _Envelope
 from .._generated.network import Header as _Header
 from .._generated.network import Heartbeat as _Heartbeat
+from .._generated.network import Hello as _Hello
+from .._generated.network import Refusal as _Refusal
+from .._generated.network import RosterUpdate as _RosterUpdate
 from .._generated.network import SessionAck as _SessionAck
 from .._generated.network import SessionHello as _SessionHello
 from .._generated.network import SnapshotChunk as _SnapshotChunk
+from .._generated.network import VoiceData as _VoiceData
+from .._generated.network import Welcome as _Welcome
 from ..errors import ThetaError
 
 __all__ = [
@@ -43,6 +49,7 @@ __all__ = [
     "TIMESTAMP_MODULUS",
     "Ack",
     "Body",
+    "Close",
     "CommandLogEntry",
     "ComponentDelta",
     "Compression",
@@ -50,10 +57,15 @@ __all__ = [
     "EnvelopeError",
     "Header",
     "Heartbeat",
+    "Hello",
+    "Refusal",
+    "RosterUpdate",
     "SchemaMismatchError",
     "SessionAck",
     "SessionHello",
     "SnapshotChunk",
+    "VoiceData",
+    "Welcome",
     "decode_envelope",
     "encode_envelope",
     "timestamp_delta_us",
@@ -63,7 +75,8 @@ __all__ = [
 #: 2: Header became a struct, timestamps 32-bit wrapping microseconds, ComponentDelta lost its tick
 #: (it is the header's sequence) and carries its baseline as a distance; Heartbeat's origin time is
 #: the header's timestamp.
-PROTOCOL_VERSION = 2
+#: 3: the session handshake (Hello, Welcome, Refusal), Close and VoiceData bodies.
+PROTOCOL_VERSION = 3
 #: Header and heartbeat timestamps are microseconds modulo this (they wrap every 71.6 minutes).
 TIMESTAMP_MODULUS = 1 << 32
 FILE_IDENTIFIER = b"THNW"
@@ -310,8 +323,188 @@ class Heartbeat:
         _uint("echo_delay_us", self.echo_delay_us, _U32)
 
 
+# -- protocol 3: the session's bodies (theta_net.session, docs/protocol.md) ---------------------
+#: Bounds of the session bodies' fields (a peer's hello is read before it is trusted).
+MAX_TOKEN_BYTES = 1024
+MAX_KEY_BYTES = 64
+MAX_LIST_ITEMS = 64
+MAX_ROLE_BYTES = 32
+MAX_VOICE_BYTES = 4096
+
+
+def _small_blob(name: str, value: object, limit: int) -> bytes:
+    data = _blob(name, value)
+    if len(data) > limit:
+        raise EnvelopeError(f"{name} is {len(data)} bytes, over {limit}")
+    return data
+
+
+def _uints(name: str, value: object, limit: int) -> tuple[int, ...]:
+    if isinstance(value, (str, bytes)) or not isinstance(value, (tuple, list)):
+        raise EnvelopeError(f"{name} must be a tuple of integers, got {value!r}")
+    if len(value) > MAX_LIST_ITEMS:
+        raise EnvelopeError(f"{len(value)} {name}, over {MAX_LIST_ITEMS}")
+    return tuple(_uint(name, v, limit) for v in value)
+
+
+@dataclass(frozen=True)
+class Hello:
+    """The client's opening message: identity, claim, token and capabilities. ``signature`` is
+    Ed25519 over :meth:`signed_bytes` with the key ``public_key``."""
+
+    manifest_hash: int
+    public_key: bytes
+    role: str
+    token: bytes
+    features: tuple[str, ...] = ()
+    dictionary_ids: tuple[int, ...] = ()
+    voice_codecs: tuple[str, ...] = ()
+    channels: tuple[int, ...] = ()
+    max_datagram: int = 1200
+    nonce: bytes = b""
+    signature: bytes = b""
+
+    def __post_init__(self) -> None:
+        _uint("manifest_hash", self.manifest_hash, _U64)
+        _set(self, "public_key", _small_blob("public_key", self.public_key, MAX_KEY_BYTES))
+        _text("role", self.role, MAX_ROLE_BYTES, allow_empty=True)
+        _set(self, "token", _small_blob("token", self.token, MAX_TOKEN_BYTES))
+        _set(self, "features", _capabilities(self.features))
+        _set(self, "dictionary_ids", _uints("dictionary_ids", self.dictionary_ids, _U32))
+        _set(self, "voice_codecs", _capabilities(self.voice_codecs))
+        _set(self, "channels", _uints("channels", self.channels, 0xFF))
+        _uint("max_datagram", self.max_datagram, _U16)
+        _set(self, "nonce", _small_blob("nonce", self.nonce, MAX_KEY_BYTES))
+        _set(self, "signature", _small_blob("signature", self.signature, MAX_KEY_BYTES))
+
+    def signed_bytes(self, schema_hash: int, protocol_version: int) -> bytes:
+        """What the signature covers: every field but the signature, and the header's hashes."""
+        parts = [
+            struct.pack("<HQQH", protocol_version, schema_hash, self.manifest_hash,
+                        self.max_datagram),
+            self.public_key, self.role.encode(), self.token, self.nonce,
+            "\x1f".join(self.features).encode(), "\x1f".join(self.voice_codecs).encode(),
+            struct.pack(f"<{len(self.dictionary_ids)}I", *self.dictionary_ids),
+            bytes(self.channels),
+        ]
+        return b"".join(struct.pack("<I", len(p)) + p for p in parts)
+
+
+@dataclass(frozen=True)
+class Welcome:
+    """The server admits the client: the negotiated intersection and the session's timing."""
+
+    session_id: int
+    author: int
+    role: str
+    features: tuple[str, ...] = ()
+    dictionary_ids: tuple[int, ...] = ()
+    voice_codecs: tuple[str, ...] = ()
+    channels: tuple[int, ...] = ()
+    max_datagram: int = 1200
+    heartbeat_ms: int = 250
+    timeout_ms: int = 10_000
+    manifest_hash: int = 0
+
+    def __post_init__(self) -> None:
+        _uint("session_id", self.session_id, _U64)
+        _uint("author", self.author, _U64)
+        _text("role", self.role, MAX_ROLE_BYTES, allow_empty=True)
+        _set(self, "features", _capabilities(self.features))
+        _set(self, "dictionary_ids", _uints("dictionary_ids", self.dictionary_ids, _U32))
+        _set(self, "voice_codecs", _capabilities(self.voice_codecs))
+        _set(self, "channels", _uints("channels", self.channels, 0xFF))
+        _uint("max_datagram", self.max_datagram, _U16)
+        _uint("heartbeat_ms", self.heartbeat_ms, _U32)
+        _uint("timeout_ms", self.timeout_ms, _U32)
+        _uint("manifest_hash", self.manifest_hash, _U64)
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """The server refuses the client; ``what``/``here``/``there`` name a mismatch's values."""
+
+    code: int
+    reason: str
+    what: str = ""
+    here: str = ""
+    there: str = ""
+
+    def __post_init__(self) -> None:
+        _uint("code", self.code, _U16)
+        for name in ("reason", "what", "here", "there"):
+            _text(name, getattr(self, name), MAX_REASON_BYTES, allow_empty=True)
+
+
+@dataclass(frozen=True)
+class Close:
+    """Either side ends the session."""
+
+    code: int = 0
+    reason: str = ""
+
+    def __post_init__(self) -> None:
+        _uint("code", self.code, _U16)
+        _text("reason", self.reason, MAX_REASON_BYTES, allow_empty=True)
+
+
+@dataclass(frozen=True)
+class VoiceData:
+    """One voice frame of ``stream``, numbered by ``sequence``, coded with ``codec``."""
+
+    stream: int
+    sequence: int
+    codec: str
+    payload: bytes
+
+    def __post_init__(self) -> None:
+        _uint("stream", self.stream, _U16)
+        _uint("sequence", self.sequence, _U32)
+        _text("codec", self.codec, MAX_CAPABILITY_BYTES, allow_empty=True)
+        _set(self, "payload", _small_blob("payload", self.payload, MAX_VOICE_BYTES))
+
+
+#: Bytes of one roster record: an Ed25519 public key, then the role.
+ROSTER_RECORD_BYTES = 33
+MAX_ROSTER_MEMBERS = 4096
+
+
+@dataclass(frozen=True)
+class RosterUpdate:
+    """The whole roster: ``members`` holds ``(public_key, role)`` pairs (32-byte keys)."""
+
+    members: tuple[tuple[bytes, int], ...]
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.members, (tuple, list)):
+            raise EnvelopeError(f"members must be a tuple of (key, role), got {self.members!r}")
+        if len(self.members) > MAX_ROSTER_MEMBERS:
+            raise EnvelopeError(f"{len(self.members)} members, over {MAX_ROSTER_MEMBERS}")
+        out = []
+        for member in self.members:
+            if not isinstance(member, (tuple, list)) or len(member) != 2:
+                raise EnvelopeError(f"a member is (public_key, role), got {member!r}")
+            key = _blob("public_key", member[0])
+            if len(key) != ROSTER_RECORD_BYTES - 1:
+                raise EnvelopeError(f"a member's public key has 32 bytes, not {len(key)}")
+            out.append((key, _uint("role", member[1], 0xFF)))
+        _set(self, "members", tuple(out))
+
+    def packed(self) -> bytes:
+        return b"".join(key + bytes([role]) for key, role in self.members)
+
+    @classmethod
+    def unpack(cls, data: bytes) -> RosterUpdate:
+        if len(data) % ROSTER_RECORD_BYTES:
+            raise EnvelopeError(f"a roster of {len(data)} bytes is not whole 33-byte records")
+        return cls(tuple(
+            (data[i : i + 32], data[i + 32]) for i in range(0, len(data), ROSTER_RECORD_BYTES)
+        ))
+
+
 Body: TypeAlias = (
     SessionHello | SessionAck | ComponentDelta | SnapshotChunk | Ack | CommandLogEntry | Heartbeat
+    | Hello | Welcome | Refusal | Close | VoiceData | RosterUpdate
 )
 
 _BODY_TYPES: dict[type, int] = {
@@ -322,6 +515,12 @@ _BODY_TYPES: dict[type, int] = {
     Ack: _Body.Body.Ack,
     CommandLogEntry: _Body.Body.CommandLogEntry,
     Heartbeat: _Body.Body.Heartbeat,
+    Hello: _Body.Body.Hello,
+    Welcome: _Body.Body.Welcome,
+    Refusal: _Body.Body.Refusal,
+    Close: _Body.Body.Close,
+    VoiceData: _Body.Body.VoiceData,
+    RosterUpdate: _Body.Body.RosterUpdate,
 }
 
 
@@ -393,6 +592,87 @@ def _encode_body(b: flatbuffers.Builder, body: Body) -> int:
         _Heartbeat.AddEchoTimestampUs(b, body.echo_timestamp_us)
         _Heartbeat.AddEchoDelayUs(b, body.echo_delay_us)
         return int(_Heartbeat.End(b))
+    return _encode_session_body(b, body)
+
+
+def _uint_vector(b: flatbuffers.Builder, start: Callable[..., Any], items: tuple[int, ...]) -> int:
+    start(b, len(items))
+    for v in reversed(items):
+        b.PrependUint32(v)
+    return int(b.EndVector())
+
+
+def _encode_session_body(b: flatbuffers.Builder, body: Body) -> int:
+    """Protocol 3's session bodies."""
+    if isinstance(body, Hello):
+        key, token = b.CreateByteVector(body.public_key), b.CreateByteVector(body.token)
+        nonce, sig = b.CreateByteVector(body.nonce), b.CreateByteVector(body.signature)
+        channels = b.CreateByteVector(bytes(body.channels))
+        role = b.CreateString(body.role)
+        feats = _strings(b, _Hello.StartFeaturesVector, body.features)
+        voice = _strings(b, _Hello.StartVoiceCodecsVector, body.voice_codecs)
+        dicts = _uint_vector(b, _Hello.StartDictionaryIdsVector, body.dictionary_ids)
+        _Hello.Start(b)
+        _Hello.AddManifestHash(b, body.manifest_hash)
+        _Hello.AddPublicKey(b, key)
+        _Hello.AddRole(b, role)
+        _Hello.AddToken(b, token)
+        _Hello.AddFeatures(b, feats)
+        _Hello.AddDictionaryIds(b, dicts)
+        _Hello.AddVoiceCodecs(b, voice)
+        _Hello.AddChannels(b, channels)
+        _Hello.AddNonce(b, nonce)
+        _Hello.AddSignature(b, sig)
+        _Hello.AddMaxDatagram(b, body.max_datagram)
+        return int(_Hello.End(b))
+    if isinstance(body, Welcome):
+        role = b.CreateString(body.role)
+        channels = b.CreateByteVector(bytes(body.channels))
+        feats = _strings(b, _Welcome.StartFeaturesVector, body.features)
+        voice = _strings(b, _Welcome.StartVoiceCodecsVector, body.voice_codecs)
+        dicts = _uint_vector(b, _Welcome.StartDictionaryIdsVector, body.dictionary_ids)
+        _Welcome.Start(b)
+        _Welcome.AddSessionId(b, body.session_id)
+        _Welcome.AddAuthor(b, body.author)
+        _Welcome.AddManifestHash(b, body.manifest_hash)
+        _Welcome.AddRole(b, role)
+        _Welcome.AddFeatures(b, feats)
+        _Welcome.AddDictionaryIds(b, dicts)
+        _Welcome.AddVoiceCodecs(b, voice)
+        _Welcome.AddChannels(b, channels)
+        _Welcome.AddHeartbeatMs(b, body.heartbeat_ms)
+        _Welcome.AddTimeoutMs(b, body.timeout_ms)
+        _Welcome.AddMaxDatagram(b, body.max_datagram)
+        return int(_Welcome.End(b))
+    if isinstance(body, Refusal):
+        texts = [b.CreateString(t) for t in (body.reason, body.what, body.here, body.there)]
+        _Refusal.Start(b)
+        _Refusal.AddReason(b, texts[0])
+        _Refusal.AddWhat(b, texts[1])
+        _Refusal.AddHere(b, texts[2])
+        _Refusal.AddThere(b, texts[3])
+        _Refusal.AddCode(b, body.code)
+        return int(_Refusal.End(b))
+    if isinstance(body, Close):
+        reason = b.CreateString(body.reason)
+        _Close.Start(b)
+        _Close.AddReason(b, reason)
+        _Close.AddCode(b, body.code)
+        return int(_Close.End(b))
+    if isinstance(body, VoiceData):
+        payload = b.CreateByteVector(body.payload)
+        codec = b.CreateString(body.codec)
+        _VoiceData.Start(b)
+        _VoiceData.AddPayload(b, payload)
+        _VoiceData.AddCodec(b, codec)
+        _VoiceData.AddSequence(b, body.sequence)
+        _VoiceData.AddStream(b, body.stream)
+        return int(_VoiceData.End(b))
+    if isinstance(body, RosterUpdate):
+        members = b.CreateByteVector(body.packed())
+        _RosterUpdate.Start(b)
+        _RosterUpdate.AddMembers(b, members)
+        return int(_RosterUpdate.End(b))
     raise EnvelopeError(f"{type(body).__name__} is not an envelope body")
 
 
@@ -433,6 +713,14 @@ _TABLES: dict[str, tuple[_Field, ...]] = {
     "Ack": ((0, "u32"), (1, "u64")),
     "CommandLogEntry": ((0, "bytes"),),
     "Heartbeat": ((0, "u32"), (1, "u32")),
+    "Hello": ((0, "u64"), (1, "bytes"), (2, "str"), (3, "bytes"), (4, "strs"), (5, "u32s"),
+              (6, "strs"), (7, "bytes"), (8, "u16"), (9, "bytes"), (10, "bytes")),
+    "Welcome": ((0, "u64"), (1, "u64"), (2, "str"), (3, "strs"), (4, "u32s"), (5, "strs"),
+                (6, "bytes"), (7, "u16"), (8, "u32"), (9, "u32"), (10, "u64")),
+    "Refusal": ((0, "u16"), (1, "str"), (2, "str"), (3, "str"), (4, "str")),
+    "Close": ((0, "u16"), (1, "str")),
+    "VoiceData": ((0, "u16"), (1, "u32"), (2, "str"), (3, "bytes")),
+    "RosterUpdate": ((0, "bytes"),),
 }
 _UNION_TABLES = {
     _Body.Body.SessionHello: "SessionHello",
@@ -442,6 +730,12 @@ _UNION_TABLES = {
     _Body.Body.Ack: "Ack",
     _Body.Body.CommandLogEntry: "CommandLogEntry",
     _Body.Body.Heartbeat: "Heartbeat",
+    _Body.Body.Hello: "Hello",
+    _Body.Body.Welcome: "Welcome",
+    _Body.Body.Refusal: "Refusal",
+    _Body.Body.Close: "Close",
+    _Body.Body.VoiceData: "VoiceData",
+    _Body.Body.RosterUpdate: "RosterUpdate",
 }
 _U16_AT = struct.Struct("<H").unpack_from
 _U32_AT = struct.Struct("<I").unpack_from
@@ -497,6 +791,8 @@ class _Verifier:
             present[slot] = field
             if kind == "bytes":
                 self.vector(self._deref(field, f"{name} field {slot}"), 1, f"{name}.{slot}")
+            elif kind == "u32s":
+                self.vector(self._deref(field, f"{name} field {slot}"), 4, f"{name}.{slot}")
             elif kind == "str":
                 self.string(self._deref(field, f"{name} field {slot}"), f"{name}.{slot}")
             elif kind == "strs":
@@ -612,9 +908,69 @@ def _decode_body(kind: int, buf: bytes, pos: int) -> Body:
         entry = _CommandLogEntry.CommandLogEntry()
         entry.Init(buf, pos)
         return CommandLogEntry(_bytes_field(entry._tab, 0))
-    hb = _Heartbeat.Heartbeat()
-    hb.Init(buf, pos)
-    return Heartbeat(hb.EchoTimestampUs(), hb.EchoDelayUs())
+    if kind == _Body.Body.Heartbeat:
+        hb = _Heartbeat.Heartbeat()
+        hb.Init(buf, pos)
+        return Heartbeat(hb.EchoTimestampUs(), hb.EchoDelayUs())
+    return _decode_session_body(kind, buf, pos)
+
+
+def _strs(obj: Any, length: str, item: str) -> tuple[str, ...]:
+    get = getattr(obj, item)
+    return tuple(_utf8(get(k), "a string") for k in range(getattr(obj, length)()))
+
+
+def _u32s(obj: Any, length: str, item: str) -> tuple[int, ...]:
+    get = getattr(obj, item)
+    return tuple(int(get(k)) for k in range(getattr(obj, length)()))
+
+
+def _text_field(raw: bytes | None, what: str) -> str:
+    return _utf8(raw or b"", what)
+
+
+def _decode_session_body(kind: int, buf: bytes, pos: int) -> Body:
+    """Protocol 3's session bodies (the verifier has checked every offset)."""
+    if kind == _Body.Body.Hello:
+        h = _Hello.Hello()
+        h.Init(buf, pos)
+        return Hello(
+            h.ManifestHash(), _bytes_field(h._tab, 1), _text_field(h.Role(), "the role"),
+            _bytes_field(h._tab, 3), _strs(h, "FeaturesLength", "Features"),
+            _u32s(h, "DictionaryIdsLength", "DictionaryIds"),
+            _strs(h, "VoiceCodecsLength", "VoiceCodecs"), tuple(_bytes_field(h._tab, 7)),
+            h.MaxDatagram(), _bytes_field(h._tab, 9), _bytes_field(h._tab, 10),
+        )
+    if kind == _Body.Body.Welcome:
+        w = _Welcome.Welcome()
+        w.Init(buf, pos)
+        return Welcome(
+            w.SessionId(), w.Author(), _text_field(w.Role(), "the role"),
+            _strs(w, "FeaturesLength", "Features"),
+            _u32s(w, "DictionaryIdsLength", "DictionaryIds"),
+            _strs(w, "VoiceCodecsLength", "VoiceCodecs"), tuple(_bytes_field(w._tab, 6)),
+            w.MaxDatagram(), w.HeartbeatMs(), w.TimeoutMs(), w.ManifestHash(),
+        )
+    if kind == _Body.Body.Refusal:
+        r = _Refusal.Refusal()
+        r.Init(buf, pos)
+        return Refusal(
+            r.Code(), _text_field(r.Reason(), "the reason"), _text_field(r.What(), "what"),
+            _text_field(r.Here(), "here"), _text_field(r.There(), "there"),
+        )
+    if kind == _Body.Body.Close:
+        c = _Close.Close()
+        c.Init(buf, pos)
+        return Close(c.Code(), _text_field(c.Reason(), "the reason"))
+    if kind == _Body.Body.RosterUpdate:
+        roster = _RosterUpdate.RosterUpdate()
+        roster.Init(buf, pos)
+        return RosterUpdate.unpack(_bytes_field(roster._tab, 0))
+    v = _VoiceData.VoiceData()
+    v.Init(buf, pos)
+    return VoiceData(
+        v.Stream(), v.Sequence(), _text_field(v.Codec(), "the codec"), _bytes_field(v._tab, 3)
+    )
 
 
 def decode_envelope(

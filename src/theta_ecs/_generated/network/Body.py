@@ -11,3 +11,9 @@ class Body(object):
     Ack = 5
     CommandLogEntry = 6
     Heartbeat = 7
+    Hello = 8
+    Welcome = 9
+    Refusal = 10
+    Close = 11
+    VoiceData = 12
+    RosterUpdate = 13
