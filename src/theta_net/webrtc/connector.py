@@ -6,8 +6,7 @@ import asyncio
 from collections.abc import Sequence
 from typing import Any
 
-from theta_ecs.errors import ThetaError
-
+from ..errors import ConnectError
 from .carrier import CarrierHandler, WebRtcCarrier
 from .ice import IceServer
 from .peer import complete_offer, open_offer
@@ -15,7 +14,7 @@ from .peer import complete_offer, open_offer
 __all__ = ["SignalingError", "connect_webrtc"]
 
 
-class SignalingError(ThetaError, ConnectionError):
+class SignalingError(ConnectError):
     """The signaling service refused the offer or could not be reached; says which and why."""
 
     def __init__(self, url: str, status: int, reason: str) -> None:
