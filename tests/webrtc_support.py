@@ -191,7 +191,7 @@ class CubesHost:
     def accept(self, carrier: Carrier) -> SessionPeer:
         peer = SessionPeer(Session.server(self.config, self.admission))
         self.peers.append(peer)
-        asyncio.get_running_loop().call_soon(peer.start, carrier)
+        peer.start(carrier)
         return peer
 
     def start(self) -> None:

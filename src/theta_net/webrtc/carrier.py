@@ -210,7 +210,7 @@ class WebRtcCarrier:
             self._reassembly.clear()
         self.stats.count(self.stats.messages_received, name)
         self.stats.count(self.stats.bytes_received, name, len(message))
-        if self.handler is not None:
+        if self.handler is not None and not self._early:
             self.handler.carrier_received(channel, message)
         elif len(self._early) < EARLY_MESSAGES:
             self._early.append((channel, message))
@@ -218,11 +218,16 @@ class WebRtcCarrier:
             self.stats.count(self.stats.drops, f"{name}_no_handler")
 
     def attach(self, handler: CarrierHandler) -> None:
-        """Hand every message (those already waiting first) to ``handler`` from now on."""
+        """Hand every message to ``handler`` from now on. Those that arrived before it was
+        attached follow on the next turn of the loop, so that whoever attached it can finish
+        setting up (accept the session) first; messages keep their order meanwhile."""
         self.handler = handler
+        asyncio.get_running_loop().call_soon(self._flush_early, handler)
+
+    def _flush_early(self, handler: CarrierHandler) -> None:
         while self._early and self.handler is handler:
             handler.carrier_received(*self._early.popleft())
-        if self.closed_reason is not None:
+        if self.closed_reason is not None and self.handler is handler:
             handler.carrier_closed(self.closed_reason)
 
     # -- sending ---------------------------------------------------------------------------------
@@ -282,7 +287,7 @@ class WebRtcCarrier:
             self._opened.exception()  # consumed: nobody may be waiting
         if self._close_task is None:
             self._close_task = asyncio.ensure_future(self.pc.close())
-        if self.handler is not None:
+        if self.handler is not None and not self._early:
             self.handler.carrier_closed(reason)
 
     def close(self, reason: str = "") -> None:
