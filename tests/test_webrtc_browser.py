@@ -7,10 +7,13 @@ side: the session admitted, a few hundred state packets sent and acknowledged, a
 from __future__ import annotations
 
 import asyncio
+import json
 import shutil
 import subprocess
 import tempfile
 import time
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -39,6 +42,23 @@ def _loopback_only(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("THETA_SIGNALING_URL", raising=False)
 
 
+async def page_counters(profile: str) -> dict[str, Any]:
+    """The page's live counters (``window.thetaStats``), read over the DevTools protocol."""
+    import aiohttp
+
+    port = int(Path(profile, "DevToolsActivePort").read_text().split()[0])
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"http://127.0.0.1:{port}/json") as response:
+            targets = await response.json()
+        page = next(t for t in targets if t["type"] == "page")
+        async with http.ws_connect(page["webSocketDebuggerUrl"]) as ws:
+            await ws.send_json({"id": 1, "method": "Runtime.evaluate", "params": {
+                "expression": "JSON.stringify(window.thetaStats)", "returnByValue": True}})
+            reply = await ws.receive_json(timeout=10)
+    value = reply["result"]["result"]["value"]
+    return dict(json.loads(value))
+
+
 def test_headless_chromium_joins_as_a_spectator_and_acknowledges_state() -> None:
     async def main() -> None:
         host = CubesHost(n=200)
@@ -49,7 +69,8 @@ def test_headless_chromium_joins_as_a_spectator_and_acknowledges_state() -> None
         assert CHROMIUM is not None
         with tempfile.TemporaryDirectory() as profile:
             browser = await asyncio.create_subprocess_exec(
-                CHROMIUM, *FLAGS, f"--user-data-dir={profile}", url,
+                CHROMIUM, *FLAGS, f"--user-data-dir={profile}", "--remote-debugging-port=0",
+                url,
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             )
             try:
@@ -62,6 +83,7 @@ def test_headless_chromium_joins_as_a_spectator_and_acknowledges_state() -> None
                         break
                     if browser.returncode is not None:
                         raise AssertionError(f"chromium exited with {browser.returncode}")
+                shown = await page_counters(profile)
             finally:
                 if browser.returncode is None:
                     browser.terminate()
@@ -84,6 +106,12 @@ def test_headless_chromium_joins_as_a_spectator_and_acknowledges_state() -> None
             assert peer.log.rtts and 0 < peer.session.rtt.srtt < 0.5
             assert peer.session.stats.malformed == 0 and peer.session.stats.unexpected == 0
             assert listener.counters["answers_sent"] == 1
+            # and the page shows what it counted: the whole scene, its packets, a round trip
+            assert shown["state"] == "connected" and shown["role"] == "viewer"
+            assert shown["entities"] == 200
+            assert shown["packets"] >= 300 and shown["acks"] >= 300
+            assert shown["rtt"] is not None and 0 < shown["rtt"] < 500
+            assert shown["kbps"] > 0
         finally:
             await host.stop()
             await listener.aclose()
