@@ -17,6 +17,7 @@ pytest.importorskip("aiohttp")
 import aiohttp
 
 from theta_net.carrier import Channel
+from theta_net.errors import ConnectError
 from theta_net.signaling import (
     OfferRefused,
     PendingOffer,
@@ -26,6 +27,7 @@ from theta_net.signaling import (
     SignalingService,
     TokenRejected,
 )
+from theta_net.signaling.remote import RemoteRoomHost
 from theta_net.webrtc import open_offer
 from theta_net.webrtc.acceptor import WebRtcAcceptor
 from theta_net.webrtc.carrier import WebRtcCarrier
@@ -217,21 +219,15 @@ def test_a_remote_host_polls_offers_and_posts_answers() -> None:
             async with http.get(f"{base}/rooms/remote/next-offer", headers=headers) as r:
                 assert r.status == 204  # the poll timed out: nobody offered
 
-            async def host() -> None:
-                async with http.get(f"{base}/rooms/remote/next-offer", headers=headers) as r:
-                    offer = await r.json()
-                assert offer["token"] == GOOD
-                pending = PendingOffer(offer["id"], "remote", offer["sdp"], offer["token"], None,
-                                       0.0, asyncio.get_running_loop().create_future())
-                answer = await acceptor(pending)
-                async with http.post(f"{base}/rooms/remote/answer/{offer['id']}",
-                                     headers=headers, json={"type": "answer", "sdp": answer}) as r:
-                    assert r.status == 200
-
-            hosting = asyncio.ensure_future(host())
-            await asyncio.sleep(0.05)
+            remote = RemoteRoomHost(f"{base}/rooms/remote", host_token, acceptor)
+            await remote.start(timeout=0.1)
             client = await connect_webrtc(f"{base}/rooms/remote", GOOD, Sink(), timeout=10)
-            await hosting
+            assert remote.answered == 1
+            await remote.stop()
+            refused = RemoteRoomHost(f"{base}/rooms/other", "wrong" * 5, acceptor)
+            with pytest.raises(ConnectError):
+                await refused.start()
+            await refused.stop()
             async with http.post(f"{base}/rooms/remote/answer/999", headers=headers,
                                  json={"type": "answer", "sdp": "x"}) as r:
                 assert r.status == 410
@@ -273,3 +269,41 @@ def test_configuration_from_the_environment() -> None:
         with pytest.raises(SignalingConfigError) as info:
             SignalingConfig.from_env(env)
         assert next(iter(env)) in str(info.value)
+
+
+def test_theta_signal_runs_alone_and_a_host_serves_its_room_from_elsewhere(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from theta_ecs.cli import main
+
+    assert main(["signal", "--bind", "127.0.0.1:0", "--duration", "0.2"]) == 0
+    out = capsys.readouterr()
+    assert "listening on http://127.0.0.1:" in out.out and "THETA_SIGNALING_TOKEN" in out.err
+    assert main(["signal", "--bind", "nowhere"]) == 2
+
+    from theta_net.webrtc.transport import WebRtcTransport
+
+    host_token = "s" * 20
+
+    async def body(service: SignalingService, base: str) -> None:
+        monkeypatch.setenv("THETA_SIGNALING_URL", f"{base}/rooms/cubes")
+        monkeypatch.setenv("THETA_SIGNALING_TOKEN", host_token)
+        opened: list[WebRtcCarrier] = []
+
+        def accept(carrier: Any) -> Sink:
+            opened.append(carrier)
+            return Sink()
+
+        listener = await WebRtcTransport().listen("127.0.0.1", 0, accept)
+        try:
+            client = await WebRtcTransport(token=GOOD).connect("ignored", 1, Sink())
+            for _ in range(100):
+                if opened:
+                    break
+                await asyncio.sleep(0.02)
+            assert len(opened) == 1 and service.counters["answers_sent"] == 1
+            await client.aclose()
+        finally:
+            await listener.aclose()
+
+    serve(body, host_token=host_token)

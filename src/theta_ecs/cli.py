@@ -14,7 +14,7 @@ from . import manifest, plugins
 from .errors import ManifestMismatchError
 
 #: Modules that add subcommands of their own through ``register(subparsers)``.
-_EXTENSION_MODULES: tuple[str, ...] = ("theta_ecs.serialization.cli",)
+_EXTENSION_MODULES: tuple[str, ...] = ("theta_ecs.serialization.cli", "theta_net.signaling_cli")
 
 
 def _module_exists(name: str) -> bool:

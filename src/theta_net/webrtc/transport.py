@@ -19,11 +19,13 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import Any
+from urllib.parse import urlsplit
 
 from ..carrier import Carrier, CarrierHandler
 from ..errors import ConnectError, TokenError
 from ..session.tokens import TokenVerifier
-from ..signaling.config import DEFAULT_ROOM, SignalingConfig
+from ..signaling.config import DEFAULT_ROOM, SignalingConfig, room_url
+from ..signaling.remote import RemoteRoomHost
 from ..signaling.service import PendingOffer, SignalingLimits, SignalingService, TokenRejected
 from .acceptor import WebRtcAcceptor
 from .carrier import WebRtcCarrier
@@ -57,8 +59,12 @@ def token_checker(
 class WebRtcListener:
     """A listening signaling service whose room is answered by this process."""
 
-    def __init__(self, service: SignalingService, acceptor: WebRtcAcceptor, room: str) -> None:
+    def __init__(
+        self, service: SignalingService, acceptor: WebRtcAcceptor, room: str,
+        remote: RemoteRoomHost | None = None,
+    ) -> None:
         self.service = service
+        self.remote = remote
         self.acceptor = acceptor
         self.room = room
         self.address = ("127.0.0.1", 0)
@@ -82,6 +88,8 @@ class WebRtcListener:
         for carrier in list(self.carriers):
             await carrier.aclose("server shutting down")
         await self.acceptor.close()
+        if self.remote is not None:
+            await self.remote.stop()
         await self.service.stop()
 
 
@@ -121,6 +129,9 @@ class WebRtcTransport:
     async def listen(
         self, host: str, port: int, accept: Callable[[Carrier], CarrierHandler]
     ) -> WebRtcListener:
+        """Start a signaling service on TCP ``host:port`` answering this process's room, or,
+        when ``THETA_SIGNALING_URL`` and ``THETA_SIGNALING_TOKEN`` are both set, host the
+        room on that (standalone) service instead."""
         service = SignalingService(
             token_checker(self.tokens), host_token=self.signaling.host_token,
             limits=self.limits, page_config=self._page_config,
@@ -147,10 +158,18 @@ class WebRtcTransport:
             opened, ice_servers=self.ice_servers, ice_timeout=self.ice_timeout,
             counters=service.counters, max_reliable_message=self.max_message,
         )
-        service.host_room(self.room, acceptor)
-        bound = await service.start(host, port)
-        listener = WebRtcListener(service, acceptor, self.room)
-        listener.address = (host, bound)
+        if self.signaling.url and self.signaling.host_token:
+            remote = RemoteRoomHost(self.signaling.url, self.signaling.host_token, acceptor)
+            await remote.start()
+            listener = WebRtcListener(service, acceptor, self.room, remote)
+            base, _ = room_url(self.signaling.url)
+            parts = urlsplit(base)
+            listener.address = (parts.hostname or host, parts.port or 80)
+        else:
+            service.host_room(self.room, acceptor)
+            bound = await service.start(host, port)
+            listener = WebRtcListener(service, acceptor, self.room)
+            listener.address = (host, bound)
         self.listener = listener
         return listener
 
