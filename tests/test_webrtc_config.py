@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from theta_net.webrtc.carrier import FragmentError, FragmentJoiner, fragments
 from theta_net.webrtc.ice import IceConfigError, IceServer, ice_servers_from_env, parse_ice_servers
 from theta_net.webrtc.sdp import MAX_SDP_BYTES, SdpError, validate_sdp
 
@@ -117,3 +118,29 @@ def test_sdp_check_never_crashes_on_garbage(data: bytes) -> None:
     text = data.decode("latin-1")
     with contextlib.suppress(SdpError):
         validate_sdp(OFFER[: len(OFFER) // 2] + text)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.binary(max_size=40), max_size=30))
+def test_fragment_joiner_takes_any_bytes_and_stays_bounded(pieces: list[bytes]) -> None:
+    joiner = FragmentJoiner(max_message=100)
+    for piece in pieces:
+        try:
+            message = joiner.feed(piece)
+        except FragmentError as exc:
+            assert exc.counter in {"reliable_bad_fragment", "reliable_oversized"}
+            assert joiner.buffered == 0
+            continue
+        assert joiner.buffered <= 100
+        if message is not None:
+            assert len(message) <= 100 and joiner.buffered == 0
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.binary(max_size=600), st.integers(min_value=2, max_value=300))
+def test_fragments_round_trip(payload: bytes, size: int) -> None:
+    joiner = FragmentJoiner(max_message=1000)
+    pieces = fragments(payload, size)
+    assert all(len(p) <= size for p in pieces)
+    out = [joiner.feed(p) for p in pieces]
+    assert out[:-1] == [None] * (len(pieces) - 1) and out[-1] == payload

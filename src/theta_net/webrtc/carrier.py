@@ -73,6 +73,53 @@ class CarrierHandler(Protocol):
     def carrier_closed(self, reason: str) -> None: ...
 
 
+class FragmentError(ThetaError, ValueError):
+    """A reliable fragment that breaks the framing (no flag byte, or over the size limit)."""
+
+    def __init__(self, problem: str, counter: str) -> None:
+        super().__init__(problem)
+        self.counter = counter
+
+
+class FragmentJoiner:
+    """Whole reliable messages from fragments (sans-I/O, so it can be fuzzed alone)."""
+
+    def __init__(self, max_message: int) -> None:
+        self.max_message = max_message
+        self._buffer = bytearray()
+
+    def feed(self, fragment: bytes) -> bytes | None:
+        """The message this fragment completes, or None; :class:`FragmentError` on a fault
+        (the buffer is then empty: the connection is to be closed)."""
+        if not fragment or fragment[0] not in (MORE, LAST):
+            self._buffer.clear()
+            raise FragmentError("malformed reliable fragment", "reliable_bad_fragment")
+        if len(self._buffer) + len(fragment) - 1 > self.max_message:
+            self._buffer.clear()
+            raise FragmentError(f"reliable message over {self.max_message} bytes",
+                                "reliable_oversized")
+        self._buffer += memoryview(fragment)[1:]
+        if fragment[0] == MORE:
+            return None
+        message = bytes(self._buffer)
+        self._buffer.clear()
+        return message
+
+    @property
+    def buffered(self) -> int:
+        return len(self._buffer)
+
+
+def fragments(payload: bytes, max_message_size: int) -> list[bytes]:
+    """``payload`` cut into reliable fragments of at most ``max_message_size`` bytes each."""
+    step = max(max_message_size - 1, 1)
+    out = []
+    for start in range(0, max(len(payload), 1), step):
+        flag = MORE if start + step < len(payload) else LAST
+        out.append(bytes((flag,)) + payload[start : start + step])
+    return out
+
+
 class WebRtcCarrierError(ThetaError):
     """A carrier misuse: sending on a closed carrier or a reliable message over the limit."""
 
@@ -139,7 +186,7 @@ class WebRtcCarrier:
         self.stats = CarrierStats()
         self.closed_reason: str | None = None
         self._opened = asyncio.get_running_loop().create_future()
-        self._reassembly = bytearray()
+        self._joiner = FragmentJoiner(max_reliable_message)
         self._close_task: asyncio.Task[None] | None = None
         for channel, dc in channels.items():
             self._bind(channel, dc)
@@ -195,19 +242,15 @@ class WebRtcCarrier:
     def _received(self, channel: Channel, message: bytes) -> None:
         name = channel.name.lower()
         if channel is Channel.RELIABLE:
-            if not message or message[0] not in (MORE, LAST):
-                self.stats.count(self.stats.drops, "reliable_bad_fragment")
-                self.close("malformed reliable fragment")
+            try:
+                whole = self._joiner.feed(message)
+            except FragmentError as exc:
+                self.stats.count(self.stats.drops, exc.counter)
+                self.close(str(exc))
                 return
-            if len(self._reassembly) + len(message) - 1 > self.max_reliable_message:
-                self.stats.count(self.stats.drops, "reliable_oversized")
-                self.close(f"reliable message over {self.max_reliable_message} bytes")
+            if whole is None:
                 return
-            self._reassembly += message[1:]
-            if message[0] == MORE:
-                return
-            message = bytes(self._reassembly)
-            self._reassembly.clear()
+            message = whole
         self.stats.count(self.stats.messages_received, name)
         self.stats.count(self.stats.bytes_received, name, len(message))
         if self.handler is not None and not self._early:
@@ -268,11 +311,8 @@ class WebRtcCarrier:
                     f"reliable message of {len(payload)} bytes over the limit of "
                     f"{self.max_reliable_message}"
                 )
-            step = min(self.max_message_size, DEFAULT_MAX_MESSAGE_SIZE) - 1
-            for start in range(0, max(len(payload), 1), step):
-                piece = payload[start : start + step]
-                flag = MORE if start + step < len(payload) else LAST
-                dc.send(bytes((flag,)) + piece)
+            for piece in fragments(payload, min(self.max_message_size, DEFAULT_MAX_MESSAGE_SIZE)):
+                dc.send(piece)
         self.stats.count(self.stats.messages_sent, name)
         self.stats.count(self.stats.bytes_sent, name, len(payload))
         return True
