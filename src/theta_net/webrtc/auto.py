@@ -50,6 +50,12 @@ class AutoListener:
         first = next(iter(listeners.values()))
         self.address: tuple[str, int] = first.address
 
+    @property
+    def fingerprint_hex(self) -> str:
+        """The QUIC certificate's pin (clients of the WebRTC path need none)."""
+        return next((str(getattr(v, "fingerprint_hex", "")) for v in self.listeners.values()
+                     if getattr(v, "fingerprint_hex", "")), "")
+
     def close(self) -> None:
         for listener in self.listeners.values():
             listener.close()

@@ -317,6 +317,17 @@ class WebRtcCarrier:
         self.stats.count(self.stats.bytes_sent, name, len(payload))
         return True
 
+    def wire_counters(self) -> dict[str, int]:
+        """UDP payload bytes and datagrams through this connection's DTLS transport (all of
+        DTLS, SCTP and data-channel overhead included; add 28 bytes a datagram for IPv4 and UDP
+        headers). aiortc keeps these for ``getStats``; read here without awaiting."""
+        sctp = self._sctp()
+        dtls = getattr(sctp, "transport", None)
+        out = {}
+        for name in ("tx_bytes", "tx_packets", "rx_bytes", "rx_packets"):
+            out[name] = int(getattr(dtls, f"_RTCDtlsTransport__{name}", 0))
+        return out
+
     # -- closing ---------------------------------------------------------------------------------
     def _closed(self, reason: str) -> None:
         if self.closed_reason is not None:

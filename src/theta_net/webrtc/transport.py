@@ -125,6 +125,7 @@ class WebRtcTransport:
         self.limits = limits
         self.page_config = page_config
         self.listener: WebRtcListener | None = None
+        self._host_config: Any = None
 
     async def listen(
         self, host: str, port: int, accept: Callable[[Carrier], CarrierHandler]
@@ -137,6 +138,8 @@ class WebRtcTransport:
             limits=self.limits, page_config=self._page_config,
         )
         listener: WebRtcListener | None = None
+        # the page speaks the session: it needs the host's hashes (a Server's session config)
+        self._host_config = getattr(getattr(accept, "__self__", None), "session_config", None)
 
         def opened(carrier: WebRtcCarrier, offer: PendingOffer) -> None:
             assert listener is not None
@@ -181,6 +184,10 @@ class WebRtcTransport:
             "room_url": f"rooms/{self.room}",
             "ice_servers": [s.to_browser() for s in self.ice_servers],
         }
+        cfg = self._host_config
+        if cfg is not None:
+            out["schema_hash"] = str(cfg.schema.hash)
+            out["manifest_hash"] = str(cfg.manifest_hash)
         if self.page_config is not None:
             out.update(self.page_config())
         return out
@@ -196,7 +203,9 @@ class WebRtcTransport:
         handler's ``join_token``) authenticates the offer. The WebRTC path is authenticated by
         DTLS fingerprints in the signaled SDP, so ``fingerprint`` (a QUIC certificate pin) has
         no role here: the session's token check is what admits the client."""
-        join_token = token or self.token or str(getattr(handler, "join_token", "") or "")
+        join_token = token or self.token or str(
+            getattr(handler, "join_token", "") or getattr(handler, "token", "") or ""
+        )
         if not join_token:
             join_token = os.environ.get("THETA_JOIN_TOKEN", "")
         url = self.room_url_for(host, port)
