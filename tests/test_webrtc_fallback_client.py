@@ -12,12 +12,13 @@ import pytest
 pytest.importorskip("aiortc")
 pytest.importorskip("theta_net.server", reason="theta_net.server/client come with issue 8")
 
-from theta_ecs.scenes.cubes import CubesScene  # noqa: E402
-from theta_ecs.serialization.schema import ReplicationSchema  # noqa: E402
-from theta_net.client import Client  # noqa: E402
-from theta_net.server import Server  # noqa: E402
-from theta_net.webrtc.auto import AutoTransport  # noqa: E402
-from theta_net.webrtc.transport import WebRtcTransport  # noqa: E402
+from theta_net.client import Client
+from theta_net.server import Server
+
+from theta_ecs.scenes.cubes import CubesScene
+from theta_ecs.serialization.schema import ReplicationSchema
+from theta_net.webrtc.auto import AutoTransport
+from theta_net.webrtc.transport import WebRtcTransport
 
 SCHEMA = ReplicationSchema(CubesScene.components)
 
