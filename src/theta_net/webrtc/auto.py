@@ -61,6 +61,25 @@ class AutoListener:
             listener.close()
 
 
+class _Attempt:
+    """The handler a primary attempt gets: it forwards to the real handler, except the close of
+    an attempt that failed (that connection never belonged to the session)."""
+
+    def __init__(self, handler: CarrierHandler) -> None:
+        self.handler = handler
+        self.won = False
+
+    def __getattr__(self, name: str) -> Any:  # token, join_token, ... of the real handler
+        return getattr(self.handler, name)
+
+    def carrier_received(self, channel: Any, payload: bytes) -> None:
+        self.handler.carrier_received(channel, payload)
+
+    def carrier_closed(self, reason: str) -> None:
+        if self.won:
+            self.handler.carrier_closed(reason)
+
+
 def _fallback_after() -> float:
     raw = os.environ.get("THETA_FALLBACK_AFTER", "")
     try:
@@ -147,10 +166,12 @@ class AutoTransport:
             opts = dict(options)
             if "timeout" in inspect.signature(primary.connect).parameters:
                 opts["timeout"] = self.fallback_after  # it cleans up after itself
+            attempt = _Attempt(handler)
             carrier: Carrier = await asyncio.wait_for(
-                primary.connect(host, port, handler, fingerprint=fingerprint, **opts),
+                primary.connect(host, port, attempt, fingerprint=fingerprint, **opts),
                 self.fallback_after + 0.5,
             )
+            attempt.won = True
         except asyncio.TimeoutError:
             reason = f"{self.primary_name} did not answer within {self.fallback_after:g} s"
         except (ThetaError, OSError) as exc:
