@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -45,8 +45,6 @@ AUTHORITY = TokenAuthority.from_seed(bytes(range(1, 33)))
 def session_config(**changes: Any) -> SessionConfig:
     base = SessionConfig(SCHEMA, manifest_hash=MANIFEST_HASH, max_datagram=1160,
                          heartbeat_interval=0.1)
-    from dataclasses import replace
-
     return replace(base, **changes)
 
 
@@ -96,6 +94,12 @@ class SessionPeer:
 
     def start(self, carrier: Carrier) -> None:
         self.carrier = carrier
+        if carrier.max_datagram_size < self.session.config.max_datagram:
+            # what the carrier takes bounds what the session offers (as Server/Client do)
+            cfg = replace(self.session.config, max_datagram=carrier.max_datagram_size)
+            old = self.session
+            self.session = Session(cfg, is_client=old.is_client, credentials=old.credentials,
+                                   admission=old.admission)
         if self.session.is_client:
             self.session.connect(self.now())
         else:
@@ -142,7 +146,7 @@ class SessionPeer:
             if not self.session.is_client:
                 compress = "zstd" in event.negotiated.features
                 self.replicator = Replicator(SCHEMA, ReplicatorConfig(
-                    compress=compress, packet_budget=event.negotiated.max_datagram - 80))
+                    compress=compress, packet_budget=event.negotiated.max_datagram - 96))
         elif isinstance(event, Refused):
             log.refused = event
         elif isinstance(event, Disconnected):
@@ -218,12 +222,14 @@ class CubesHost:
                 continue
             if state is None:
                 state = capture(self.scene.world, SCHEMA, self.tick)
-            budget = peer.carrier.unreliable_budget() if peer.carrier is not None else 0
+            # the replicator's budget follows the path (as theta_net's Server does it)
+            room = peer.carrier.unreliable_budget() if peer.carrier is not None else 0
+            budget = None if room >= 1 << 16 else max(room - 256, 256)
+            if budget != peer.replicator.config.bandwidth_budget:
+                peer.replicator.config = replace(peer.replicator.config, bandwidth_budget=budget)
             for packet in peer.replicator.produce(state, now):
-                if budget <= 0:
-                    break
                 try:
-                    budget -= peer.session.send_state(packet, now)
+                    peer.session.send_state(packet, now)
                 except Exception:
                     break
             peer.pump()
