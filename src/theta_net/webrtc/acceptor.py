@@ -68,14 +68,17 @@ class WebRtcAcceptor:
         try:
             await carrier.wait_open(self.ice_timeout)
         except (asyncio.TimeoutError, ConnectionError) as exc:
+            self.connecting.discard(carrier)
             reason = carrier.closed_reason or f"not connected within {self.ice_timeout:g} s"
             self.counters["ice_timeout" if isinstance(exc, asyncio.TimeoutError)
                           else "ice_failed"] += 1
             log.info("WebRTC peer for offer %s gave up: %s", offer.id, reason)
             await carrier.aclose(f"ICE/DTLS did not complete: {reason}")
             return
-        finally:
+        except BaseException:
             self.connecting.discard(carrier)
+            raise
+        self.connecting.discard(carrier)
         self.counters["connected"] += 1
         self.accept(carrier, offer)
 
