@@ -147,7 +147,7 @@ def test_bad_input_gets_a_clear_status_and_a_counter() -> None:
 
 
 def test_offer_flood_is_bounded_per_room_and_other_rooms_are_unaffected() -> None:
-    limits = SignalingLimits(max_pending_per_room=3, answer_timeout_s=1.5)
+    limits = SignalingLimits(max_pending_per_room=3, answer_timeout_s=2.5)
 
     async def body(service: SignalingService, base: str) -> None:
         stall = asyncio.Event()
@@ -306,4 +306,4 @@ def test_theta_signal_runs_alone_and_a_host_serves_its_room_from_elsewhere(
         finally:
             await listener.aclose()
 
-    serve(body, host_token=host_token)
+    serve(body, host_token=host_token)  # stopping ends the host's 20 s long poll at once

@@ -31,13 +31,38 @@ class RemoteRoomHost:
         self.errors = 0
         self._task: asyncio.Task[None] | None = None
         self._answering: set[asyncio.Task[None]] = set()
-        self._ready = asyncio.get_running_loop().create_future()
 
     async def start(self, timeout: float = 5.0) -> None:
-        """Begin polling; raises :class:`ConnectError` when the service refuses this host."""
+        """Register the room and begin polling; :class:`ConnectError` when the service cannot
+        be reached or refuses this host."""
+        import aiohttp
+
+        headers = {"Authorization": f"Bearer {self.host_token}"}
+        try:
+            async with (
+                aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout)) as http,
+                http.get(f"{self.room_url}/next-offer?wait=0", headers=headers) as r,
+            ):
+                if r.status == 403:
+                    raise ConnectError(f"{self.room_url}: the service refused this host "
+                                       "(THETA_SIGNALING_TOKEN)")
+                if r.status not in (200, 204):
+                    raise ConnectError(f"{self.room_url}: the service answered {r.status}")
+                if r.status == 200:  # an offer was already waiting: answer it
+                    doc = await r.json()
+                    task = asyncio.ensure_future(self._answer_once(doc))
+                    self._answering.add(task)
+                    task.add_done_callback(self._answering.discard)
+        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            raise ConnectError(f"{self.room_url}: signaling unreachable ({exc!r})") from None
         self._task = asyncio.ensure_future(self._run())
-        with contextlib.suppress(asyncio.TimeoutError):  # the first poll waits for an offer
-            await asyncio.wait_for(asyncio.shield(self._ready), timeout)
+
+    async def _answer_once(self, doc: dict[str, Any]) -> None:
+        import aiohttp
+
+        headers = {"Authorization": f"Bearer {self.host_token}"}
+        async with aiohttp.ClientSession() as http:
+            await self._answer(http, headers, doc)
 
     async def _run(self) -> None:
         import aiohttp
@@ -48,13 +73,8 @@ class RemoteRoomHost:
                 try:
                     async with http.get(f"{self.room_url}/next-offer", headers=headers) as r:
                         if r.status == 403:
-                            error = ConnectError(f"{self.room_url}: the service refused this "
-                                                 "host (THETA_SIGNALING_TOKEN)")
-                            if not self._ready.done():
-                                self._ready.set_exception(error)
+                            log.warning("%s: the service refused this host", self.room_url)
                             return
-                        if not self._ready.done():
-                            self._ready.set_result(None)
                         if r.status != 200:
                             continue
                         doc: Any = await r.json()

@@ -11,7 +11,7 @@ route                                         who     what
 ============================================  ======  ===========================================
 ``GET /``                                     anyone  the spectator page (``?room=&token=``)
 ``POST /rooms/{room}/offer``                  client  ``{"type":"offer","sdp":...}`` → answer
-``GET /rooms/{room}/next-offer``              host    long-poll: an offer to answer, or 204
+``GET /rooms/{room}/next-offer[?wait=s]``     host    long-poll: an offer to answer, or 204
 ``POST /rooms/{room}/answer/{offer_id}``      host    ``{"type":"answer","sdp":...}`` or
                                                       ``{"error": "...", "status": 4xx}``
 ``GET /stats``                                anyone  the counters below, as JSON
@@ -127,6 +127,7 @@ class SignalingService:
         self.rooms: dict[str, _Room] = {}
         self._ids = itertools.count(1)
         self._runner: web.AppRunner | None = None
+        self._stopping = asyncio.Event()
         self.port: int | None = None
         self.app = web.Application(client_max_size=self.limits.max_body_bytes)
         self.app.add_routes(
@@ -154,6 +155,7 @@ class SignalingService:
         return self.port
 
     async def stop(self) -> None:
+        self._stopping.set()  # long polls return now rather than at their timeout
         for room in list(self.rooms.values()):
             self._close_room(room)
         if self._runner is not None:
@@ -316,12 +318,22 @@ class SignalingService:
         if room.answerer is not None:
             return self._refuse(409, "room_taken", f"room {name!r} is hosted in-process")
         room.last_poll = time.monotonic()
+        try:  # ?wait=0 registers the room and returns at once (a host's first call)
+            wait = min(float(request.query.get("wait", self.limits.host_poll_s)),
+                       self.limits.host_poll_s)
+        except ValueError:
+            return self._refuse(400, "bad_query", "wait must be a number of seconds")
         while True:
-            try:
-                offer = await asyncio.wait_for(room.queue.get(), self.limits.host_poll_s)
-            except asyncio.TimeoutError:
+            getter = asyncio.ensure_future(room.queue.get())
+            stopping = asyncio.ensure_future(self._stopping.wait())
+            done, _ = await asyncio.wait({getter, stopping}, timeout=max(wait, 0.0),
+                                         return_when=asyncio.FIRST_COMPLETED)
+            stopping.cancel()
+            if getter not in done:  # the poll's time is up, or the service is stopping
+                getter.cancel()
                 room.last_poll = time.monotonic()
                 return web.Response(status=204)
+            offer = getter.result()
             room.last_poll = time.monotonic()
             if offer.answer.done():  # its client gave up already
                 continue
