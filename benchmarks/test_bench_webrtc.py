@@ -359,7 +359,7 @@ def _measure(rig: Rig, name: str, clients: int, seconds: float, idle: float
 
 
 def test_cubes_wire_and_server_cpu_per_client_webrtc_vs_quic(benchmark: Any) -> None:
-    clients, seconds = 4, 4.0
+    clients, seconds = 8, 5.0
     rig = Rig(n=901, rate=60.0, tick=True)
     results: dict[str, dict[str, float]] = {}
     try:
