@@ -113,9 +113,25 @@ def test_channels_sizes_and_fragmented_reliable_messages() -> None:
         a.channels[Channel.RELIABLE].send(b"\x07junk")  # not a fragment: the peer closes
         await until(lambda: bool(rb.closed))
         assert b.stats.drops["reliable_bad_fragment"] == 1
-        with pytest.raises(WebRtcCarrierError):
-            b.send(Channel.RELIABLE, b"after close")
+        assert not b.send(Channel.RELIABLE, b"after close")  # quietly, as over QUIC
         assert not b.send(Channel.STATE, b"after close")
+        assert b.stats.drops["reliable_not_open"] == 1
+        with pytest.raises(WebRtcCarrierError):
+            a.send(Channel.RELIABLE, bytes(a.max_reliable_message + 1))
+
+    run_pair(body)
+
+
+def test_a_peer_that_never_reads_its_reliable_channel_is_closed() -> None:
+    async def body(pair: Pair) -> None:
+        a, ra, _, _ = pair
+        a.max_send_buffer = 300_000
+        blob = bytes(100_000)
+        sent = [a.send(Channel.RELIABLE, blob) for _ in range(5)]  # faster than SCTP drains
+        assert sent[:2] == [True, True] and sent[-1] is False
+        assert a.stats.drops["reliable_unread"] == 1
+        assert a.closed_reason == "the peer does not read its reliable channel"
+        await until(lambda: bool(ra.closed))
 
     run_pair(body)
 

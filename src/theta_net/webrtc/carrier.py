@@ -121,7 +121,7 @@ def fragments(payload: bytes, max_message_size: int) -> list[bytes]:
 
 
 class WebRtcCarrierError(ThetaError):
-    """A carrier misuse: sending on a closed carrier or a reliable message over the limit."""
+    """A carrier misuse: a reliable message over the limit."""
 
 
 @dataclass
@@ -176,8 +176,10 @@ class WebRtcCarrier:
         handler: CarrierHandler | None = None,
         *,
         max_reliable_message: int = 1 << 20,
+        max_send_buffer: int = 8 << 20,
     ) -> None:
         self.pc = pc
+        self.max_send_buffer = max_send_buffer
         self.channels = channels
         self.handler = handler
         self._early: deque[tuple[Channel, bytes]] = deque()
@@ -289,13 +291,14 @@ class WebRtcCarrier:
 
     def send(self, channel: Channel, payload: bytes) -> bool:
         name = channel.name.lower()
-        if not self.is_open:
-            if channel in UNRELIABLE:
-                self.stats.count(self.stats.drops, f"{name}_not_open")
-                return False
+        if channel is Channel.RELIABLE and len(payload) > self.max_reliable_message:
             raise WebRtcCarrierError(
-                f"reliable send on a carrier that is {self.closed_reason or 'not open yet'}"
+                f"reliable message of {len(payload)} bytes over the limit of "
+                f"{self.max_reliable_message}"
             )
+        if not self.is_open:  # as over QUIC: a closed connection takes nothing, quietly
+            self.stats.count(self.stats.drops, f"{name}_not_open")
+            return False
         dc = self.channels[channel]
         if channel in UNRELIABLE:
             if len(payload) > self.max_datagram_size:
@@ -306,13 +309,12 @@ class WebRtcCarrier:
                 return False
             dc.send(payload)
         else:
-            if len(payload) > self.max_reliable_message:
-                raise WebRtcCarrierError(
-                    f"reliable message of {len(payload)} bytes over the limit of "
-                    f"{self.max_reliable_message}"
-                )
             for piece in fragments(payload, min(self.max_message_size, DEFAULT_MAX_MESSAGE_SIZE)):
                 dc.send(piece)
+            if dc.bufferedAmount > self.max_send_buffer:
+                self.stats.count(self.stats.drops, "reliable_unread")
+                self.close("the peer does not read its reliable channel")
+                return False
         self.stats.count(self.stats.messages_sent, name)
         self.stats.count(self.stats.bytes_sent, name, len(payload))
         return True
