@@ -15,7 +15,11 @@ from .errors import ManifestMismatchError
 
 #: Modules that add subcommands of their own through ``register(subparsers)`` (imported only when
 #: the parser is built, and only if present: the core never imports a backend at import time).
-_EXTENSION_MODULES: tuple[str, ...] = ("theta_ecs.serialization.cli", "theta_net.cli")
+_EXTENSION_MODULES: tuple[str, ...] = (
+    "theta_ecs.serialization.cli",
+    "theta_net.cli",
+    "theta_net.signaling_cli",
+)
 #: Where the networked demo lives (``theta demo`` runs it when present; ``--local`` never does).
 _NET_DEMO_MODULE = "theta_net.cli"
 

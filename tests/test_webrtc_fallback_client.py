@@ -1,0 +1,109 @@
+"""``Client(transport="auto")`` against a server whose QUIC port is closed: the client falls
+back to WebRTC, joins, converges bit for bit and edits, through theta_net's own Server and
+Client. A server on ``auto`` serves both: QUIC clients and WebRTC clients side by side."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+
+import pytest
+
+pytest.importorskip("aiortc")
+pytest.importorskip("theta_net.server", reason="theta_net.server/client come with issue 8")
+
+from theta_ecs.scenes.cubes import CubesScene
+from theta_ecs.serialization.schema import ReplicationSchema
+from theta_net.client import Client
+from theta_net.server import Server
+from theta_net.webrtc.auto import AutoTransport
+from theta_net.webrtc.transport import WebRtcTransport
+
+SCHEMA = ReplicationSchema(CubesScene.components)
+
+
+@pytest.fixture(autouse=True)
+def _loopback_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("THETA_ICE_HOST_ADDRESSES", "127.0.0.1")
+    monkeypatch.delenv("THETA_SIGNALING_URL", raising=False)
+    monkeypatch.delenv("THETA_SIGNALING_BIND", raising=False)
+
+
+async def until(cond: Callable[[], bool], timeout: float = 10.0, what: str = "") -> None:
+    loop = asyncio.get_running_loop()
+    end = loop.time() + timeout
+    while not cond():
+        if loop.time() > end:
+            raise AssertionError(f"timed out waiting for {what or cond}")
+        await asyncio.sleep(0.02)
+
+
+def run(coro: Callable[[], Awaitable[None]]) -> None:
+    asyncio.run(asyncio.wait_for(coro(), 60))
+
+
+def test_auto_client_falls_back_to_webrtc_joins_converges_and_edits() -> None:
+    async def main() -> None:
+        scene = CubesScene(48, seed=3)
+        # the server offers WebRTC only: its QUIC port (UDP) is closed
+        server = Server(scene.world, SCHEMA, step=scene.step, port=0, rate=30.0,
+                        transport=WebRtcTransport())
+        await server.start()
+        ticking = asyncio.ensure_future(server.run())
+        auto = AutoTransport(fallback_after=1.0)
+        client = Client(SCHEMA, "127.0.0.1", server.port, server.issue_token("editor"),
+                         rate=30, transport=auto)
+        task = asyncio.ensure_future(client.run())
+        try:
+            await until(lambda: client.editor is not None, what="admitted over the fallback")
+            assert auto.choice is not None and auto.choice.transport == "webrtc"
+            assert "quic did not answer within 1 s" in auto.choice.reason
+            assert client.connected_event and client.connected_event.role == "editor"
+            await until(lambda: len(client.receiver.applied) == 48, what="the join")
+            server.paused = True
+            await until(lambda: server.converged(client.receiver.applied), what="convergence")
+            server.paused = False
+            assert client.editor is not None
+            net_id = client.editor.create_entity({"px": 2.5})
+            await until(lambda: server.pipeline.editor.alive(net_id), what="the edit")
+            assert server.pipeline.editor.transform(net_id)["px"] == 2.5
+        finally:
+            client.close()
+            server.close()
+            ticking.cancel()
+            task.cancel()
+            await asyncio.sleep(0.1)
+
+    run(main)
+
+
+def test_a_server_on_auto_serves_quic_and_webrtc_clients_side_by_side() -> None:
+    async def main() -> None:
+        scene = CubesScene(48, seed=3)
+        server = Server(scene.world, SCHEMA, step=scene.step, port=0, rate=30.0,
+                        transport=AutoTransport())
+        await server.start()
+        ticking = asyncio.ensure_future(server.run())
+        quic = Client(SCHEMA, "127.0.0.1", server.port, server.issue_token("viewer"), rate=30,
+                      transport=AutoTransport())
+        webrtc = Client(SCHEMA, "127.0.0.1", server.port, server.issue_token("viewer"), rate=30,
+                        transport="webrtc")
+        tasks = [asyncio.ensure_future(c.run()) for c in (quic, webrtc)]
+        try:
+            await until(lambda: all(len(c.receiver.applied) == 48 for c in (quic, webrtc)),
+                        what="both joined")
+            choice = quic._transport_arg.choice  # type: ignore[union-attr]
+            assert choice is not None and choice.transport == "quic"
+            server.paused = True
+            await until(lambda: all(server.converged(c.receiver.applied)
+                                    for c in (quic, webrtc)), what="convergence")
+        finally:
+            for c in (quic, webrtc):
+                c.close()
+            server.close()
+            ticking.cancel()
+            for t in tasks:
+                t.cancel()
+            await asyncio.sleep(0.1)
+
+    run(main)
