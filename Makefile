@@ -8,9 +8,12 @@ PYX    := $(shell find src -name '*.pyx' -o -name '*.pxd')
 .PHONY: demo test bench lint typecheck build sysdeps flatbuffers clean
 
 # The networked demo: a cubes server and two clients over real QUIC on 127.0.0.1 for about 10 s,
-# a live table per client, exit 0 only when both converged (`theta demo --local`: the core demo).
+# a live table per client, exit 0 only when both converged (`theta demo --local`: the core demo);
+# then one stereo frame of the same scene, rendered headless (EGL), to look at.
 demo: build
 	$(BIN)/theta demo
+	$(BIN)/theta render --scene cubes --frames 1 --out build/demo
+	@echo "demo: the cubes scene in stereo (left and right eye): build/demo/frame_0000.png"
 
 test: build
 	$(BIN)/ruff check src tests benchmarks
