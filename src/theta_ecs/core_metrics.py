@@ -180,6 +180,9 @@ _RECEIVER: tuple[tuple[str, str, str, str], ...] = (
      "Requests for missing chunks sent."),
     ("resync_requests", "theta_receiver_resync_requests_total", "requests",
      "Requests for a full state, sent because a delta's baseline is missing."),
+    ("out_of_window", "theta_receiver_out_of_window_states_total", "packets",
+     "Guard: states implausibly far ahead of the applied one (junk or a corrupted sequence), "
+     "dropped."),
 )
 for _key, _name, _unit, _help in _RECEIVER:
     R.counter(_name, _unit, _help, source="receiver", key=_key, labels=("peer",))

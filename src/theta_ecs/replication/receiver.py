@@ -11,7 +11,9 @@ A delta newer than anything applied whose baseline we never held cannot be fixed
 the sender took an ack for a state we lack (a corrupted or forged ack). The receiver then sends
 a :class:`~theta_ecs.serialization.packet.ResyncRequest` (every ``resync_interval`` while it
 lasts) and the replicator falls back to a full state. Chunk reassembly is bounded by count, age
-and a sequence window after the applied state, so junk chunks cannot keep genuine state out.
+and a sequence window after the applied state, so junk chunks cannot keep genuine state out; a
+whole state packet outside that window is dropped and counted too (``out_of_window``), so one
+forged datagram with a far-future sequence cannot make every genuine state stale.
 """
 
 from __future__ import annotations
@@ -55,6 +57,7 @@ class ReceiverStats:
     acks_sent: int = 0
     chunk_requests: int = 0
     resync_requests: int = 0  # "I lack your baseline, send a full state" messages sent
+    out_of_window: int = 0  # states implausibly far ahead of the applied one, dropped
     chunk_drops: ChunkDrops = field(default_factory=ChunkDrops)  # by reason: see ChunkDrops
 
 
@@ -123,6 +126,11 @@ class Receiver:
             return False
         if seq <= self.applied_sequence:
             self.stats.stale += 1
+            return False
+        if not self.reassembler.plausible(seq, now):
+            # A state far ahead of any the sender can have reached (junk, or a corrupted
+            # sequence): applying it would make every genuine state look stale for good.
+            self.stats.out_of_window += 1
             return False
         base = None
         if pkt.baseline is not None:
