@@ -7,7 +7,8 @@ import random
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from theta_ecs.commandlog import COMPONENTS, Entry, EntryId, Scope, Signer
+from theta_ecs.commandlog import COMPONENTS, Entry, EntryId, Role, Scope, Signer
+from theta_ecs.commandlog.clock import MAX_CLOCK
 from theta_ecs.commandlog.editor import COMMAND_TYPES, EXISTENCE, make_net_id
 from theta_ecs.commandlog.entry import (
     decode_batch,
@@ -79,3 +80,29 @@ def test_hostile_signed_entries_are_contained(
         # exact copies are network duplicates, not replay attacks
         assert tel.get("duplicates_dropped", 0) == replayed
         assert tel.get("replay_rejections", 0) == 0
+
+
+def test_one_entry_stamped_near_the_clock_limit_cannot_silence_the_session() -> None:
+    """A viewer signs an entry with a clock just under 2^53. Peers used to observe it whole:
+    every later command, the admin's revoke included, failed with a clock out of range. Now an
+    entry moves a peer's clock at most MAX_CLOCK_STEP (2^24): work goes on, the admin revokes it."""
+    r = roster(4, {2: Role.VIEWER, 3: Role.ADMIN})
+    a, mallory, admin = make_peer(0, r), make_peer(2, r), make_peer(3, r)
+    nid = a.editor.create_entity({"px": 1.0})
+    exchange(a, mallory, admin)
+    mallory.log.clock.observe(MAX_CLOCK - 3)
+    hostile = mallory.editor.select(nid)
+    assert hostile.clock == MAX_CLOCK - 2
+    packets = mallory.flush()
+    for peer in (a, admin):
+        peer.receive(packets)
+        assert peer.log.clock.value < MAX_CLOCK // 2
+    for i in range(3):
+        a.editor.set_transform(nid, px=float(i))
+    admin.log.revoke(mallory.log.author)
+    exchange(a, admin)
+    assert a.editor.transform(nid)["px"] == 2.0
+    # the revoke orders before the hostile entry: every peer denies it alike
+    for peer in (a, admin):
+        assert peer.log.role_of(mallory.log.author, hostile.key) is None
+    assert a.fingerprint() == admin.fingerprint()

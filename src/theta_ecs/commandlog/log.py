@@ -45,7 +45,7 @@ from .checkpoint import (
     keep_none,
     retain,
 )
-from .clock import MAX_CLOCK, LamportClock
+from .clock import MAX_CLOCK, MAX_CLOCK_STEP, LamportClock
 from .conflicts import ConflictPolicy, Resolution, ScopeLog, Strategy
 from .entry import (
     MAX_BATCH_ENTRIES,
@@ -581,7 +581,7 @@ class CommandLog:
             if self._order and self._order_sorted and e.key < self._order[-1].key:
                 self._order_sorted = False
             self._order.append(e)
-            self.clock.observe(e.clock)
+            self.clock.observe(e.clock, max_step=MAX_CLOCK_STEP)
             group = e.scope.group
             self._scope(group, e.scope).add(e)
             self._author_groups.setdefault(e.author, set()).add(group)
