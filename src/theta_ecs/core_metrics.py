@@ -71,7 +71,11 @@ _COUNTERS: tuple[tuple[str, str, str, str], ...] = (
     ("checkpoints_applied", "theta_commandlog_checkpoints_applied_total", "checkpoints",
      "Checkpoints received from peers and applied."),
     ("stale_checkpoint_drops", "theta_commandlog_stale_checkpoint_drops_total", "checkpoints",
-     "Guard: checkpoints older than, or rivals of, the one already applied."),
+     "Guard: checkpoints older than the one already applied (resends), ignored."),
+    ("rival_checkpoint_drops", "theta_commandlog_rival_checkpoint_drops_total", "checkpoints",
+     "Authentic checkpoints neither older nor newer than the one applied (two admins "
+     "checkpointed concurrently): refused; peers may fold late entries apart until a "
+     "checkpoint covering both."),
     ("checkpoint_permission_rejections",
      "theta_commandlog_checkpoint_permission_rejections_total", "checkpoints",
      "Guard: checkpoints signed by an author without the admin role."),

@@ -708,9 +708,15 @@ class CommandLog:
                 tel.count("duplicates_dropped")
             return
         new_floors = cp.floor_map()
+        rival = False
         if any(new_floors.get(a, 0) < f for a, f in self._cp_floors.items()):
-            tel.count("stale_checkpoint_drops")  # an older (or a rival) checkpoint
-            return
+            if all(f <= self._cp_floors.get(a, 0) for a, f in new_floors.items()):
+                tel.count("stale_checkpoint_drops")  # older than ours: a harmless resend
+                return
+            # neither covers the other: another admin's concurrent checkpoint. It cannot be
+            # applied on top of ours, and peers that hold it fold late entries apart from us
+            # until a checkpoint covering both arrives: counted apart once it is authentic.
+            rival = True
         key = self.roster.verifier.key_of(cp.author) or self._admitted.key_of(cp.author)
         signed = CHECKPOINT_DOMAIN + cp.signed_bytes
         if key is None or not verify_signature(key, cp.signature, signed):
@@ -722,6 +728,9 @@ class CommandLog:
             if restoring:
                 raise StoreCorruptError("a stored checkpoint is signed by a non-admin")
             tel.count("checkpoint_permission_rejections")
+            return
+        if rival:
+            tel.count("rival_checkpoint_drops")
             return
         self._apply_checkpoint(cp, restoring=restoring)
         tel.count("checkpoints_applied")
