@@ -31,7 +31,7 @@ with the checkpoint first and the entries after it.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass, field
 
 from ..interfaces import CommandStore
@@ -140,6 +140,9 @@ class Changes:
 #: The sync-request item that names the asker's checkpoint (author 0 is never an author).
 _CHECKPOINT_ITEM = 0
 
+#: Sources whose sync-answer throttle is remembered before the expired ones are forgotten.
+_MAX_SYNC_SOURCES = 4096
+
 #: Largest encoded packet :meth:`CommandLog.flush` produces (a reliable stream splits it further).
 PACKET_BUDGET = 256 * 1024
 
@@ -186,7 +189,8 @@ class CommandLog:
         self._reported_conflicts: set[EntryId] = set()
         self._drained: dict[tuple[int, int], tuple[int, int, int]] = {}
         self._seq = 0
-        self._next_sync_answer = float("-inf")
+        # per source given to receive(): when its next sync request may be answered
+        self._next_sync_answer: dict[Hashable | None, float] = {}
         self._sync_requested_at = float("-inf")
         # held entries the admission refused (kept to tell a duplicate from a replay)
         self._refused: dict[EntryId, Entry] = {}
@@ -348,8 +352,13 @@ class CommandLog:
         return _pack(raws)
 
     # -- remote packets -------------------------------------------------------------------------
-    def receive(self, packet: bytes) -> list[bytes]:
-        """Integrate a packet from a peer; returns packets to send back to it (maybe none)."""
+    def receive(self, packet: bytes, source: Hashable | None = None) -> list[bytes]:
+        """Integrate a packet from a peer; returns packets to send back to it (maybe none).
+
+        ``source`` names the peer it came from (e.g. a session id): sync requests are answered
+        at most once per ``sync_answer_interval_s`` per source, so one peer asking in a loop
+        cannot use up the answers other peers need to catch up.
+        """
         limit_ok = (
             len(packet) <= self.config.max_checkpoint
             if packet_type(packet) == PacketType.CHECKPOINT
@@ -369,10 +378,14 @@ class CommandLog:
             return []
         if decoded.type is PacketType.SYNC:
             now = self._now()
-            if now < self._next_sync_answer:
+            if now < self._next_sync_answer.get(source, float("-inf")):
                 self.telemetry.count("sync_rate_drops")
                 return []
-            self._next_sync_answer = now + self.config.sync_answer_interval_s
+            if len(self._next_sync_answer) >= _MAX_SYNC_SOURCES:
+                self._next_sync_answer = {
+                    s: t for s, t in self._next_sync_answer.items() if t > now
+                }
+            self._next_sync_answer[source] = now + self.config.sync_answer_interval_s
             return self._answer_sync(dict(decoded.floors))
         now = self._now()
         solicited = (
