@@ -106,3 +106,35 @@ def test_one_entry_stamped_near_the_clock_limit_cannot_silence_the_session() -> 
     for peer in (a, admin):
         assert peer.log.role_of(mallory.log.author, hostile.key) is None
     assert a.fingerprint() == admin.fingerprint()
+
+
+def test_refused_entries_cost_no_payload_memory_and_still_tell_copies_from_replays() -> None:
+    """A member's entries of a command type nobody registered are refused, but were kept whole
+    (to tell a later duplicate from a replay): 200 of them with 60 kB payloads held 12 MB for
+    good. Only a digest is kept now, and the two counters still say the right thing."""
+    import tracemalloc
+
+    r = roster(2)
+    victim, mallory = make_peer(0, r), signer(1)
+
+    def junk(seq: int, fill: int) -> Entry:
+        return Entry(1, mallory.author, seq, "junk.kind", Scope(5, 5), bytes([fill]) * 60_000)
+
+    packets = [
+        _signed_packet(mallory, [junk(10 * k + i + 1, i) for i in range(10)]) for k in range(20)
+    ]
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for p in packets:
+            victim.log.receive(p)
+        retained = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    tel = victim.world.telemetry.counters
+    assert tel["unknown_command_drops"] == 200
+    assert retained < 3_000_000, retained  # the payloads alone are 12 MB
+    victim.log.receive(packets[0])  # the network duplicated it: harmless
+    assert tel["duplicates_dropped"] == 10 and tel.get("replay_rejections", 0) == 0
+    victim.log.receive(_signed_packet(mallory, [junk(1, 99)]))  # same id, other content
+    assert tel["replay_rejections"] == 1

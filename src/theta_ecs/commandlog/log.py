@@ -30,6 +30,7 @@ with the checkpoint first and the entries after it.
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass, field
@@ -192,8 +193,9 @@ class CommandLog:
         # per source given to receive(): when its next sync request may be answered
         self._next_sync_answer: dict[Hashable | None, float] = {}
         self._sync_requested_at = float("-inf")
-        # held entries the admission refused (kept to tell a duplicate from a replay)
-        self._refused: dict[EntryId, Entry] = {}
+        # digests of entries the admission refused (to tell a duplicate from a replay; the
+        # entries themselves are not kept, so refused junk costs no payload memory)
+        self._refused: dict[EntryId, bytes] = {}
         self._pending_ids: dict[EntryId, Entry] = {}
         self._author_groups: dict[int, set[tuple[int, int]]] = {}
         self._reported_denials: set[EntryId] = set()
@@ -511,7 +513,7 @@ class CommandLog:
         for entry in fresh:
             window.mark(entry.seq)
             if not self._acceptable(entry):
-                self._refused[entry.id] = entry
+                self._refused[entry.id] = _digest(entry)
                 continue
             stored = True
             if author == self._own_author():
@@ -524,14 +526,15 @@ class CommandLog:
 
     def _seen_verdict(self, entry: Entry, dup_counter: str) -> str:
         """The counter for an entry whose (author, seq) was seen before (see the module doc)."""
-        known = (
-            self._entries.get(entry.id)
-            or self._pending_ids.get(entry.id)
-            or self._refused.get(entry.id)
-        )
-        if known is None and entry.seq <= self._cp_floors.get(entry.author, 0):
+        known = self._entries.get(entry.id) or self._pending_ids.get(entry.id)
+        if known is not None:
+            return dup_counter if known == entry else "replay_rejections"
+        refused = self._refused.get(entry.id)
+        if refused is not None:
+            return dup_counter if refused == _digest(entry) else "replay_rejections"
+        if entry.seq <= self._cp_floors.get(entry.author, 0):
             return "covered_drops"
-        return dup_counter if known == entry else "replay_rejections"
+        return "replay_rejections"
 
     def _acceptable(self, entry: Entry) -> bool:
         """Deterministic checks of the entry alone: every peer refuses the same entries (so they
@@ -577,7 +580,7 @@ class CommandLog:
         if entry.base != NO_BASE and not self._present(entry.base):
             if self._pending_count >= self.config.max_pending:
                 self.telemetry.count("pending_overflow_drops")
-                self._refused[entry.id] = entry
+                self._refused[entry.id] = _digest(entry)
                 return
             self._pending.setdefault(entry.base, []).append(entry)
             self._pending_ids[entry.id] = entry
@@ -929,6 +932,11 @@ class CommandLog:
 
     def _export_batches(self) -> list[bytes]:
         return [raw for _, batches in sorted(self._batches.items()) for _, raw in batches]
+
+
+def _digest(entry: Entry) -> bytes:
+    """What is kept of a refused entry: enough to tell an exact copy from other content."""
+    return hashlib.blake2b(entry.encode(), digest_size=16).digest()
 
 
 def _pack(raws: list[bytes], *, answer: bool = False) -> list[bytes]:
