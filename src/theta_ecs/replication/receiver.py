@@ -159,8 +159,14 @@ class Receiver:
     def _evict(self) -> None:
         for s in [s for s in self._history if s < self._floor and s != self.applied_sequence]:
             del self._history[s]
+        # The floor is the baseline the sender deltas against: while our acks are lost it stays
+        # put as new states pile up, and dropping it would make every later delta undecodable.
+        keep = (self._floor, self.applied_sequence)
         while len(self._history) > self.max_history:
-            del self._history[min(self._history)]
+            victims = [s for s in self._history if s not in keep]
+            if not victims:
+                break
+            del self._history[min(victims)]
 
     # -- applying to the world -----------------------------------------------------------------
     def _apply(self, new: Snapshot) -> None:
