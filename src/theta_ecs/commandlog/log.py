@@ -260,7 +260,7 @@ class CommandLog:
     def strategy(self, scope: Scope) -> Strategy:
         """The strategy folding ``scope`` (fixed when its first entry arrived)."""
         existing = self._scopes.get(scope.group)
-        return existing.strategy if existing is not None else self.policy.strategy_for(scope)
+        return existing.strategy if existing is not None else self._strategy_for(scope)
 
     @property
     def pending(self) -> int:
@@ -572,9 +572,17 @@ class CommandLog:
         found = self._scopes.get(group)
         if found is None:
             found = self._scopes[group] = ScopeLog(
-                self.policy.strategy_for(scope), self._permit, base
+                self._strategy_for(scope), self._permit, base
             )
         return found
+
+    def _strategy_for(self, scope: Scope) -> Strategy:
+        """The policy's strategy, except for role changes: every admin's grant or revoke takes
+        effect in order (the role timeline folds them all), so their scope is last-writer-wins
+        and none is reported rejected while in force."""
+        if scope.group == ROLES_SCOPE.group:
+            return Strategy.LWW
+        return self.policy.strategy_for(scope)
 
     def _integrate(self, entry: Entry) -> None:
         if entry.base != NO_BASE and not self._present(entry.base):
