@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import random
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from theta_ecs.commandlog import COMPONENTS, Entry, EntryId, Role, Scope, Signer
+from theta_ecs.commandlog import COMPONENTS, DecodeError, Entry, EntryId, Role, Scope, Signer
 from theta_ecs.commandlog.clock import MAX_CLOCK
 from theta_ecs.commandlog.editor import COMMAND_TYPES, EXISTENCE, make_net_id
 from theta_ecs.commandlog.entry import (
@@ -17,7 +19,7 @@ from theta_ecs.commandlog.entry import (
     encode_batches_packet,
 )
 
-from .test_commandlog_support import exchange, make_peer, roster, signer
+from .test_commandlog_support import counters, exchange, make_peer, roster, signer
 
 KINDS = [c.kind for c in COMMAND_TYPES] + ["theta.editor.unknown"]
 COMPONENT_IDS = [EXISTENCE] + [c.id for c in COMPONENTS]
@@ -138,3 +140,31 @@ def test_refused_entries_cost_no_payload_memory_and_still_tell_copies_from_repla
     assert tel["duplicates_dropped"] == 10 and tel.get("replay_rejections", 0) == 0
     victim.log.receive(_signed_packet(mallory, [junk(1, 99)]))  # same id, other content
     assert tel["replay_rejections"] == 1
+
+
+def test_a_batch_holding_one_sequence_number_twice_cannot_split_peers() -> None:
+    """A member signs one batch with two different entries under the same (author, seq). A peer
+    holding their base integrated the first; a peer that got the batch before the base released
+    both from the pending buffer in the other order and kept the second: two worlds for good.
+    Such a batch is malformed now, refused alike by every peer."""
+    r = roster(3)
+    a, b = make_peer(0, r), make_peer(1, r)
+    nid = a.editor.create_entity({"px": 1.0})
+    create = a.flush()
+    b.receive(create)
+    late = make_peer(1, r, with_signer=False)
+    mallory = signer(2)
+    template = a.editor.set_transform(nid, px=5.0)
+    a.log.flush()
+    first = Entry(50, mallory.author, 1, template.kind, template.scope, template.payload,
+                  template.base)
+    second = dataclasses.replace(first, payload=template.payload[:-4] + b"\x00\x00\x20\x41")
+    packet = _signed_packet(mallory, [first, second])
+    b.receive([packet])
+    late.receive([packet, *create])
+    for peer in (b, late):
+        assert counters(peer)["malformed_packets"] == 1
+        assert not any(e.author == mallory.author for e in peer.log.ordered())
+    assert b.editor.digest() == late.editor.digest()
+    with pytest.raises(DecodeError, match="does not follow"):
+        decode_batch(decode_packet(_signed_packet(mallory, [second, first])).batches[0])

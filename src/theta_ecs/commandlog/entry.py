@@ -210,6 +210,13 @@ def decode_batch(data: bytes | memoryview) -> SignedBatch:
         entry = decode_entry(view[pos : pos + n])
         if entry.author != author:
             raise DecodeError("entry author differs from its batch's author")
+        if entries and entry.seq <= entries[-1].seq:
+            # Two entries under one (author, seq) in one batch: peers that integrate the batch
+            # at once and peers that release it from the pending buffer would keep different
+            # ones. An honest batch holds its author's entries in issue order.
+            raise DecodeError(
+                f"batch entry seq {entry.seq} does not follow {entries[-1].seq}"
+            )
         entries.append(entry)
         pos += n
     if pos != end:
