@@ -4,12 +4,22 @@ from __future__ import annotations
 
 import dataclasses
 import random
+import struct
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from theta_ecs.commandlog import COMPONENTS, DecodeError, Entry, EntryId, Role, Scope, Signer
+from theta_ecs.commandlog import (
+    COMPONENTS,
+    CommandPayloadError,
+    DecodeError,
+    Entry,
+    EntryId,
+    Role,
+    Scope,
+    Signer,
+)
 from theta_ecs.commandlog.clock import MAX_CLOCK
 from theta_ecs.commandlog.editor import COMMAND_TYPES, EXISTENCE, make_net_id
 from theta_ecs.commandlog.entry import (
@@ -159,7 +169,7 @@ def test_a_batch_holding_one_sequence_number_twice_cannot_split_peers() -> None:
     first = Entry(50, mallory.author, 1, template.kind, template.scope, template.payload,
                   template.base)
     second = dataclasses.replace(first, payload=template.payload[:-4] + b"\x00\x00\x20\x41")
-    packet = _signed_packet(mallory, [first, second])
+    packet = _forged_order_packet(mallory, [first, second])
     b.receive([packet])
     late.receive([packet, *create])
     for peer in (b, late):
@@ -167,4 +177,13 @@ def test_a_batch_holding_one_sequence_number_twice_cannot_split_peers() -> None:
         assert not any(e.author == mallory.author for e in peer.log.ordered())
     assert b.editor.digest() == late.editor.digest()
     with pytest.raises(DecodeError, match="does not follow"):
-        decode_batch(decode_packet(_signed_packet(mallory, [second, first])).batches[0])
+        decode_batch(decode_packet(_forged_order_packet(mallory, [second, first])).batches[0])
+    with pytest.raises(CommandPayloadError):  # our own encoder never makes one
+        encode_batch_body(mallory.author, (first, second))
+
+
+def _forged_order_packet(s: Signer, entries: list[Entry]) -> bytes:
+    """A signed batch as the encoder would write it, minus its seq-order check."""
+    head = struct.pack("<2sBBQH", b"TB", 1, 0, s.author, len(entries))
+    body = head + b"".join(struct.pack("<I", len(e.encode())) + e.encode() for e in entries)
+    return encode_batches_packet([body + s.sign(body)])
