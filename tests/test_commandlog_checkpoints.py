@@ -426,3 +426,35 @@ def test_a_rival_checkpoint_is_counted_apart_from_an_old_one() -> None:
     y.receive(x.log.checkpoint())
     assert counters(y)["checkpoints_applied"] == 2
     assert y.fingerprint() == x.fingerprint()
+
+
+def test_a_checkpoint_after_a_late_entry_keeps_fold_order() -> None:
+    """b's transform (clock 3) reaches the admin only after a checkpoint that holds a's later
+    one (clock 8): it folds after it (the documented cut), so the scope's accepted entries are
+    not in key order. The next checkpoint raised DecodeError on its own encoding ("entries must
+    be in order") and the admin could never checkpoint again; it keeps fold order now, and the
+    state before and after it is the same on every peer."""
+    r = roster(4, {ADMIN: Role.ADMIN})
+    admin, a, b = make_peer(ADMIN, r), make_peer(0, r), make_peer(1, r)
+    observer = make_peer(2, r, with_signer=False)
+    nid = a.editor.create_entity({"px": 0.0})
+    exchange(admin, a, b, observer)
+    b.editor.set_transform(nid, px=2.0)
+    late = b.flush()
+    for i in range(5):
+        a.editor.set_transform(nid, py=float(i))
+    a.editor.set_transform(nid, px=1.0)
+    early = a.flush()
+    admin.receive(early)
+    first = admin.log.checkpoint()
+    admin.receive(late)
+    before = admin.editor.transform(nid)
+    second = admin.log.checkpoint()  # raised DecodeError
+    admin.editor.apply_changes()
+    assert admin.editor.transform(nid) == before
+    observer.receive(early + late + first + second)
+    joiner = make_peer(2, r, with_signer=False)
+    joiner.receive(admin.log.receive(joiner.log.sync_request()))
+    for peer in (observer, joiner):
+        assert peer.editor.transform(nid) == before
+        assert peer.fingerprint() == admin.fingerprint()
