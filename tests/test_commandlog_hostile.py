@@ -187,3 +187,34 @@ def _forged_order_packet(s: Signer, entries: list[Entry]) -> bytes:
     head = struct.pack("<2sBBQH", b"TB", 1, 0, s.author, len(entries))
     body = head + b"".join(struct.pack("<I", len(e.encode())) + e.encode() for e in entries)
     return encode_batches_packet([body + s.sign(body)])
+
+
+def test_one_member_filling_the_pending_buffer_cannot_make_others_lose_entries() -> None:
+    """A member sends entries based on entries that never come until the pending buffer is
+    full. An honest entry that arrived before its base was then dropped, marked seen, so no
+    resend or sync could bring it back: that peer lost it for good. The member holding the
+    most waiting entries now gives one up instead."""
+    from theta_ecs.commandlog import GuardConfig
+
+    guards = GuardConfig(rate=1e9, burst=1e9, local_rate=1e9, local_burst=1e9, max_pending=20)
+    r = roster(3)
+    a, victim = make_peer(0, r), make_peer(1, r, guards=guards)
+    nid = a.editor.create_entity({"px": 1.0})
+    create = a.flush()
+    a.editor.set_transform(nid, px=7.0)
+    honest = a.flush()
+    mallory = signer(2)
+    template = a.log.ordered()[-1]
+    junk = [
+        dataclasses.replace(template, clock=60 + i, author=mallory.author, seq=i + 1,
+                            base=EntryId(mallory.author, 1000 + i))
+        for i in range(25)
+    ]
+    victim.receive([_signed_packet(mallory, junk)])
+    assert victim.log.pending == 20
+    victim.receive(honest)  # before the entity it edits: waits
+    victim.receive(create)
+    assert victim.editor.transform(nid)["px"] == 7.0
+    tel = counters(victim)
+    assert tel["pending_overflow_drops"] == 6  # five of mallory's that did not fit, then one
+    assert victim.log.pending == 19

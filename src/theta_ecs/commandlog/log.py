@@ -181,7 +181,8 @@ class CommandLog:
         self._scopes: dict[tuple[int, int], ScopeLog] = {}
         self._windows: dict[int, SequenceWindow] = {}
         self._buckets: dict[int, TokenBucket] = {}
-        self._pending: dict[EntryId, list[Entry]] = {}
+        self._pending: dict[EntryId, dict[EntryId, Entry]] = {}  # base -> entries waiting on it
+        self._pending_of: dict[int, dict[EntryId, Entry]] = {}  # author -> its waiting entries
         self._pending_count = 0
         self._outgoing: list[Entry] = []
         self._batches: dict[int, list[tuple[int, bytes]]] = {}  # author -> (max seq, raw)
@@ -586,11 +587,12 @@ class CommandLog:
 
     def _integrate(self, entry: Entry) -> None:
         if entry.base != NO_BASE and not self._present(entry.base):
-            if self._pending_count >= self.config.max_pending:
+            if self._pending_count >= self.config.max_pending and not self._make_room(entry):
                 self.telemetry.count("pending_overflow_drops")
                 self._refused[entry.id] = _digest(entry)
                 return
-            self._pending.setdefault(entry.base, []).append(entry)
+            self._pending.setdefault(entry.base, {})[entry.id] = entry
+            self._pending_of.setdefault(entry.author, {})[entry.id] = entry
             self._pending_ids[entry.id] = entry
             self._pending_count += 1
             return
@@ -600,7 +602,11 @@ class CommandLog:
             e = ready.pop()
             if e.id in self._entries:
                 continue
-            self._pending_ids.pop(e.id, None)
+            if self._pending_ids.pop(e.id, None) is not None:
+                mine = self._pending_of[e.author]
+                del mine[e.id]
+                if not mine:
+                    del self._pending_of[e.author]
             self._entries[e.id] = e
             if self._order and self._order_sorted and e.key < self._order[-1].key:
                 self._order_sorted = False
@@ -616,9 +622,32 @@ class CommandLog:
             waiting = self._pending.pop(e.id, None)
             if waiting:
                 self._pending_count -= len(waiting)
-                ready.extend(waiting)
+                ready.extend(waiting.values())
         if roles_changed:
             self._refold_roles()
+
+    def _make_room(self, entry: Entry) -> bool:
+        """The pending buffer is full: drop the newest waiting entry of the author holding the
+        most (counted, and remembered as refused), unless that is ``entry``'s own author. One
+        member's entries on bases that never come must not cost other authors theirs: a
+        dropped entry is marked seen, so no resend brings it back."""
+        hog = max(self._pending_of, key=lambda a: len(self._pending_of[a]), default=None)
+        mine = len(self._pending_of.get(entry.author, ()))
+        if hog is None or hog == entry.author or len(self._pending_of[hog]) <= mine + 1:
+            return False
+        victims = self._pending_of[hog]
+        vid, victim = victims.popitem()
+        if not victims:
+            del self._pending_of[hog]
+        siblings = self._pending[victim.base]
+        del siblings[vid]
+        if not siblings:
+            del self._pending[victim.base]
+        del self._pending_ids[vid]
+        self._pending_count -= 1
+        self._refused[vid] = _digest(victim)
+        self.telemetry.count("pending_overflow_drops")
+        return True
 
     def _start_keys(self) -> dict[int, bytes]:
         """Public keys of the members before the held history: the roster's and the
@@ -820,6 +849,7 @@ class CommandLog:
         self._entries, self._order, self._order_sorted = {}, [], True
         self._scopes, self._author_groups = {}, {}
         self._pending, self._pending_ids, self._pending_count = {}, {}, 0
+        self._pending_of = {}
         for group, retained in cp.scopes:
             self._scope(group, retained[0].scope, retained)
             for e in retained:
