@@ -218,3 +218,26 @@ def test_one_member_filling_the_pending_buffer_cannot_make_others_lose_entries()
     tel = counters(victim)
     assert tel["pending_overflow_drops"] == 6  # five of mallory's that did not fit, then one
     assert victim.log.pending == 19
+
+
+def test_a_checkpoint_does_not_carry_a_clock_stamped_near_the_limit() -> None:
+    """The same entry, covered by an admin's checkpoint, made the checkpoint's clock just under
+    2^53, and a checkpoint's clock is observed whole: every peer applying it was exhausted
+    again. A checkpoint leaves such an entry in its tail now."""
+    r = roster(4, {2: Role.VIEWER, 3: Role.ADMIN})
+    a, mallory, admin = make_peer(0, r), make_peer(2, r), make_peer(3, r)
+    nid = a.editor.create_entity({"px": 1.0})
+    exchange(a, mallory, admin)
+    mallory.log.clock.observe(MAX_CLOCK - 3)
+    mallory.editor.select(nid)
+    packets = mallory.flush()
+    for peer in (a, admin):
+        peer.receive(packets)
+    a.receive(admin.log.checkpoint())
+    for peer in (a, admin):
+        assert peer.log.clock.value < MAX_CLOCK // 2
+    for i in range(3):
+        a.editor.set_transform(nid, px=float(i))
+    exchange(a, admin)
+    assert admin.editor.transform(nid)["px"] == 2.0
+    assert a.fingerprint() == admin.fingerprint()

@@ -727,6 +727,13 @@ class CommandLog:
         for e in self._pending_ids.values():
             if e.seq <= floors.get(e.author, 0):
                 floors[e.author] = e.seq - 1
+        # An entry stamped beyond this log's clock moved it only MAX_CLOCK_STEP (see
+        # _integrate): covering it would make its clock the checkpoint's, which every peer
+        # observes whole, so it stays in the tail.
+        limit = self.clock.value
+        for e in self._entries.values():
+            if e.clock > limit and e.seq <= floors.get(e.author, 0):
+                floors[e.author] = e.seq - 1
         for a, f in self._cp_floors.items():
             floors[a] = max(f, floors.get(a, 0))
         held = sorted(
