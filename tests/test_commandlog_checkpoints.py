@@ -393,3 +393,68 @@ def test_a_checkpoint_never_covers_an_entry_without_its_base() -> None:
     joiner = make_peer(2, r, policy=policy, with_signer=False)
     joiner.receive(cp + first + gap + third + fourth)
     assert joiner.fingerprint() == admin.fingerprint()
+
+
+def test_a_rival_checkpoint_is_counted_apart_from_an_old_one() -> None:
+    """Two admins checkpoint concurrently, each over an entry the other lacks: neither checkpoint
+    covers the other. Each was counted as a stale one (a harmless resend); a rival means peers
+    fold late entries apart until a checkpoint covering both, so it has its own counter, and
+    only an authentic rival counts."""
+    r = roster(4, {2: Role.ADMIN, 3: Role.ADMIN})
+    x, y, a, b = make_peer(2, r), make_peer(3, r), make_peer(0, r), make_peer(1, r)
+    nid = a.editor.create_entity({"px": 0.0})
+    exchange(x, y, a, b)
+    first = x.log.checkpoint()
+    y.receive(first)
+    a.editor.set_transform(nid, px=1.0)
+    b.editor.set_transform(nid, px=2.0)
+    from_a, from_b = a.flush(), b.flush()
+    x.receive(from_a)
+    y.receive(from_b)
+    rival = _checkpoint_packet(x.log.checkpoint())
+    y.log.checkpoint()
+    forged = bytearray(rival)
+    forged[-1] ^= 1  # the rival's signature broken
+    y.receive([bytes(forged)])
+    assert counters(y).get("rival_checkpoint_drops", 0) == 0
+    y.receive([rival, _checkpoint_packet(first)])
+    assert counters(y)["rival_checkpoint_drops"] == 1
+    assert counters(y)["stale_checkpoint_drops"] == 1  # the first checkpoint, resent
+    # a checkpoint covering both ends the split
+    x.receive(from_b)
+    x.editor.apply_changes()
+    y.receive(x.log.checkpoint())
+    assert counters(y)["checkpoints_applied"] == 2
+    assert y.fingerprint() == x.fingerprint()
+
+
+def test_a_checkpoint_after_a_late_entry_keeps_fold_order() -> None:
+    """b's transform (clock 3) reaches the admin only after a checkpoint that holds a's later
+    one (clock 8): it folds after it (the documented cut), so the scope's accepted entries are
+    not in key order. The next checkpoint raised DecodeError on its own encoding ("entries must
+    be in order") and the admin could never checkpoint again; it keeps fold order now, and the
+    state before and after it is the same on every peer."""
+    r = roster(4, {ADMIN: Role.ADMIN})
+    admin, a, b = make_peer(ADMIN, r), make_peer(0, r), make_peer(1, r)
+    observer = make_peer(2, r, with_signer=False)
+    nid = a.editor.create_entity({"px": 0.0})
+    exchange(admin, a, b, observer)
+    b.editor.set_transform(nid, px=2.0)
+    late = b.flush()
+    for i in range(5):
+        a.editor.set_transform(nid, py=float(i))
+    a.editor.set_transform(nid, px=1.0)
+    early = a.flush()
+    admin.receive(early)
+    first = admin.log.checkpoint()
+    admin.receive(late)
+    before = admin.editor.transform(nid)
+    second = admin.log.checkpoint()  # raised DecodeError
+    admin.editor.apply_changes()
+    assert admin.editor.transform(nid) == before
+    observer.receive(early + late + first + second)
+    joiner = make_peer(2, r, with_signer=False)
+    joiner.receive(admin.log.receive(joiner.log.sync_request()))
+    for peer in (observer, joiner):
+        assert peer.editor.transform(nid) == before
+        assert peer.fingerprint() == admin.fingerprint()

@@ -120,3 +120,20 @@ def test_sync_answers_are_throttled() -> None:
     assert a.log.receive(request)
     assert a.log.receive(request) == []
     assert a.world.telemetry.counters["sync_rate_drops"] == 1
+
+
+def test_a_peer_asking_for_syncs_in_a_loop_cannot_starve_another() -> None:
+    """Sync answers were throttled for the whole log: a peer re-sending sync requests faster
+    than the interval took every answer, and a restarted honest peer never caught up. The
+    throttle is per source now (the pipeline passes the source its transport named)."""
+    a = pipeline(0)
+    a.editor.create_entity()
+    a.world.step()
+    request = pipeline(1).log.sync_request()
+    for _ in range(3):
+        a.deliver(request, source="greedy")
+    a.deliver(request, source="honest")
+    a.world.step()
+    answered = [source for source, _ in a.replies()]
+    assert answered == ["greedy", "honest"]
+    assert a.world.telemetry.counters["sync_rate_drops"] == 2

@@ -7,11 +7,18 @@ import random
 
 import pytest
 
-from theta_ecs.commandlog import PermissionDeniedError, Permissions, Role, Transform
+from theta_ecs.commandlog import (
+    ConflictPolicy,
+    PermissionDeniedError,
+    Permissions,
+    Role,
+    Strategy,
+    Transform,
+)
 from theta_ecs.commandlog.editor import SET_TRANSFORM
 from theta_ecs.commandlog.roles import GRANT, ROLES_SCOPE, grant_payload
 
-from .test_commandlog_support import Peer, counters, make_peer, roster, signer
+from .test_commandlog_support import Peer, counters, exchange, make_peer, roster, signer
 
 
 def _deliver_all(peer: Peer, packets: list[bytes], seed: int) -> None:
@@ -136,3 +143,26 @@ def test_the_roster_stays_live_for_members_the_log_never_changed() -> None:
     server.log.grant(signer(4).public_key, Role.ADMIN)  # from here on the log decides
     r.add(signer(4).public_key, Role.VIEWER)
     assert server.log.role_of(signer(4).author) is Role.ADMIN
+
+
+def test_concurrent_role_changes_are_never_reported_rejected_under_a_reject_policy() -> None:
+    """With reject as the session's default strategy, the roles scope folded under it too: of two
+    admins' concurrent grants the later was reported rejected to its author (and counted), yet
+    the role timeline applied it on every peer. Role changes fold last-writer-wins now."""
+    policy = ConflictPolicy(default=Strategy.REJECT)
+    r = roster(4, {2: Role.ADMIN, 3: Role.ADMIN})
+    x, y = make_peer(2, r, policy=policy), make_peer(3, r, policy=policy)
+    exchange(x, y)
+    x.log.grant(signer(0).public_key, Role.ADMIN)
+    y.log.grant(signer(1).public_key, Role.VIEWER)
+    x_out, y_out = x.log.flush(), y.log.flush()
+    for p in y_out:
+        x.log.receive(p)
+    for p in x_out:
+        y.log.receive(p)
+    for peer in (x, y):
+        assert peer.log.drain_changes().rejections == []
+        assert peer.log.resolution(ROLES_SCOPE.group).rejected == []
+        assert peer.log.role_of(signer(1).author) is Role.VIEWER
+        assert peer.log.role_of(signer(0).author) is Role.ADMIN
+        assert counters(peer).get("command_rejections", 0) == 0

@@ -141,6 +141,7 @@ def test_tampered_entry_is_rejected() -> None:
     tampered[-64 - 1] ^= 0x40
     b.receive([encode_batches_packet([bytes(tampered)])])
     assert counters(b)["signature_rejections"] == 2
+    assert "commands_verified" not in counters(b)  # a failed check verified nothing
     assert len(b.log) == 0 and b.editor.entity(nid) is None
     b.receive([packet])  # the genuine one still goes in
     assert b.editor.transform(nid)["px"] == 1.0

@@ -308,3 +308,27 @@ def test_hostile_acks_and_requests_never_make_an_unsent_state_the_baseline(
             if acked is not None:
                 state = rep._history[acked]
                 assert not state.unsent and not state.disowned
+
+
+def test_a_second_of_lost_acks_does_not_cost_the_client_its_baseline() -> None:
+    """While the client's acks are lost the server keeps deltaing against the last acked state.
+    The client kept only its newest ``max_history`` states, so after 64 ticks it dropped that
+    baseline: every later delta was undecodable (the world froze though the downlink was fine)
+    until a resync and a full state. The baseline in use is kept now."""
+    scene = CubesScene(300, seed=9)
+    schema = ReplicationSchema(scene.components)
+    rep, rcv = Replicator(schema), Receiver(schema)
+    now = 0.0
+    for t in range(160):
+        scene.step(1 / 60)
+        now += 1 / 60
+        for p in rep.produce(capture(scene.world, schema), now):
+            rcv.receive(p, now)
+        assert rcv.applied_sequence == scene.world.tick  # every state applies at once
+        acks_lost = 30 <= t < 130
+        for q in rcv.produce(now):
+            if not acks_lost:
+                rep.receive(q, now)
+    assert rcv.stats.missing_baseline == 0 and rep.stats.resyncs == 0
+    assert rep.stats.full_snapshots == 1
+    assert rcv.applied_sequence == scene.world.tick

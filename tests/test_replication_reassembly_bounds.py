@@ -20,8 +20,10 @@ from theta_ecs.replication import Receiver, ReplicatorConfig
 from theta_ecs.scenes.cubes import CubesScene
 from theta_ecs.serialization import Reassembler, ReplicationSchema, split
 from theta_ecs.serialization.chunking import ChunkDrops
+from theta_ecs.serialization.codec import StateCodec
 from theta_ecs.serialization.errors import ChunkError
 from theta_ecs.serialization.packet import ChunkPacket, ChunkRequest, decode_packet, encode_packet
+from theta_ecs.serialization.snapshot import Snapshot
 
 from .test_replication_convergence import CLEAN, Harness, assert_client_matches
 
@@ -94,6 +96,30 @@ def test_junk_after_the_join_is_refused_and_the_client_keeps_up() -> None:
     # of its sequence, or expired: none is left, and the genuine states all got through.
     assert drops.evicted + drops.superseded + drops.expired == 50
     assert all(s > h.rcv.applied_sequence for s in h.rcv.reassembler.pending)
+    assert h.rcv.applied_sequence >= scene.world.tick - 3
+    assert_client_matches(h)
+
+
+def test_one_far_future_state_datagram_cannot_make_every_genuine_state_stale() -> None:
+    """A whole state in one datagram gets the same window as chunks: before, a 13-byte empty
+    full state with a far-future sequence was applied (the client's world emptied) and every
+    genuine state after it was counted stale, for good."""
+    scene = CubesScene(50, seed=8)
+    schema = ReplicationSchema(scene.components)
+    h = Harness(scene.world, schema, ReplicatorConfig(), CLEAN)
+    for _ in range(10):
+        scene.step(1 / 60)
+        h.tick(1 / 60)
+    assert len(h.rcv.applied) == 50
+    for seq in (FAR, h.rcv.applied_sequence + 5000):
+        junk = StateCodec(schema).encode(Snapshot.empty(schema), seq)
+        assert h.rcv.receive(junk, h.now) is False
+    assert h.rcv.stats.out_of_window == 2
+    assert len(h.rcv.applied) == 50
+    for _ in range(30):
+        scene.step(1 / 60)
+        h.tick(1 / 60)
+    assert h.rcv.stats.stale == 0
     assert h.rcv.applied_sequence >= scene.world.tick - 3
     assert_client_matches(h)
 

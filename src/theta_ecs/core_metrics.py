@@ -37,8 +37,8 @@ _COUNTERS: tuple[tuple[str, str, str, str], ...] = (
      "Deferred structural commands dropped because their entity was gone."),
     ("commands_appended", "theta_commandlog_appended_total", "commands",
      "Local commands appended to the command log."),
-    ("commands_sent", "theta_commandlog_sent_total", "packets",
-     "Command-log packets produced for peers."),
+    ("commands_sent", "theta_commandlog_sent_total", "commands",
+     "Local commands signed, stored and handed out for peers (entries, not packets)."),
     ("commands_received", "theta_commandlog_received_total", "commands",
      "Remote commands accepted into the log."),
     ("commands_verified", "theta_commandlog_verified_total", "commands",
@@ -71,7 +71,11 @@ _COUNTERS: tuple[tuple[str, str, str, str], ...] = (
     ("checkpoints_applied", "theta_commandlog_checkpoints_applied_total", "checkpoints",
      "Checkpoints received from peers and applied."),
     ("stale_checkpoint_drops", "theta_commandlog_stale_checkpoint_drops_total", "checkpoints",
-     "Guard: checkpoints older than, or rivals of, the one already applied."),
+     "Guard: checkpoints older than the one already applied (resends), ignored."),
+    ("rival_checkpoint_drops", "theta_commandlog_rival_checkpoint_drops_total", "checkpoints",
+     "Authentic checkpoints neither older nor newer than the one applied (two admins "
+     "checkpointed concurrently): refused; peers may fold late entries apart until a "
+     "checkpoint covering both."),
     ("checkpoint_permission_rejections",
      "theta_commandlog_checkpoint_permission_rejections_total", "checkpoints",
      "Guard: checkpoints signed by an author without the admin role."),
@@ -180,6 +184,9 @@ _RECEIVER: tuple[tuple[str, str, str, str], ...] = (
      "Requests for missing chunks sent."),
     ("resync_requests", "theta_receiver_resync_requests_total", "requests",
      "Requests for a full state, sent because a delta's baseline is missing."),
+    ("out_of_window", "theta_receiver_out_of_window_states_total", "packets",
+     "Guard: states implausibly far ahead of the applied one (junk or a corrupted sequence), "
+     "dropped."),
 )
 for _key, _name, _unit, _help in _RECEIVER:
     R.counter(_name, _unit, _help, source="receiver", key=_key, labels=("peer",))

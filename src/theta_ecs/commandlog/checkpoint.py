@@ -6,7 +6,9 @@ the accepted entries that still matter to the fold (the scope's head, plus what 
 type's ``retain`` keeps, e.g. the newest transform per field). Rejected, denied and overwritten
 entries are gone. A log that applies a checkpoint drops every covered entry and folds later
 entries on top of it, so history before it is compacted in memory and in the store, and a
-joining peer starts from the newest checkpoint plus the entries after it.
+joining peer starts from the newest checkpoint plus the entries after it. Entries not covered
+fold after the checkpoint's even when ordered before them (one its signer had not seen yet), so
+a scope's retained entries are kept in fold order, which a later checkpoint must preserve.
 
 Checkpoints travel like batches: in their own packet type, signed (with a domain of their own),
 verified, refused unless their signer is an admin at the checkpoint's place in the order, and
@@ -20,7 +22,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 from .clock import MAX_CLOCK
-from .entry import ENTRY_VERSION, SIGNATURE_BYTES, U64, Entry, decode_entry
+from .entry import ENTRY_VERSION, SIGNATURE_BYTES, U64, Entry, EntryId, decode_entry
 from .errors import DecodeError
 from .roles import Role
 from .signing import author_id
@@ -150,6 +152,7 @@ def decode_checkpoint(data: bytes | memoryview) -> Checkpoint:
             raise DecodeError("checkpoint members need a known role and sorted unique keys")
         members.append((bytes(key), role))
     scopes: list[tuple[tuple[int, int], tuple[Entry, ...]]] = []
+    seen: set[EntryId] = set()
     for _ in range(n_scopes):
         if pos + _SCOPE.size > end:
             raise DecodeError("checkpoint truncated inside a scope header")
@@ -170,8 +173,12 @@ def decode_checkpoint(data: bytes | memoryview) -> Checkpoint:
                 raise DecodeError("a checkpoint entry lies outside its scope")
             if entry.seq > floor_of.get(entry.author, 0) or entry.clock > clock:
                 raise DecodeError("a checkpoint retains an entry it does not cover")
-            if entries and entry.key <= entries[-1].key:
-                raise DecodeError("checkpoint entries must be in order")
+            # Kept in fold order, which is not always the total order: an entry that arrived
+            # after an earlier checkpoint folds after its retained entries, even when its key
+            # is lower (see the module docstring); the signature pins the order.
+            if entry.id in seen:
+                raise DecodeError("a checkpoint retains one entry twice")
+            seen.add(entry.id)
             entries.append(entry)
         scopes.append((group, tuple(entries)))
     if pos != end:

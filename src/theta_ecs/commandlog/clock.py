@@ -7,6 +7,11 @@ from .errors import CommandLogError
 #: Clocks at or above this are refused (deterministically, by every peer), so an author cannot
 #: push the shared clock to the end of its 64-bit range in one entry.
 MAX_CLOCK = 1 << 53
+#: How far one remote entry may move this peer's clock forward. An entry stamped near MAX_CLOCK
+#: (any member's, even a viewer's or a revoked one's: clocks are observed before the role fold)
+#: would otherwise exhaust every peer's clock at once, so that nobody, admins included, could
+#: issue a command again. Honest clocks never run this far ahead of a peer that integrates them.
+MAX_CLOCK_STEP = 1 << 24
 
 
 class ClockExhaustedError(CommandLogError):
@@ -34,8 +39,11 @@ class LamportClock:
         self._value += 1
         return self._value
 
-    def observe(self, remote: int) -> None:
-        """Integrate a remote entry's clock."""
+    def observe(self, remote: int, *, max_step: int | None = None) -> None:
+        """Integrate a remote entry's clock, moving at most ``max_step`` forward if given (the
+        log passes :data:`MAX_CLOCK_STEP` for entries; a signed checkpoint moves it all the way)."""
+        if max_step is not None:
+            remote = min(remote, self._value + max_step)
         if remote > self._value:
             self._value = remote
 

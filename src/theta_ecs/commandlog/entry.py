@@ -174,9 +174,11 @@ def encode_batch_body(author: int, entries: tuple[Entry, ...]) -> bytes:
             f"a batch holds 1..{MAX_BATCH_ENTRIES} entries, not {len(entries)}"
         )
     parts = [_BATCH_HEAD.pack(_BATCH_MAGIC, ENTRY_VERSION, 0, author, len(entries))]
-    for entry in entries:
+    for i, entry in enumerate(entries):
         if entry.author != author:
             raise CommandPayloadError("every entry of a batch must have the batch's author")
+        if i and entry.seq <= entries[i - 1].seq:
+            raise CommandPayloadError("a batch holds its entries in increasing seq order")
         body = entry.encode()
         parts.append(_LEN.pack(len(body)))
         parts.append(body)
@@ -199,7 +201,7 @@ def decode_batch(data: bytes | memoryview) -> SignedBatch:
         raise DecodeError(f"batch claims {count} entries (1..{MAX_BATCH_ENTRIES})")
     end = len(view) - SIGNATURE_BYTES
     pos = _BATCH_HEAD.size
-    entries = []
+    entries: list[Entry] = []
     for _ in range(count):
         if pos + _LEN.size > end:
             raise DecodeError("batch truncated inside an entry length")
@@ -210,6 +212,13 @@ def decode_batch(data: bytes | memoryview) -> SignedBatch:
         entry = decode_entry(view[pos : pos + n])
         if entry.author != author:
             raise DecodeError("entry author differs from its batch's author")
+        if entries and entry.seq <= entries[-1].seq:
+            # Two entries under one (author, seq) in one batch: peers that integrate the batch
+            # at once and peers that release it from the pending buffer would keep different
+            # ones. An honest batch holds its author's entries in issue order.
+            raise DecodeError(
+                f"batch entry seq {entry.seq} does not follow {entries[-1].seq}"
+            )
         entries.append(entry)
         pos += n
     if pos != end:

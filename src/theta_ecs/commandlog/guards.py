@@ -100,6 +100,7 @@ class GuardConfig:
     window_span: int = 1 << 16
     max_pending: int = 100_000
     #: a sync request makes this log resend what the asker lacks: at most one answer per interval
+    #: and source (the peer named to CommandLog.receive; all unnamed ones share one)
     sync_answer_interval_s: float = 0.25
     #: duplicates in sync answers this long after our own request count as ``sync_duplicates``
     #: rather than ``duplicates_dropped``

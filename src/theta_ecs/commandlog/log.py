@@ -30,8 +30,9 @@ with the checkpoint first and the entries after it.
 
 from __future__ import annotations
 
+import hashlib
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass, field
 
 from ..interfaces import CommandStore
@@ -45,7 +46,7 @@ from .checkpoint import (
     keep_none,
     retain,
 )
-from .clock import MAX_CLOCK, LamportClock
+from .clock import MAX_CLOCK, MAX_CLOCK_STEP, LamportClock
 from .conflicts import ConflictPolicy, Resolution, ScopeLog, Strategy
 from .entry import (
     MAX_BATCH_ENTRIES,
@@ -140,6 +141,9 @@ class Changes:
 #: The sync-request item that names the asker's checkpoint (author 0 is never an author).
 _CHECKPOINT_ITEM = 0
 
+#: Sources whose sync-answer throttle is remembered before the expired ones are forgotten.
+_MAX_SYNC_SOURCES = 4096
+
 #: Largest encoded packet :meth:`CommandLog.flush` produces (a reliable stream splits it further).
 PACKET_BUDGET = 256 * 1024
 
@@ -177,7 +181,8 @@ class CommandLog:
         self._scopes: dict[tuple[int, int], ScopeLog] = {}
         self._windows: dict[int, SequenceWindow] = {}
         self._buckets: dict[int, TokenBucket] = {}
-        self._pending: dict[EntryId, list[Entry]] = {}
+        self._pending: dict[EntryId, dict[EntryId, Entry]] = {}  # base -> entries waiting on it
+        self._pending_of: dict[int, dict[EntryId, Entry]] = {}  # author -> its waiting entries
         self._pending_count = 0
         self._outgoing: list[Entry] = []
         self._batches: dict[int, list[tuple[int, bytes]]] = {}  # author -> (max seq, raw)
@@ -186,10 +191,12 @@ class CommandLog:
         self._reported_conflicts: set[EntryId] = set()
         self._drained: dict[tuple[int, int], tuple[int, int, int]] = {}
         self._seq = 0
-        self._next_sync_answer = float("-inf")
+        # per source given to receive(): when its next sync request may be answered
+        self._next_sync_answer: dict[Hashable | None, float] = {}
         self._sync_requested_at = float("-inf")
-        # held entries the admission refused (kept to tell a duplicate from a replay)
-        self._refused: dict[EntryId, Entry] = {}
+        # digests of entries the admission refused (to tell a duplicate from a replay; the
+        # entries themselves are not kept, so refused junk costs no payload memory)
+        self._refused: dict[EntryId, bytes] = {}
         self._pending_ids: dict[EntryId, Entry] = {}
         self._author_groups: dict[int, set[tuple[int, int]]] = {}
         self._reported_denials: set[EntryId] = set()
@@ -254,7 +261,7 @@ class CommandLog:
     def strategy(self, scope: Scope) -> Strategy:
         """The strategy folding ``scope`` (fixed when its first entry arrived)."""
         existing = self._scopes.get(scope.group)
-        return existing.strategy if existing is not None else self.policy.strategy_for(scope)
+        return existing.strategy if existing is not None else self._strategy_for(scope)
 
     @property
     def pending(self) -> int:
@@ -348,8 +355,13 @@ class CommandLog:
         return _pack(raws)
 
     # -- remote packets -------------------------------------------------------------------------
-    def receive(self, packet: bytes) -> list[bytes]:
-        """Integrate a packet from a peer; returns packets to send back to it (maybe none)."""
+    def receive(self, packet: bytes, source: Hashable | None = None) -> list[bytes]:
+        """Integrate a packet from a peer; returns packets to send back to it (maybe none).
+
+        ``source`` names the peer it came from (e.g. a session id): sync requests are answered
+        at most once per ``sync_answer_interval_s`` per source, so one peer asking in a loop
+        cannot use up the answers other peers need to catch up.
+        """
         limit_ok = (
             len(packet) <= self.config.max_checkpoint
             if packet_type(packet) == PacketType.CHECKPOINT
@@ -369,10 +381,14 @@ class CommandLog:
             return []
         if decoded.type is PacketType.SYNC:
             now = self._now()
-            if now < self._next_sync_answer:
+            if now < self._next_sync_answer.get(source, float("-inf")):
                 self.telemetry.count("sync_rate_drops")
                 return []
-            self._next_sync_answer = now + self.config.sync_answer_interval_s
+            if len(self._next_sync_answer) >= _MAX_SYNC_SOURCES:
+                self._next_sync_answer = {
+                    s: t for s, t in self._next_sync_answer.items() if t > now
+                }
+            self._next_sync_answer[source] = now + self.config.sync_answer_interval_s
             return self._answer_sync(dict(decoded.floors))
         now = self._now()
         solicited = (
@@ -464,7 +480,7 @@ class CommandLog:
         finally:
             elapsed = time.perf_counter() - t0
             tel.gauge("command_verify_us_per_entry", elapsed * 1e6 / n)
-            tel.count("commands_verified", n)
+        tel.count("commands_verified", n)  # only entries whose signature checked out
         return self._admit(batch, now, restoring=restoring, dup_counter=dup_counter)
 
     def _admit(
@@ -498,7 +514,7 @@ class CommandLog:
         for entry in fresh:
             window.mark(entry.seq)
             if not self._acceptable(entry):
-                self._refused[entry.id] = entry
+                self._refused[entry.id] = _digest(entry)
                 continue
             stored = True
             if author == self._own_author():
@@ -511,14 +527,15 @@ class CommandLog:
 
     def _seen_verdict(self, entry: Entry, dup_counter: str) -> str:
         """The counter for an entry whose (author, seq) was seen before (see the module doc)."""
-        known = (
-            self._entries.get(entry.id)
-            or self._pending_ids.get(entry.id)
-            or self._refused.get(entry.id)
-        )
-        if known is None and entry.seq <= self._cp_floors.get(entry.author, 0):
+        known = self._entries.get(entry.id) or self._pending_ids.get(entry.id)
+        if known is not None:
+            return dup_counter if known == entry else "replay_rejections"
+        refused = self._refused.get(entry.id)
+        if refused is not None:
+            return dup_counter if refused == _digest(entry) else "replay_rejections"
+        if entry.seq <= self._cp_floors.get(entry.author, 0):
             return "covered_drops"
-        return dup_counter if known == entry else "replay_rejections"
+        return "replay_rejections"
 
     def _acceptable(self, entry: Entry) -> bool:
         """Deterministic checks of the entry alone: every peer refuses the same entries (so they
@@ -556,17 +573,26 @@ class CommandLog:
         found = self._scopes.get(group)
         if found is None:
             found = self._scopes[group] = ScopeLog(
-                self.policy.strategy_for(scope), self._permit, base
+                self._strategy_for(scope), self._permit, base
             )
         return found
 
+    def _strategy_for(self, scope: Scope) -> Strategy:
+        """The policy's strategy, except for role changes: every admin's grant or revoke takes
+        effect in order (the role timeline folds them all), so their scope is last-writer-wins
+        and none is reported rejected while in force."""
+        if scope.group == ROLES_SCOPE.group:
+            return Strategy.LWW
+        return self.policy.strategy_for(scope)
+
     def _integrate(self, entry: Entry) -> None:
         if entry.base != NO_BASE and not self._present(entry.base):
-            if self._pending_count >= self.config.max_pending:
+            if self._pending_count >= self.config.max_pending and not self._make_room(entry):
                 self.telemetry.count("pending_overflow_drops")
-                self._refused[entry.id] = entry
+                self._refused[entry.id] = _digest(entry)
                 return
-            self._pending.setdefault(entry.base, []).append(entry)
+            self._pending.setdefault(entry.base, {})[entry.id] = entry
+            self._pending_of.setdefault(entry.author, {})[entry.id] = entry
             self._pending_ids[entry.id] = entry
             self._pending_count += 1
             return
@@ -576,12 +602,16 @@ class CommandLog:
             e = ready.pop()
             if e.id in self._entries:
                 continue
-            self._pending_ids.pop(e.id, None)
+            if self._pending_ids.pop(e.id, None) is not None:
+                mine = self._pending_of[e.author]
+                del mine[e.id]
+                if not mine:
+                    del self._pending_of[e.author]
             self._entries[e.id] = e
             if self._order and self._order_sorted and e.key < self._order[-1].key:
                 self._order_sorted = False
             self._order.append(e)
-            self.clock.observe(e.clock)
+            self.clock.observe(e.clock, max_step=MAX_CLOCK_STEP)
             group = e.scope.group
             self._scope(group, e.scope).add(e)
             self._author_groups.setdefault(e.author, set()).add(group)
@@ -592,9 +622,32 @@ class CommandLog:
             waiting = self._pending.pop(e.id, None)
             if waiting:
                 self._pending_count -= len(waiting)
-                ready.extend(waiting)
+                ready.extend(waiting.values())
         if roles_changed:
             self._refold_roles()
+
+    def _make_room(self, entry: Entry) -> bool:
+        """The pending buffer is full: drop the newest waiting entry of the author holding the
+        most (counted, and remembered as refused), unless that is ``entry``'s own author. One
+        member's entries on bases that never come must not cost other authors theirs: a
+        dropped entry is marked seen, so no resend brings it back."""
+        hog = max(self._pending_of, key=lambda a: len(self._pending_of[a]), default=None)
+        mine = len(self._pending_of.get(entry.author, ()))
+        if hog is None or hog == entry.author or len(self._pending_of[hog]) <= mine + 1:
+            return False
+        victims = self._pending_of[hog]
+        vid, victim = victims.popitem()
+        if not victims:
+            del self._pending_of[hog]
+        siblings = self._pending[victim.base]
+        del siblings[vid]
+        if not siblings:
+            del self._pending[victim.base]
+        del self._pending_ids[vid]
+        self._pending_count -= 1
+        self._refused[vid] = _digest(victim)
+        self.telemetry.count("pending_overflow_drops")
+        return True
 
     def _start_keys(self) -> dict[int, bytes]:
         """Public keys of the members before the held history: the roster's and the
@@ -674,6 +727,13 @@ class CommandLog:
         for e in self._pending_ids.values():
             if e.seq <= floors.get(e.author, 0):
                 floors[e.author] = e.seq - 1
+        # An entry stamped beyond this log's clock moved it only MAX_CLOCK_STEP (see
+        # _integrate): covering it would make its clock the checkpoint's, which every peer
+        # observes whole, so it stays in the tail.
+        limit = self.clock.value
+        for e in self._entries.values():
+            if e.clock > limit and e.seq <= floors.get(e.author, 0):
+                floors[e.author] = e.seq - 1
         for a, f in self._cp_floors.items():
             floors[a] = max(f, floors.get(a, 0))
         held = sorted(
@@ -708,9 +768,15 @@ class CommandLog:
                 tel.count("duplicates_dropped")
             return
         new_floors = cp.floor_map()
+        rival = False
         if any(new_floors.get(a, 0) < f for a, f in self._cp_floors.items()):
-            tel.count("stale_checkpoint_drops")  # an older (or a rival) checkpoint
-            return
+            if all(f <= self._cp_floors.get(a, 0) for a, f in new_floors.items()):
+                tel.count("stale_checkpoint_drops")  # older than ours: a harmless resend
+                return
+            # neither covers the other: another admin's concurrent checkpoint. It cannot be
+            # applied on top of ours, and peers that hold it fold late entries apart from us
+            # until a checkpoint covering both arrives: counted apart once it is authentic.
+            rival = True
         key = self.roster.verifier.key_of(cp.author) or self._admitted.key_of(cp.author)
         signed = CHECKPOINT_DOMAIN + cp.signed_bytes
         if key is None or not verify_signature(key, cp.signature, signed):
@@ -722,6 +788,9 @@ class CommandLog:
             if restoring:
                 raise StoreCorruptError("a stored checkpoint is signed by a non-admin")
             tel.count("checkpoint_permission_rejections")
+            return
+        if rival:
+            tel.count("rival_checkpoint_drops")
             return
         self._apply_checkpoint(cp, restoring=restoring)
         tel.count("checkpoints_applied")
@@ -787,6 +856,7 @@ class CommandLog:
         self._entries, self._order, self._order_sorted = {}, [], True
         self._scopes, self._author_groups = {}, {}
         self._pending, self._pending_ids, self._pending_count = {}, {}, 0
+        self._pending_of = {}
         for group, retained in cp.scopes:
             self._scope(group, retained[0].scope, retained)
             for e in retained:
@@ -907,6 +977,11 @@ class CommandLog:
 
     def _export_batches(self) -> list[bytes]:
         return [raw for _, batches in sorted(self._batches.items()) for _, raw in batches]
+
+
+def _digest(entry: Entry) -> bytes:
+    """What is kept of a refused entry: enough to tell an exact copy from other content."""
+    return hashlib.blake2b(entry.encode(), digest_size=16).digest()
 
 
 def _pack(raws: list[bytes], *, answer: bool = False) -> list[bytes]:

@@ -113,7 +113,7 @@ class CommandPipeline:
         deadline = t0 + self.inbox_budget_s
         while self._inbox:
             source, packet = self._inbox.popleft()
-            for reply in self.log.receive(packet):
+            for reply in self.log.receive(packet, source):
                 self._replies.append((source, reply))
             if time.perf_counter() >= deadline:
                 break

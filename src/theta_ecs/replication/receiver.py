@@ -11,7 +11,9 @@ A delta newer than anything applied whose baseline we never held cannot be fixed
 the sender took an ack for a state we lack (a corrupted or forged ack). The receiver then sends
 a :class:`~theta_ecs.serialization.packet.ResyncRequest` (every ``resync_interval`` while it
 lasts) and the replicator falls back to a full state. Chunk reassembly is bounded by count, age
-and a sequence window after the applied state, so junk chunks cannot keep genuine state out.
+and a sequence window after the applied state, so junk chunks cannot keep genuine state out; a
+whole state packet outside that window is dropped and counted too (``out_of_window``), so one
+forged datagram with a far-future sequence cannot make every genuine state stale.
 """
 
 from __future__ import annotations
@@ -55,6 +57,7 @@ class ReceiverStats:
     acks_sent: int = 0
     chunk_requests: int = 0
     resync_requests: int = 0  # "I lack your baseline, send a full state" messages sent
+    out_of_window: int = 0  # states implausibly far ahead of the applied one, dropped
     chunk_drops: ChunkDrops = field(default_factory=ChunkDrops)  # by reason: see ChunkDrops
 
 
@@ -94,7 +97,12 @@ class Receiver:
 
     # -- incoming ------------------------------------------------------------------------------
     def receive(self, data: bytes, now: float = 0.0) -> bool:
-        """Handle one datagram; True when it changed the applied state."""
+        """Handle one datagram; True when it changed the applied state.
+
+        Pass the local clock as ``now``: the window of plausible sequences after the applied
+        state widens with the time since it was applied, so after a long outage the sender's
+        newer states still fit (with ``now`` left at 0 the window stays 1,024 states wide).
+        """
         self.stats.packets += 1
         self.stats.bytes += len(data)
         try:
@@ -124,6 +132,11 @@ class Receiver:
         if seq <= self.applied_sequence:
             self.stats.stale += 1
             return False
+        if not self.reassembler.plausible(seq, now):
+            # A state far ahead of any the sender can have reached (junk, or a corrupted
+            # sequence): applying it would make every genuine state look stale for good.
+            self.stats.out_of_window += 1
+            return False
         base = None
         if pkt.baseline is not None:
             base = self._history.get(pkt.baseline)
@@ -151,8 +164,14 @@ class Receiver:
     def _evict(self) -> None:
         for s in [s for s in self._history if s < self._floor and s != self.applied_sequence]:
             del self._history[s]
+        # The floor is the baseline the sender deltas against: while our acks are lost it stays
+        # put as new states pile up, and dropping it would make every later delta undecodable.
+        keep = (self._floor, self.applied_sequence)
         while len(self._history) > self.max_history:
-            del self._history[min(self._history)]
+            victims = [s for s in self._history if s not in keep]
+            if not victims:
+                break
+            del self._history[min(victims)]
 
     # -- applying to the world -----------------------------------------------------------------
     def _apply(self, new: Snapshot) -> None:
