@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ast
 import asyncio
+import os
 import subprocess
 import sys
 from collections.abc import Awaitable, Callable
@@ -16,13 +17,18 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from theta_ecs.interfaces import SourcedTransport, Transport
 from theta_ecs.scenes.cubes import CubesScene
 from theta_ecs.serialization.schema import ReplicationSchema
+from theta_ecs.wire import envelope as wire
+from theta_ecs.world import World
+from theta_net.carrier import Channel
 from theta_net.client import Client
-from theta_net.server import Server
-from theta_net.session import SessionConfig
+from theta_net.server import ClientInfo, Server
+from theta_net.session import ClientCredentials, Session, SessionConfig
 from theta_net.voice import VoiceChannelError, VoiceRelayConfig, voice_stream_id
 from theta_voice.corpus import speech_clip
 from theta_voice.packet import VoicePacket
@@ -84,7 +90,8 @@ async def talk(speech: npt.NDArray[np.int16], speaker: VoiceSession,
                each_tick: Callable[[int, float], None] | None = None,
                ) -> dict[int, list[npt.NDArray[np.int16]]]:
     """``speech`` captured by ``speaker`` in real time (a frame every 20 ms), every party pumped
-    and every listener's mix popped each frame; returns each session's output frames."""
+    and every listener's mix popped as a device would (a frame per 20 ms of wall time); returns
+    each listener's output frames."""
     loop = asyncio.get_running_loop()
     frames = speech[: len(speech) // FRAME * FRAME].reshape(-1, FRAME)
     out: dict[int, list[npt.NDArray[np.int16]]] = {id(vs): [] for _, vs in parties}
@@ -98,7 +105,9 @@ async def talk(speech: npt.NDArray[np.int16], speaker: VoiceSession,
             each_tick(k, now)
         for client, vs in parties:
             pump(client.voice, vs, now)
-            if vs is not speaker:
+            # A device pulls a frame every 20 ms whatever the loop's lateness: catch up.
+            frames_due = int((now - t0) / 0.02)
+            while vs is not speaker and len(out[id(vs)]) < frames_due:
                 out[id(vs)].append(vs.pop(now))
     return out
 
@@ -139,18 +148,19 @@ def test_listeners_hear_the_speaker_over_quic_with_mute_and_volume() -> None:
             score = pesq_wb(clip.clean, heard_b)
             assert score > 3.0, f"PESQ-WB {score:.2f} over QUIC on a clean loopback"
             rx = vb.streams[sa].diagnostics()
-            assert rx.packets_good > 0.95 * len(clip.clean) / FRAME
-            assert rx.packets_lost <= 2 and rx.interruptions == 0
+            assert rx.packets_good > 0.95 * len(clip.clean) / FRAME, rx
+            assert rx.packets_lost <= 2 and rx.interruptions == 0, rx
             ratio = rms(heard_c) / rms(heard_b)
             assert 0.45 < ratio < 0.55, f"volume 0.5 gave an RMS ratio of {ratio:.3f}"
             assert rms(heard_d) == 0.0  # muted
             # The muted listener still receives (mute is the listener's choice, not the relay's).
-            assert vd.streams[sa].diagnostics().packets_good == rx.packets_good
+            muted_rx = vd.streams[sa].diagnostics()
+            assert muted_rx.packets_received >= 0.95 * va.sender.packets_sent, muted_rx
             st = call.server.voice.stats
-            assert st.forged == st.rate_dropped == st.listener_dropped == 0
+            assert st.forged == st.rate_dropped == st.listener_dropped == 0, st
             # Every packet a speaker sent went to three listeners; reports come back from each.
-            assert st.relayed >= 3 * va.sender.packets_sent
-            assert va.reports_received >= 3
+            assert st.relayed >= 3 * va.sender.packets_sent, (st, va.sender.packets_sent)
+            assert va.reports_received >= 3, va.reports_received
             tel = call.server.world.telemetry.counters
             assert tel["net.voice.relayed"] == st.relayed
             assert b.world.telemetry.counters["net.voice.delivered"] >= rx.packets_good
@@ -177,11 +187,11 @@ def test_a_flooder_is_limited_and_a_forged_stream_refused_while_others_talk() ->
             deaf = await call.join(session_config=SessionConfig(SCHEMA))  # no voice negotiated
             va, vl, vf = (VoiceSession(x.voice.stream_id) for x in (a, listener, flooder))
             sa, sf = a.voice.stream_id, flooder.voice.stream_id
-            junk = VoicePacket(sf, 1, 0, b"\x55" * 300).encode()
+            junk = VoicePacket(sf, 1, 0, b"\x55" * 600).encode()
             seq = iter(range(10, 1_000_000))
 
             def attack(k: int, now: float) -> None:
-                for _ in range(8):  # 400 datagrams/s, 128 kB/s: ten times the budget
+                for _ in range(4):  # 200 datagrams/s, 124 kB/s: ten times the byte budget
                     flooder.voice.send(junk)
                 if k % 10 == 0:
                     # The envelope claims the speaker's stream: refused by the server.
@@ -198,7 +208,7 @@ def test_a_flooder_is_limited_and_a_forged_stream_refused_while_others_talk() ->
             st = call.server.voice.stats
             tel = call.server.world.telemetry.counters
             seconds = len(out[id(vl)]) * 0.02
-            assert st.rate_dropped > 0.5 * 400 * seconds, st
+            assert st.rate_dropped > 0.7 * 200 * seconds, st
             assert tel["net.voice.rate_dropped"] == st.rate_dropped
             assert st.forged >= 0.9 * seconds * 5 and tel["net.voice.forged"] == st.forged
             assert vl.dropped["forged_stream"] > 0
@@ -210,7 +220,7 @@ def test_a_flooder_is_limited_and_a_forged_stream_refused_while_others_talk() ->
             rx = vl.streams[sa].diagnostics()
             assert rx.packets_lost <= 2 and rx.interruptions == 0 and rx.packets_duplicate == 0
             score = pesq_wb(clip.clean, mono(out[id(vl)]))
-            assert score > 3.0, f"PESQ-WB {score:.2f} beside a flooder"
+            assert score > 3.0, f"PESQ-WB {score:.2f} beside a flooder; {rx}"
             # A client that negotiated no voice is skipped (counted) and sends nothing.
             assert st.no_voice > 0 and not deaf.voice.receive()
             deaf.voice.send(junk)
@@ -240,3 +250,79 @@ def test_theta_voice_never_imports_theta_net_nor_the_reverse() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True, timeout=60).stdout.strip()
     assert out == "[]"
+
+
+# -- the relay, sans-I/O, fed hostile voice ------------------------------------------------------
+class _Carrier:
+    """A carrier that keeps what the server sends (the relay's fan-out, seen without sockets)."""
+
+    max_datagram_size = 1200
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[Channel, bytes]] = []
+        self.closed = False
+
+    def send(self, channel: Channel, payload: bytes) -> bool:
+        self.sent.append((channel, payload))
+        return True
+
+    def unreliable_budget(self) -> int:
+        return 1 << 20
+
+    def close(self, reason: str = "") -> None:
+        self.closed = True
+
+
+def _joined(server: Server, now: float) -> tuple[Session, _Carrier, ClientInfo]:
+    carrier = _Carrier()
+    info = server._accept(carrier)
+    creds = ClientCredentials.from_seed(os.urandom(32), server.issue_token("editor"))
+    session = Session.client(SessionConfig(SCHEMA, voice_codecs=("opus",)), creds)
+    session.connect(now)
+    for channel, data in session.datagrams_to_send(now):
+        info.carrier_received(channel, data)
+    for channel, data in carrier.sent:
+        session.receive(channel, data, now)
+    carrier.sent.clear()
+    assert session.connected and server.clients[session.session_id] is info
+    return session, carrier, info
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.one_of(
+    st.binary(max_size=300).map(lambda b: ("raw", b)),
+    st.tuples(st.integers(0, 0xFFFF), st.integers(0, 2**32 - 1),
+              st.sampled_from(["opus", "pcm", "", "x" * 40]), st.binary(max_size=900),
+              st.booleans()).map(lambda t: ("voice", t)),
+), max_size=40))
+def test_the_relay_drops_and_counts_hostile_voice_and_forwards_only_the_speakers_own(
+        items: list[tuple[str, object]]) -> None:
+    server = Server(World(), SCHEMA, voice=VoiceRelayConfig(bytes_per_s=3000, packets_per_s=20))
+    speaker, _, info = _joined(server, 1.0)
+    listener, to_listener, _ = _joined(server, 1.0)
+    own = voice_stream_id(speaker.session_id)
+    now, sent_ok = 1.0, 0
+    for kind, item in items:
+        now += 0.01
+        if kind == "raw":
+            assert isinstance(item, bytes)
+            info.carrier_received(Channel.VOICE, item)
+            continue
+        stream, seq, codec, payload, honest = item  # type: ignore[misc]
+        env = wire.VoiceData(own if honest else stream, seq, codec, payload)
+        data = wire.encode_envelope(wire.Envelope(wire.Header(seq, 0, schema_hash=SCHEMA.hash),
+                                                  env))
+        info.carrier_received(Channel.VOICE, data)
+        sent_ok += 1
+    st_ = server.voice.stats
+    faults = server.faults()
+    assert st_.received + st_.forged + faults["malformed"] + faults["oversize"] >= sent_ok
+    forwarded = [wire.decode_envelope(d).body for ch, d in to_listener.sent
+                 if ch is Channel.VOICE]
+    assert len(forwarded) == st_.relayed <= st_.received - st_.rate_dropped
+    for body in forwarded:
+        assert isinstance(body, wire.VoiceData) and body.stream == own
+        assert body.codec == "opus"  # the only codec the listener negotiated
+    assert st_.relayed_bytes == sum(len(b.payload) for b in forwarded)  # type: ignore[union-attr]
+    assert st_.relayed_bytes <= 3000 * 0.25 + 3000 * (now - 1.0) + 1
+    assert listener.connected and server.clients
