@@ -170,6 +170,36 @@ def test_listeners_hear_the_speaker_over_quic_with_mute_and_volume() -> None:
     run(main)
 
 
+def test_a_speaker_that_reconnects_is_heard_under_its_new_stream() -> None:
+    clip = speech_clip(sentences=1, seed=3)
+    half = len(clip.clean) // 2 // FRAME * FRAME
+
+    async def main() -> None:
+        call = Call()
+        await call.start()
+        try:
+            a, b = await call.join(), await call.join()
+            va, vb = VoiceSession(a.voice.stream_id), VoiceSession(b.voice.stream_id)
+            first = a.voice.stream_id
+            await talk(clip.clean[:half], va, [(a, va), (b, vb)], tail_s=0.2)
+            assert a.carrier is not None
+            a.carrier.close("the network went away")
+            await until(lambda: a.connected and a.voice.stream_id not in (0, first),
+                        what="the reconnection")
+            second = a.voice.stream_id
+            await talk(clip.clean[half:], va, [(a, va), (b, vb)], tail_s=0.3)
+            assert va.sender.stream_id == second  # pump followed the relay's binding
+            heard = vb.streams[second].diagnostics()
+            assert heard.packets_good > 0.9 * (len(clip.clean) - half) / FRAME, heard
+            assert vb.streams[first].diagnostics().packets_good > 0.9 * half / FRAME
+            assert vb.dropped["forged_stream"] <= 2  # frames captured before the new binding
+            assert call.server.voice.stats.forged == 0
+        finally:
+            call.close()
+
+    run(main)
+
+
 def test_a_flooder_is_limited_and_a_forged_stream_refused_while_others_talk() -> None:
     clip = speech_clip(sentences=1, seed=5)
     relay = VoiceRelayConfig(bytes_per_s=12_000, packets_per_s=120, burst_s=0.25)

@@ -169,7 +169,8 @@ class VoiceChannel:
     datagram on the session's VOICE channel under this client's stream, ``receive`` drains what
     the server relayed (``receive_from`` with the verified speaker's stream id beside each).
     theta_voice's ``pump(client.voice, voice_session, now)`` runs over it; make the voice session
-    with ``stream_id=client.voice.stream_id`` once connected (the id changes on a reconnection).
+    with ``stream_id=client.voice.stream_id`` once connected (the id changes on a reconnection,
+    and theta_voice's ``pump`` follows :attr:`stream_id`).
 
     Unreliable only: a datagram that cannot go now (not connected, over the session's voice
     budget, no room on the path) is dropped and counted; received datagrams wait in a bounded

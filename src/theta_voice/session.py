@@ -181,8 +181,14 @@ def pump(transports: Any, session: VoiceSession, now: float) -> None:
     """Move one round of datagrams between ``session`` and one Transport, or a list of them (a
     mesh: every datagram goes to every peer). Unreliable sends. A transport that names each
     datagram's verified sender (a :class:`theta_ecs.interfaces.SourcedTransport`, such as a
-    relay's voice channel) has it checked against the stream the packet claims."""
+    relay's voice channel) has it checked against the stream the packet claims. A single transport
+    with a non-zero ``stream_id`` (the stream a relay binds us to, which may change when it
+    reconnects) makes our sender speak under it."""
     links = list(transports) if isinstance(transports, (list, tuple)) else [transports]
+    if len(links) == 1:
+        bound = getattr(links[0], "stream_id", 0)
+        if isinstance(bound, int) and bound and bound != session.sender.stream_id:
+            session.sender.stream_id = bound
     out = session.datagrams_to_send(now)
     for link in links:
         for data in out:
