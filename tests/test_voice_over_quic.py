@@ -330,6 +330,8 @@ def test_the_relay_drops_and_counts_hostile_voice_and_forwards_only_the_speakers
     server = Server(World(), SCHEMA, voice=VoiceRelayConfig(bytes_per_s=3000, packets_per_s=20))
     speaker, _, info = _joined(server, 1.0)
     listener, to_listener, _ = _joined(server, 1.0)
+    pending = _Carrier()
+    server._accept(pending)  # connected, no hello yet: not admitted, hears nothing
     own = voice_stream_id(speaker.session_id)
     now, sent_ok = 1.0, 0
     for kind, item in items:
@@ -356,3 +358,4 @@ def test_the_relay_drops_and_counts_hostile_voice_and_forwards_only_the_speakers
     assert st_.relayed_bytes == sum(len(b.payload) for b in forwarded)  # type: ignore[union-attr]
     assert st_.relayed_bytes <= 3000 * 0.25 + 3000 * (now - 1.0) + 1
     assert listener.connected and server.clients
+    assert not pending.sent
