@@ -110,12 +110,12 @@ class Client(CarrierHandler):
         self.connected_event: Connected | None = None
         self.stats = ClientStats()
         self.last_heartbeat: HeartbeatMeasured | None = None
+        #: Voice on the session's VOICE channel, as a theta_ecs Transport (theta_net.voice).
+        self.voice = VoiceChannel(self)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closing = False
         self._lost = asyncio.Event()
         self._rate_mark: tuple[float, int, int] | None = None
-        #: Voice on the session's VOICE channel, as a theta_ecs Transport (theta_net.voice).
-        self.voice = VoiceChannel(self)
 
     # -- lifecycle ------------------------------------------------------------------------------
     def now(self) -> float:
