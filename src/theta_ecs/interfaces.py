@@ -27,6 +27,16 @@ class Transport(Protocol):
     def close(self) -> None: ...
 
 
+@runtime_checkable
+class SourcedTransport(Transport, Protocol):
+    """A Transport that also names who sent each datagram, as the far end verified it (a relay
+    that binds each sender's stream to its authenticated session)."""
+
+    def receive_from(self) -> list[tuple[int, bytes]]:
+        """Like ``receive``, as ``(verified source id, datagram)`` pairs (drains the same queue)."""
+        ...
+
+
 @dataclass(frozen=True)
 class Pose:
     """A tracked pose: position (metres) and orientation (unit quaternion x, y, z, w)."""

@@ -41,9 +41,11 @@ from .session import (
     Session,
     SessionConfig,
     StateReceived,
+    VoiceReceived,
 )
 from .session.tokens import peek
 from .transports import resolve
+from .voice import VOICE_CODECS, VoiceChannel
 
 __all__ = ["Client", "ClientStats"]
 
@@ -92,7 +94,7 @@ class Client(CarrierHandler):
         self.fingerprint = fingerprint or (claims.fingerprint_hex if claims else "")
         self._transport_arg = transport
         self._transport_options = dict(transport_options or {})
-        self.session_config = session_config or SessionConfig(schema)
+        self.session_config = session_config or SessionConfig(schema, voice_codecs=VOICE_CODECS)
         self.store = store
         self.rate = rate
         self.reconnect = reconnect
@@ -108,6 +110,8 @@ class Client(CarrierHandler):
         self.connected_event: Connected | None = None
         self.stats = ClientStats()
         self.last_heartbeat: HeartbeatMeasured | None = None
+        #: Voice on the session's VOICE channel, as a theta_ecs Transport (theta_net.voice).
+        self.voice = VoiceChannel(self)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closing = False
         self._lost = asyncio.Event()
@@ -237,6 +241,8 @@ class Client(CarrierHandler):
                     self.receiver.receive(event.packet, now)
                 except (SchemaMismatchError, UnknownDictionaryError):
                     self.world.telemetry.count("net.state_refused")
+            elif isinstance(event, VoiceReceived):
+                self.voice.deliver(event)
             elif isinstance(event, CommandsReceived):
                 self.stats.commands_received += 1
                 if self.pipeline is not None:

@@ -26,6 +26,31 @@ for _code in RefusalCode:
               f"Server: handshakes refused for {_name.replace('_', ' ')}.",
               source=_COUNTERS, key=f"net.refused.{_name}")
 
+# -- voice (theta_net.voice): the server's relay and each client's voice channel ----------------
+for _key, _unit, _help in (
+    ("received", "datagrams",
+     "Server: voice datagrams from admitted speakers under their own stream."),
+    ("relayed", "datagrams", "Server: voice datagrams forwarded, one per listener."),
+    ("relayed_bytes", "bytes", "Server: voice payload bytes forwarded, counted per listener."),
+    ("rate_dropped", "datagrams",
+     "Server: voice datagrams over their speaker's byte or packet budget (a flood), dropped."),
+    ("forged", "datagrams",
+     "Server: voice datagrams claiming another stream than their sender's, dropped."),
+    ("not_admitted", "datagrams", "Server: voice from a session that is not an admitted client."),
+    ("listener_dropped", "datagrams",
+     "Server: relayed voice a listener's voice budget had no room for, dropped."),
+    ("no_voice", "datagrams",
+     "Server: relays skipped for listeners that negotiated no voice or not that codec."),
+    ("sent", "datagrams", "Client: voice datagrams sent on the VOICE channel."),
+    ("send_dropped", "datagrams",
+     "Client: voice sends dropped (not connected, voice closed, or over the voice budget)."),
+    ("delivered", "datagrams", "Client: relayed voice datagrams received."),
+    ("inbox_dropped", "datagrams",
+     "Client: received voice dropped, oldest first, because the engine did not drain it."),
+):
+    R.counter(f"theta_net_voice_{_key}_total", _unit, _help, source=_COUNTERS,
+              key=f"net.voice.{_key}")
+
 # -- gauges (server side, once a second) -------------------------------------------------------
 R.gauge("theta_net_clients", "clients", "Server: connected clients.", source=_GAUGES,
         key="net.clients")

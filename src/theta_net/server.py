@@ -53,9 +53,11 @@ from .session import (
     StateReceived,
     TokenAuthority,
     TokenVerifier,
+    VoiceReceived,
 )
 from .sharing import EncodeCache, SharedEncoder
 from .transports import resolve
+from .voice import SERVER_VOICE_BYTES_PER_S, VOICE_CODECS, VoiceRelay, VoiceRelayConfig
 
 __all__ = ["ClientInfo", "Server", "ServerStats"]
 
@@ -158,6 +160,7 @@ class Server:
         interest: InterestManager | None = None,
         transport_options: dict[str, Any] | None = None,
         wall_clock: Callable[[], float] = time.time,
+        voice: VoiceRelayConfig | None = None,
     ) -> None:
         self.world = world
         self.schema = schema
@@ -173,7 +176,10 @@ class Server:
             authority = (TokenAuthority.load_or_create(state_dir / "token.key")
                          if state_dir is not None else TokenAuthority())
         self.authority = authority
-        self.session_config = session_config or SessionConfig(schema)
+        self.session_config = session_config or SessionConfig(
+            schema, voice_codecs=VOICE_CODECS, voice_bytes_per_s=SERVER_VOICE_BYTES_PER_S)
+        #: Relays each client's voice to the others (theta_net.voice).
+        self.voice = VoiceRelay(voice or VoiceRelayConfig(), world.telemetry)
         self.replicator_config = replicator_config or ReplicatorConfig()
         self.max_clients = max_clients
         self.interest = interest
@@ -303,6 +309,8 @@ class Server:
                     info.replicator.receive(event.packet, now)
             elif isinstance(event, CommandsReceived):
                 self._on_commands(info, event.packet, now)
+            elif isinstance(event, VoiceReceived):
+                self.voice.relay(info, event, self.clients, now, self._flush)
             elif isinstance(event, HeartbeatMeasured):
                 pass
             elif isinstance(event, Connected):
@@ -315,6 +323,7 @@ class Server:
                 for name, n in _faults(session).items():
                     self.stats.retired_faults[name] = self.stats.retired_faults.get(name, 0) + n
                 self._pending.discard(info)
+                self.voice.forget(session.session_id)
                 if self.clients.get(session.session_id) is info:
                     del self.clients[session.session_id]
                     self.stats.disconnected += 1
@@ -506,4 +515,5 @@ class Server:
             "shared_encodes": self.encode_cache.shared, "encodes": self.encode_cache.encodes,
             "shared_between_clients": self.encode_cache.shared_between,
             "log_entries": len(self.log), "per_client": clients,
+            "voice": self.voice.metrics(),
         }

@@ -94,8 +94,10 @@ class VoiceSession:
         return out
 
     # -- receiving ------------------------------------------------------------------------------
-    def receive(self, data: bytes, now: float) -> None:
-        """One datagram from the carrier's voice channel."""
+    def receive(self, data: bytes, now: float, source: int | None = None) -> None:
+        """One datagram from the carrier's voice channel. ``source``: the stream the carrier
+        verified as the sender (a relay that binds streams to sessions); a voice packet that
+        claims another stream is dropped (``forged_stream``)."""
         try:
             if is_report(data):
                 report = VoiceReport.decode(data)
@@ -106,6 +108,9 @@ class VoiceSession:
             packet = VoicePacket.decode(data)
         except VoicePacketError as exc:
             self.dropped[exc.reason] += 1
+            return
+        if source is not None and packet.stream_id != source:
+            self.dropped["forged_stream"] += 1
             return
         if packet.stream_id == self.sender.stream_id:
             self.dropped["own_stream"] += 1  # an echo of our own voice
@@ -174,12 +179,25 @@ class VoiceSession:
 
 def pump(transports: Any, session: VoiceSession, now: float) -> None:
     """Move one round of datagrams between ``session`` and one Transport, or a list of them (a
-    mesh: every datagram goes to every peer). Unreliable sends."""
+    mesh: every datagram goes to every peer). Unreliable sends. A transport that names each
+    datagram's verified sender (a :class:`theta_ecs.interfaces.SourcedTransport`, such as a
+    relay's voice channel) has it checked against the stream the packet claims. A single transport
+    with a non-zero ``stream_id`` (the stream a relay binds us to, which may change when it
+    reconnects) makes our sender speak under it."""
     links = list(transports) if isinstance(transports, (list, tuple)) else [transports]
+    if len(links) == 1:
+        bound = getattr(links[0], "stream_id", 0)
+        if isinstance(bound, int) and bound and bound != session.sender.stream_id:
+            session.sender.stream_id = bound
     out = session.datagrams_to_send(now)
     for link in links:
         for data in out:
             link.send(data)
     for link in links:
-        for data in link.receive():
-            session.receive(data, now)
+        receive_from = getattr(link, "receive_from", None)
+        if receive_from is not None:
+            for source, data in receive_from():
+                session.receive(data, now, source)
+        else:
+            for data in link.receive():
+                session.receive(data, now)
