@@ -157,13 +157,13 @@ def parse_url(url: str) -> tuple[str, int, str]:
 
 
 TABLE_HEAD = (f"{'t s':>5} {'client':<8} {'rtt ms':>8} {'loss %':>7} {'down kbit/s':>12} "
-              f"{'up kbit/s':>10} {'entities':>9} {'tick':>7} {'log':>5}")
+              f"{'up kbit/s':>10} {'entities':>9} {'tick':>7} {'log':>5} {'via':<14}")
 
 
 def table_row(t: float, name: str, m: dict[str, Any]) -> str:
     return (f"{t:5.1f} {name:<8} {m['rtt_ms']:8.2f} {m['loss'] * 100:7.1f} "
             f"{m['kbps_down']:12.1f} {m['kbps_up']:10.1f} {m['entities']:9d} "
-            f"{m['applied_tick']:7d} {m['log_entries']:5d}")
+            f"{m['applied_tick']:7d} {m['log_entries']:5d} {m.get('via', ''):<14}")
 
 
 def cmd_connect(args: argparse.Namespace) -> int:
@@ -179,9 +179,15 @@ def cmd_connect(args: argparse.Namespace) -> int:
         loop = asyncio.get_running_loop()
         start = loop.time()
         last = [start]
+        reported: list[Any] = [None]
         print(TABLE_HEAD)
 
         def row(c: Client) -> None:
+            choice = c.transport_choice
+            if choice is not None and choice is not reported[0]:
+                reported[0] = choice
+                print(f"theta connect: over {choice.transport} ({choice.reason}, "
+                      f"{choice.elapsed_s * 1e3:.0f} ms to choose)", flush=True)
             now = loop.time()
             if now - last[0] >= 1.0:
                 last[0] = now

@@ -29,6 +29,7 @@ from theta_ecs.serialization.schema import ReplicationSchema
 from theta_ecs.world import World
 
 from .carrier import Carrier, CarrierHandler, Channel, TransportBackend
+from .choice import TransportChoice
 from .errors import ConnectError, RefusedError
 from .session import (
     ClientCredentials,
@@ -45,7 +46,10 @@ from .session import (
 from .session.tokens import peek
 from .transports import resolve
 
-__all__ = ["Client", "ClientStats"]
+__all__ = ["TRANSPORT_GAUGES", "Client", "ClientStats"]
+
+#: The transports a client reports in telemetry (``net.transport.<name>``: 1 for the one in use).
+TRANSPORT_GAUGES = ("quic", "webrtc")
 
 
 @dataclass
@@ -112,6 +116,9 @@ class Client(CarrierHandler):
         self._closing = False
         self._lost = asyncio.Event()
         self._rate_mark: tuple[float, int, int] | None = None
+        #: Which transport the connection took and why (``AutoTransport`` reports it through
+        #: :meth:`transport_chosen`; a named transport is reported as configured).
+        self.transport_choice: TransportChoice | None = None
 
     # -- lifecycle ------------------------------------------------------------------------------
     def now(self) -> float:
@@ -131,6 +138,9 @@ class Client(CarrierHandler):
         except asyncio.TimeoutError:
             where = f"{self.host}:{self.port}"
             raise ConnectError(f"no connection to {where} in {timeout:g} s") from None
+        if getattr(transport, "choice", None) is None:  # not AutoTransport: chosen by name
+            self.transport_chosen(TransportChoice(
+                str(getattr(transport, "name", type(transport).__name__)), "configured", 0.0))
         cfg = replace(self.session_config,
                       max_datagram=min(self.session_config.max_datagram,
                                        carrier.max_datagram_size))
@@ -224,6 +234,17 @@ class Client(CarrierHandler):
         self._process()
         self._lost.set()
 
+    def transport_chosen(self, choice: TransportChoice) -> None:
+        """Called by ``AutoTransport`` once it knows which transport carries this connection
+        (a :class:`~theta_net.choice.TransportChoice`): kept, and put in telemetry."""
+        self.transport_choice = choice
+        tel = self.world.telemetry
+        for name in TRANSPORT_GAUGES:
+            tel.gauge(f"net.transport.{name}", 1.0 if choice.transport == name else 0.0)
+        tel.gauge("net.transport_choice_ms", round(choice.elapsed_s * 1e3, 3))
+        if choice.fell_back:
+            tel.count(f"net.fallback.{choice.short.rpartition(':')[2]}")
+
     # -- events ---------------------------------------------------------------------------------
     def _process(self) -> None:
         session = self.session
@@ -314,6 +335,9 @@ class Client(CarrierHandler):
             "applied_tick": self.receiver.applied_sequence,
             "bytes_down": down, "bytes_up": up,
             "log_entries": len(self.log) if self.log is not None else 0,
+            "transport": self.transport_choice.transport if self.transport_choice else "",
+            "transport_reason": self.transport_choice.reason if self.transport_choice else "",
+            "via": self.transport_choice.short if self.transport_choice else "",
         }
         for key in ("rtt_ms", "loss", "kbps_down", "kbps_up", "entities"):
             tel.gauge(f"net.{key}", float(out[key]))

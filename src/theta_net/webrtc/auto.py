@@ -17,29 +17,19 @@ import inspect
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from theta_ecs import plugins
 from theta_ecs.errors import ThetaError
 
 from ..carrier import Carrier, CarrierHandler
+from ..choice import TransportChoice
 from ..errors import ConnectError
 from ..signaling.config import parse_bind
 
 __all__ = ["DEFAULT_FALLBACK_AFTER", "AutoListener", "AutoTransport", "TransportChoice"]
 
 DEFAULT_FALLBACK_AFTER = 1.5
-
-
-@dataclass(frozen=True)
-class TransportChoice:
-    """Which transport a connection took, why, and how long the choice took."""
-
-    transport: str
-    reason: str
-    elapsed_s: float
-    primary_error: str = ""
 
 
 class AutoListener:
