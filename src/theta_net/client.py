@@ -325,7 +325,7 @@ class Client(CarrierHandler):
             kbps_up = max(0, up - self._rate_mark[2]) * 8 / dt / 1e3
         self._rate_mark = (now, down, up)
         tel = self.world.telemetry
-        out = {
+        out: dict[str, Any] = {
             "connected": self.connected,
             "rtt_ms": round(s.rtt.srtt * 1e3, 3) if s else 0.0,
             "rttvar_ms": round(s.rtt.rttvar * 1e3, 3) if s else 0.0,
