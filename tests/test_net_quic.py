@@ -169,3 +169,66 @@ def test_restarted_server_keeps_identity_and_loses_no_acknowledged_command(
             task.cancel()
 
     run(main)
+
+
+def test_timed_out_and_abandoned_connects_leave_no_unretrieved_error_or_open_socket() -> None:
+    """A QUIC connect that times out (nothing answers), one its caller abandons (an outer
+    timeout cancels it: the Client's own connect timeout), and handshakes cut short against a
+    real server: asyncio's exception handler and its logger hear nothing ("Future exception was
+    never retrieved"), and every UDP socket is closed, even after the loop has ended."""
+    import gc
+    import logging
+    import socket
+    import warnings
+
+    heard: list[str] = []
+
+    class Catch(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            heard.append(record.getMessage())
+
+    class Quiet:
+        def carrier_received(self, channel: object, payload: bytes) -> None: ...
+        def carrier_closed(self, reason: str) -> None: ...
+
+    silent = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    silent.bind(("127.0.0.1", 0))  # datagrams go in, nothing answers (a filtered QUIC port)
+    port = silent.getsockname()[1]
+
+    async def main() -> None:
+        asyncio.get_running_loop().set_exception_handler(
+            lambda _loop, ctx: heard.append(str(ctx.get("message"))))
+        from theta_net.errors import ConnectError
+
+        with pytest.raises(ConnectError, match="no QUIC handshake"):
+            await QuicTransport().connect("127.0.0.1", port, Quiet(), timeout=0.3)
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(
+                QuicTransport().connect("127.0.0.1", port, Quiet(), timeout=5.0), 0.3)
+        client = Client(SCHEMA, "127.0.0.1", port, "", transport="quic", connect_timeout=0.3)
+        with pytest.raises(ConnectError, match="no connection"):
+            await client.connect()
+        server = QuicTransport()
+        listener = await server.listen("127.0.0.1", 0, lambda carrier: Quiet())
+        for _ in range(5):  # cut short at any point of the handshake
+            with pytest.raises(ConnectError):
+                await QuicTransport().connect("127.0.0.1", listener.address[1], Quiet(),
+                                              timeout=0.0005)
+        listener.close()
+        # the last of these ends the loop at once: done-callbacks scheduled now never run
+
+    gc.collect()  # what earlier tests left is not this test's
+    log = logging.getLogger("asyncio")
+    catch = Catch()
+    log.addHandler(catch)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", ResourceWarning)
+            run(main)
+            gc.collect()
+        silent.close()
+    finally:
+        log.removeHandler(catch)
+    assert not [m for m in heard if "never retrieved" in m or "exception" in m.lower()], heard
+    leaks = [str(w.message) for w in caught if issubclass(w.category, ResourceWarning)]
+    assert not leaks, leaks
