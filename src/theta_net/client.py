@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -31,6 +31,7 @@ from theta_ecs.world import World
 from .carrier import Carrier, CarrierHandler, Channel, TransportBackend
 from .choice import TransportChoice
 from .errors import ConnectError, RefusedError
+from .interest import check_sphere
 from .session import (
     ClientCredentials,
     CommandsReceived,
@@ -43,6 +44,7 @@ from .session import (
     SessionConfig,
     StateReceived,
 )
+from .session.session import INTEREST_AREA
 from .session.tokens import peek
 from .transports import resolve
 
@@ -119,6 +121,8 @@ class Client(CarrierHandler):
         #: Which transport the connection took and why (``AutoTransport`` reports it through
         #: :meth:`transport_chosen`; a named transport is reported as configured).
         self.transport_choice: TransportChoice | None = None
+        #: The area of interest asked for with :meth:`set_interest` (sent again on reconnect).
+        self.interest: tuple[tuple[float, float, float], float] | None = None
 
     # -- lifecycle ------------------------------------------------------------------------------
     def now(self) -> float:
@@ -161,11 +165,33 @@ class Client(CarrierHandler):
                 raise ConnectError(f"no handshake with {self.host}:{self.port} in {timeout:g} s")
             await asyncio.sleep(0.005)
         self.stats.connects += 1
+        if self.interest is not None:
+            self._send_interest()
         if self.stats.connects > 1:
             self._reset_mirror()
             if self.pipeline is not None:
                 self.pipeline.request_sync()
         return self.connected_event
+
+    def set_interest(self, center: Sequence[float], radius: float) -> None:
+        """Ask the server to replicate only what lies within ``radius`` of ``center`` (radius 0:
+        the whole scene again). Kept and sent again after a reconnection. InterestRefusedError
+        for values no server takes (not finite, |coordinate| over 1e6 m, negative radius); the
+        server may also refuse a radius over its own bound (counted there, area unchanged)."""
+        self.interest = check_sphere(center, radius)
+        if self.connected:
+            self._send_interest()
+
+    def _send_interest(self) -> None:
+        session = self.session
+        if session is None or self.interest is None:
+            return
+        if INTEREST_AREA not in (session.negotiated.features if session.negotiated else ()):
+            self.world.telemetry.count("net.interest_unsupported")  # an older server
+            return
+        center, radius = self.interest
+        session.send_interest(center, radius, self.now())
+        self._flush()
 
     def _reset_mirror(self) -> None:
         """After a reconnection the server starts a fresh replicator: so does the mirror."""
