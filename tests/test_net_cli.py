@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from theta_ecs import cli
-from theta_net.cli import parse_url
+from theta_net.cli import parse_interest, parse_url
 from theta_net.quic import ServerIdentity
 from theta_net.session import TokenAuthority
 from theta_net.session.tokens import peek
@@ -34,6 +34,14 @@ def test_urls() -> None:
     assert parse_url("127.0.0.1") == ("127.0.0.1", 4433, "")
     with pytest.raises(SystemExit):
         parse_url("http://x:1")
+
+
+def test_interest_option(capsys: pytest.CaptureFixture[str]) -> None:
+    assert parse_interest("1,0,-2.5,150") == (1.0, 0.0, -2.5, 150.0)
+    for bad in ("1,2,3", "a,b,c,d", "0,0,0,-5", "nan,0,0,5"):
+        assert cli.main(["connect", "quic://127.0.0.1:9", "--token", "t", "--scene", "crowd",
+                         "--interest", bad]) == 2
+        assert "--interest" in capsys.readouterr().err
 
 
 def test_serve_on_a_port_in_use_fails_cleanly(tmp_path: Path,

@@ -60,6 +60,9 @@ def register(sub: Any) -> None:
     connect.add_argument("--signaling-url", default=None, metavar="URL",
                          help="the server's signaling room URL for WebRTC (printed by theta "
                          "serve; else THETA_SIGNALING_URL, else http://HOST:PORT/rooms/default)")
+    connect.add_argument("--interest", default=None, metavar="X,Y,Z,RADIUS",
+                         help="only what lies within RADIUS m of (X, Y, Z) (scenes with "
+                         "interest management: crowd)")
     connect.set_defaults(func=cmd_connect)
 
     token = sub.add_parser("token", help="issue a join token for a server's state directory")
@@ -204,6 +207,15 @@ def state_digest(state: Any) -> str:
     return h.hexdigest()[:32]
 
 
+def parse_interest(text: str) -> tuple[float, float, float, float]:
+    """``X,Y,Z,RADIUS`` as four floats (ValueError otherwise)."""
+    parts = [float(p) for p in text.split(",")]
+    if len(parts) != 4:
+        raise ValueError(f"expected X,Y,Z,RADIUS, got {len(parts)} numbers")
+    x, y, z, r = parts
+    return x, y, z, r
+
+
 def parse_url(url: str) -> tuple[str, int, str]:
     parsed = urlparse(url if "://" in url else f"quic://{url}")
     if parsed.scheme not in ("quic", "theta"):
@@ -228,6 +240,16 @@ def cmd_connect(args: argparse.Namespace) -> int:
     from .errors import ConnectError
 
     host, port, fp = parse_url(args.url)
+    interest = None
+    if args.interest:
+        from .interest import InterestRefusedError, check_sphere
+
+        try:
+            x, y, z, radius = parse_interest(args.interest)
+            interest = check_sphere((x, y, z), radius)
+        except (ValueError, InterestRefusedError) as exc:
+            print(f"theta connect: --interest {args.interest!r}: {exc}", file=sys.stderr)
+            return 2
     if args.signaling_url:
         import os
 
@@ -243,6 +265,8 @@ def cmd_connect(args: argparse.Namespace) -> int:
         os.environ["THETA_SIGNALING_URL"] = args.signaling_url  # read by the webrtc transport
     client = Client(scenes.schema_for(args.scene), host, port, args.token,
                     fingerprint=args.fingerprint or fp, transport=args.transport)
+    if interest is not None:
+        client.set_interest(interest[0], interest[1])
 
     async def main() -> int:
         loop = asyncio.get_running_loop()
