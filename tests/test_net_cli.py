@@ -180,3 +180,31 @@ def test_serve_starts_signaling_beside_quic_on_its_own_port(tmp_path: Path) -> N
     assert code == 1
     assert cli.main(["serve", "--port", "0", "--state-dir", str(tmp_path),
                      "--signaling-bind", "nowhere"]) == 2
+
+
+def test_connect_auto_falls_back_and_says_why_in_its_table(tmp_path: Path) -> None:
+    """A server reachable only over WebRTC (its QUIC port closed): `theta connect --transport
+    auto` falls back, prints the choice and its reason, and its table's `via` column says so."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "THETA_ICE_HOST_ADDRESSES": "127.0.0.1", "THETA_FALLBACK_AFTER": "0.5"}
+    env.pop("THETA_SIGNALING_URL", None)
+    env.pop("THETA_SIGNALING_BIND", None)
+    serve, found = _serve_lines(["--transport", "webrtc", "--entities", "16", "--port", "0",
+                                 "--state-dir", str(tmp_path), "--seconds", "25", "--rate", "30",
+                                 "--quiet"], r"^connect: ")
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "theta_ecs.cli", "connect", f"quic://127.0.0.1:{found['port']}",
+             "--transport", "auto", "--token", found["token"], "--seconds", "4"],
+            capture_output=True, text=True, timeout=60, env=env,
+        )
+    finally:
+        serve.terminate()  # type: ignore[attr-defined]
+        serve.wait(20)  # type: ignore[attr-defined]
+    assert done.returncode == 0, done.stderr
+    assert "theta connect: over webrtc (quic did not answer within 0.5 s" in done.stdout
+    rows = [r.split() for r in done.stdout.splitlines() if " self " in r]
+    assert rows and rows[-1][6] == "16" and rows[-1][-1] == "webrtc:timeout", done.stdout

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 import pytest
 
@@ -130,3 +131,23 @@ def test_a_server_on_auto_serves_quic_and_webrtc_clients_side_by_side() -> None:
             await asyncio.sleep(0.1)
 
     run(main)
+
+
+def test_a_server_on_auto_keeps_its_certificate_in_its_state_directory(tmp_path: Path) -> None:
+    """As over plain QUIC: tokens pin the certificate, so a restart must not make a new one."""
+    from theta_net.quic import ServerIdentity
+
+    async def main() -> list[str]:
+        prints = []
+        for _ in range(2):
+            scene = CubesScene(4, seed=3)
+            server = Server(scene.world, SCHEMA, step=scene.step, port=0, state_dir=tmp_path,
+                            transport=AutoTransport(signaling_bind=("127.0.0.1", 0)))
+            await server.start()
+            prints.append(server.fingerprint)
+            server.close()
+            await asyncio.sleep(0.1)
+        return prints
+
+    first, second = asyncio.run(main())
+    assert first == second == ServerIdentity.load(tmp_path / "tls").fingerprint.hex()

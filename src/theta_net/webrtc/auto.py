@@ -129,6 +129,16 @@ class AutoTransport:
         return backend
 
     @property
+    def identity(self) -> Any:
+        """The primary's TLS identity (QUIC's certificate): a Server with a state directory
+        fills it, so the fingerprint clients pin survives restarts as it does over plain QUIC."""
+        return getattr(self._backend("primary"), "identity", False)
+
+    @identity.setter
+    def identity(self, value: Any) -> None:
+        self._backend("primary").identity = value
+
+    @property
     def primary_name(self) -> str:
         spec = self._primary_spec
         return spec if isinstance(spec, str) else str(getattr(spec, "name", "primary"))
