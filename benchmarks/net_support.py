@@ -1,11 +1,16 @@
-"""Shared by the theta_net benchmarks: raw aioquic and session echo endpoints on 127.0.0.1."""
+"""Shared by the theta_net benchmarks: raw aioquic and session echo endpoints on 127.0.0.1, the
+cubes server process (net_bench_server.py) and its bytes-on-the-wire measurement, and a UDP
+relay that gives real QUIC the loopback model's path."""
 
 from __future__ import annotations
 
 import asyncio
 import ssl
 import statistics
+import subprocess
+import sys
 import time
+from pathlib import Path
 from typing import Any
 
 from aioquic.asyncio.protocol import QuicConnectionProtocol
@@ -241,3 +246,86 @@ class UdpRelay:
             self._front.close()
         for back in self._backs.values():
             back.close()
+
+
+# -- the cubes server in its own process, and the bytes it puts on the wire ------------------------
+class ServerWorker:
+    """benchmarks/net_bench_server.py in a child process: its ``port`` and ``token``, its
+    counters on demand (``stats``), ``pause``/``resume``, ``close``."""
+
+    def __init__(self, rate: float = 60.0) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, str(Path(__file__).parent / "net_bench_server.py"), "--rate",
+             str(rate)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1,
+        )
+        self.port = int(self.expect("port")[1])
+        self.token = self.expect("token")[1]
+
+    def expect(self, key: str) -> list[str]:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            if line.startswith(key + " "):
+                return line.split()
+        raise RuntimeError(f"the server worker exited before {key!r}")
+
+    def stats(self) -> dict[str, float]:
+        self.send("stats")
+        words = self.expect("stats")[1:]
+        return {words[i]: float(words[i + 1]) for i in range(0, len(words), 2)}
+
+    def send(self, command: str) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(command + "\n")
+        self.proc.stdin.flush()
+
+    def close(self) -> None:
+        self.send("quit")
+        self.proc.wait(20)
+
+
+async def worker_stats(worker: ServerWorker) -> dict[str, float]:
+    return await asyncio.get_running_loop().run_in_executor(None, worker.stats)
+
+
+async def cubes_wire_figures(worker: ServerWorker, relay: UdpRelay | None, seconds: float,
+                             settle: float = 2.0) -> dict[str, Any]:
+    """One client of the worker's cubes at 60 Hz over real QUIC (through ``relay`` when given)
+    for ``seconds`` after its join and ``settle`` s: UDP payload bytes each way (QUIC framing
+    included, IP/UDP headers not), the session's STATE bytes and the replicator's, as kbit/s."""
+    from theta_net.client import Client
+    from theta_net.scenes import schema_for
+
+    port = await relay.start() if relay is not None else worker.port
+    client = Client(schema_for("cubes"), "127.0.0.1", port, worker.token, rate=60.0,
+                    reconnect=False, connect_timeout=20)
+    task = asyncio.ensure_future(client.run())
+    loop = asyncio.get_running_loop()
+    try:
+        while len(client.receiver.applied) != 901:
+            await asyncio.sleep(0.1)
+        await asyncio.sleep(settle)
+        assert client.carrier is not None and client.session is not None
+        cs, ss = client.carrier.stats, client.session.stats  # type: ignore[attr-defined]
+        a = await worker_stats(worker)
+        t0 = loop.time()
+        d0, u0 = cs.udp_bytes_received, cs.udp_bytes_sent
+        s0 = ss.bytes_received["STATE"]
+        await asyncio.sleep(seconds)
+        b = await worker_stats(worker)
+        dt = loop.time() - t0
+        return {
+            "seconds": round(dt, 2), "ticks_per_s": round((b["ticks"] - a["ticks"]) / dt, 1),
+            "wire_down_kbps": round((cs.udp_bytes_received - d0) * 8 / dt / 1e3, 1),
+            "wire_up_kbps": round((cs.udp_bytes_sent - u0) * 8 / dt / 1e3, 1),
+            "session_state_kbps": round((ss.bytes_received["STATE"] - s0) * 8 / dt / 1e3, 1),
+            "replicator_kbps": round((b["state_bytes"] - a["state_bytes"]) * 8 / dt / 1e3, 1),
+            "srtt_ms": round(client.session.rtt.srtt * 1e3, 3),
+            "heartbeat_loss": round(client.session.loss.loss, 4),
+        }
+    finally:
+        client.close()
+        task.cancel()
+        await asyncio.sleep(0.5)
+        if relay is not None:
+            relay.close()

@@ -13,11 +13,10 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
+from net_support import ServerWorker, worker_stats  # benchmarks/ is on sys.path (conftest)
 from theta_net.cli import state_digest
 from theta_net.client import Client
 from theta_net.scenes import schema_for
@@ -29,39 +28,13 @@ MEASURE_S = float(os.environ.get("THETA_BENCH_SECONDS", "5"))
 RATE = 60.0
 
 
-class Worker:
+class Worker(ServerWorker):
     def __init__(self) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, str(HERE / "net_bench_server.py"), "--rate", str(RATE)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1,
-        )
-        self.port = int(self.expect("port")[1])
-        self.token = self.expect("token")[1]
-
-    def expect(self, key: str) -> list[str]:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            if line.startswith(key + " "):
-                return line.split()
-        raise RuntimeError(f"the server worker exited before {key!r}")
-
-    def stats(self) -> dict[str, float]:
-        self.send("stats")
-        words = self.expect("stats")[1:]
-        return {words[i]: float(words[i + 1]) for i in range(0, len(words), 2)}
-
-    def send(self, command: str) -> None:
-        assert self.proc.stdin is not None
-        self.proc.stdin.write(command + "\n")
-        self.proc.stdin.flush()
-
-    def close(self) -> None:
-        self.send("quit")
-        self.proc.wait(20)
+        super().__init__(RATE)
 
 
 async def _stats(worker: Worker) -> dict[str, float]:
-    return await asyncio.get_running_loop().run_in_executor(None, worker.stats)
+    return await worker_stats(worker)
 
 
 async def measure(worker: Worker, n: int) -> dict[str, Any]:
@@ -179,47 +152,13 @@ def test_cubes_bytes_on_the_wire(benchmark: Any) -> None:
     way): the bytes on the wire (UDP payloads, QUIC framing included) next to the session's
     STATE bytes and the replicator's, and the loopback model's figures from the last nightly
     bandwidth run (another run, another scene segment, and a trained dictionary)."""
-    from net_support import UdpRelay
+    from net_support import UdpRelay, cubes_wire_figures
 
     worker = Worker()
     out: dict[str, Any] = {}
 
     async def one(label: str, relay: UdpRelay | None) -> None:
-        port = await relay.start() if relay is not None else worker.port
-        client = Client(schema_for("cubes"), "127.0.0.1", port, worker.token, rate=60.0,
-                        reconnect=False, connect_timeout=20)
-        task = asyncio.ensure_future(client.run())
-        loop = asyncio.get_running_loop()
-        try:
-            while len(client.receiver.applied) != 901:
-                await asyncio.sleep(0.1)
-            await asyncio.sleep(2.0)
-            assert client.carrier is not None and client.session is not None
-            cs, ss = client.carrier.stats, client.session.stats  # type: ignore[attr-defined]
-            a = await _stats(worker)
-            t0 = loop.time()
-            d0, u0 = cs.udp_bytes_received, cs.udp_bytes_sent
-            s0 = ss.bytes_received["STATE"]
-            await asyncio.sleep(10.0)
-            b = await _stats(worker)
-            dt = loop.time() - t0
-            out[label] = {
-                "seconds": round(dt, 2), "ticks_per_s": round((b["ticks"] - a["ticks"]) / dt, 1),
-                "wire_down_kbps": round((cs.udp_bytes_received - d0) * 8 / dt / 1e3, 1),
-                "wire_up_kbps": round((cs.udp_bytes_sent - u0) * 8 / dt / 1e3, 1),
-                "session_state_kbps": round((ss.bytes_received["STATE"] - s0) * 8 / dt / 1e3,
-                                            1),
-                "replicator_kbps": round((b["state_bytes"] - a["state_bytes"]) * 8 / dt / 1e3,
-                                         1),
-                "srtt_ms": round(client.session.rtt.srtt * 1e3, 3),
-                "heartbeat_loss": round(client.session.loss.loss, 4),
-            }
-        finally:
-            client.close()
-            task.cancel()
-            await asyncio.sleep(0.5)
-            if relay is not None:
-                relay.close()
+        out[label] = await cubes_wire_figures(worker, relay, 10.0)
 
     async def run() -> None:
         await one("loopback", None)

@@ -26,6 +26,7 @@ def connected() -> tuple[Session, Session]:
 CLIENT, SERVER = connected()
 CLIENT.send_state(encode_packet(AckPacket(3, 1)), 0.1)
 CLIENT.send_commands(b"\x01\x02\x03", 0.1)
+CLIENT.send_interest((1.0, 2.0, 3.0), 50.0, 0.1)
 REAL = [data for _, data in CLIENT.datagrams_to_send(0.1)]
 
 
@@ -108,3 +109,17 @@ def test_deframer_never_buffers_past_its_limit(junk: bytes) -> None:
         d.feed(junk)
     assert d.failed or d.buffered <= 3 * len(junk)
     assert d.buffered <= 32 + 4 or d.failed
+
+
+@FUZZ
+@given(st.tuples(*[st.floats(width=32, allow_nan=False, allow_infinity=False)] * 3),
+       st.floats(width=32, min_value=0.0, allow_infinity=False))
+def test_interest_areas_reach_the_server_as_sent(center: tuple[float, float, float],
+                                                 radius: float) -> None:
+    from theta_net.session import InterestReceived
+
+    client, server = connected()
+    client.send_interest(center, radius, 1.0)
+    for channel, data in client.datagrams_to_send(1.0):
+        server.receive(channel, data, 1.0)
+    assert drain_events(server) == [InterestReceived(center, radius)]

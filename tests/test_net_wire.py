@@ -28,6 +28,7 @@ BODIES: list[wire.Body] = [
     wire.VoiceData(3, 2**32 - 1, "opus", b"\x01\x02" * 50),
     wire.RosterUpdate(((b"a" * 32, 1), (b"b" * 32, 3))),
     wire.RosterUpdate(()),
+    wire.Interest(-12.5, 0.0, 300.25, 150.0),
 ]
 PACKETS = [wire.encode_envelope(wire.Envelope(HEADER, b)) for b in BODIES]
 
@@ -62,6 +63,11 @@ def test_hello_signed_bytes_cover_every_field_but_the_signature() -> None:
     lambda: wire.VoiceData(0, 0, "opus", b"x" * 4097),
     lambda: wire.RosterUpdate(((b"short", 1),)),
     lambda: wire.RosterUpdate.unpack(b"x" * 34),
+    lambda: wire.Interest(float("nan"), 0.0, 0.0, 1.0),
+    lambda: wire.Interest(0.0, float("inf"), 0.0, 1.0),
+    lambda: wire.Interest(0.0, 0.0, 1e39, 1.0),
+    lambda: wire.Interest(0.0, 0.0, 0.0, -1.0),
+    lambda: wire.Interest(0.0, 0.0, "1", 1.0),  # type: ignore[arg-type]
 ])
 def test_out_of_range_values_are_refused(make) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(wire.EnvelopeError):
@@ -89,6 +95,9 @@ def test_flatc_reads_the_session_bodies(tmp_path: Path) -> None:
     assert refusal["body"]["what"] == "schema hash" and refusal["body"]["code"] == 2
     roster = json.loads((out / "p6.json").read_text())
     assert len(roster["body"]["members"]) == 66
+    interest = json.loads((out / "p8.json").read_text())
+    assert interest["body_type"] == "Interest"
+    assert interest["body"] == {"x": -12.5, "z": 300.25, "radius": 150.0}  # y = 0: the default
 
 
 def decodes_or_refuses(data: bytes) -> None:
@@ -124,11 +133,37 @@ def test_fuzz_overwrites_and_truncations(packet: bytes, at: int, junk: bytes, cu
 
 
 @FUZZ
-@given(st.integers(8, 13), st.binary(max_size=200))
+@given(st.integers(8, 14), st.binary(max_size=200))
 def test_fuzz_session_body_types_over_junk_tables(kind: int, junk: bytes) -> None:
     """A real envelope whose body type is switched to a session body over another table."""
     data = bytearray(PACKETS[4] + junk)
     root = struct.unpack_from("<I", data, 0)[0]
     vt = root - struct.unpack_from("<i", data, root)[0]
     data[root + struct.unpack_from("<H", data, vt + 6)[0]] = kind
+    decodes_or_refuses(bytes(data))
+
+
+@FUZZ
+@given(st.tuples(*[st.floats(width=32) | st.floats()] * 4))
+def test_fuzz_interest_values(values: tuple[float, float, float, float]) -> None:
+    """Any four floats: a body is built only from finite 32-bit ones with radius >= 0, and the
+    same four float32 patterns written into a real Interest's bytes decode to exactly that body
+    or are refused as malformed, never anything else."""
+    try:
+        body = wire.Interest(*values)
+    except wire.EnvelopeError:
+        body = None
+    if body is not None:
+        env = wire.Envelope(HEADER, body)
+        assert wire.decode_envelope(wire.encode_envelope(env)) == wire.Envelope(
+            HEADER, wire.Interest(*(struct.unpack("<f", struct.pack("<f", v))[0]
+                                    for v in values)))
+    packet = PACKETS[BODIES.index(wire.Interest(-12.5, 0.0, 300.25, 150.0))]
+    data = bytearray(packet)
+    for marker, value in zip((-12.5, 300.25, 150.0), (values[0], values[2], values[3])):
+        at = data.index(struct.pack("<f", marker))
+        try:
+            data[at : at + 4] = struct.pack("<f", value)
+        except OverflowError:
+            data[at : at + 4] = b"\x00\x00\x80\x7f"  # +inf: what a hostile peer could write
     decodes_or_refuses(bytes(data))

@@ -305,7 +305,7 @@ def body_type_offset(data: bytes) -> int:
     return int(root + struct.unpack_from("<H", data, vt + 4 + 2)[0])
 
 
-@pytest.mark.parametrize("kind", [0, 14, 255])  # 14: the first body type protocol 3 lacks
+@pytest.mark.parametrize("kind", [0, 15, 255])  # 15: the first body type protocol 3 lacks
 def test_unknown_or_missing_union_type_is_refused(kind: int) -> None:
     data = bytearray(encode_envelope(Envelope(HEADERS[1], Ack(5))))
     data[body_type_offset(bytes(data))] = kind

@@ -18,6 +18,9 @@ from typing import Any
 from urllib.parse import parse_qs, urlparse
 
 DEFAULT_PORT = 4433
+#: The signaling service's port beside QUIC when neither --signaling-bind nor
+#: THETA_SIGNALING_BIND names one (theta signal's default too).
+DEFAULT_SIGNALING_PORT = 8765
 
 
 def register(sub: Any) -> None:
@@ -32,6 +35,11 @@ def register(sub: Any) -> None:
     serve.add_argument("--max-clients", type=int, default=64)
     serve.add_argument("--seconds", type=float, default=None, help="stop after this long")
     serve.add_argument("--transport", default=None, help="quic (default) or THETA_TRANSPORT")
+    serve.add_argument("--signaling-bind", default=None, metavar="HOST:PORT",
+                       help="where the WebRTC signaling service and browser page listen beside "
+                       "QUIC (default THETA_SIGNALING_BIND, else HOST:8765; HOST:0 with --port 0)")
+    serve.add_argument("--no-signaling", action="store_true",
+                       help="QUIC only: no signaling service, no WebRTC fallback, no page")
     serve.add_argument("--freeze-at", type=float, default=None,
                        help="stop the simulation after this many seconds (replication goes on);"
                        " the state digest printed at exit is then what clients must hold")
@@ -47,7 +55,14 @@ def register(sub: Any) -> None:
     connect.add_argument("--fingerprint", default="", help="pin this certificate (else the "
                          "token's)")
     connect.add_argument("--seconds", type=float, default=None)
-    connect.add_argument("--transport", default=None)
+    connect.add_argument("--transport", default=None,
+                         help="quic (default), webrtc, or auto (QUIC first, then WebRTC)")
+    connect.add_argument("--signaling-url", default=None, metavar="URL",
+                         help="the server's signaling room URL for WebRTC (printed by theta "
+                         "serve; else THETA_SIGNALING_URL, else http://HOST:PORT/rooms/default)")
+    connect.add_argument("--interest", default=None, metavar="X,Y,Z,RADIUS",
+                         help="only what lies within RADIUS m of (X, Y, Z) (scenes with "
+                         "interest management: crowd)")
     connect.set_defaults(func=cmd_connect)
 
     token = sub.add_parser("token", help="issue a join token for a server's state directory")
@@ -79,11 +94,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from .server import Server
     from .session import SessionConfig
 
+    try:
+        transport = serve_transport(args)
+    except ThetaError as exc:
+        print(f"theta serve: {exc}", file=sys.stderr)
+        return 2
     hosted = scenes.host(args.scene, args.entities)
     server = Server(hosted.world, hosted.schema, step=hosted.step, host=args.host,
                     port=args.port, rate=args.rate or hosted.rate, state_dir=args.state_dir,
                     max_clients=args.max_clients, interest=hosted.interest,
-                    transport=args.transport,
+                    transport=transport,
                     session_config=SessionConfig(hosted.schema, timeout=args.timeout))
 
     async def main() -> None:
@@ -95,6 +115,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print(f"join token (editor, 1 h): {server.issue_token('editor')}")
         print(f"connect: theta connect quic://{host}:{port} --scene {args.scene} --token ...",
               flush=True)
+        signaling = getattr(listener, "listeners", {}).get("webrtc")
+        if signaling is not None:
+            room = signaling.room_url
+            page = room.split("/rooms/")[0] + "/"
+            print(f"signaling (WebRTC fallback): {room}", flush=True)
+            print(f"browser page: {page}?token={server.issue_token('viewer')}", flush=True)
+            print(f"fallback: theta connect quic://{host}:{port} --transport auto "
+                  f"--signaling-url {room} --scene {args.scene} --token ...", flush=True)
+        elif args.no_signaling:
+            print("signaling: off (--no-signaling)", flush=True)
         loop = asyncio.get_running_loop()
         stop = asyncio.Event()
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -138,6 +168,35 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def serve_transport(args: argparse.Namespace) -> Any:
+    """What ``theta serve`` listens with: QUIC with the signaling service beside it on its own
+    port (``auto``), unless ``--no-signaling``, another transport, or no WebRTC installed."""
+    import importlib.util
+    import os
+
+    name = args.transport or os.environ.get("THETA_TRANSPORT") or "quic"
+    if args.no_signaling or name not in ("quic", "auto"):
+        return args.transport
+    missing = [m for m in ("aiortc", "aiohttp") if importlib.util.find_spec(m) is None]
+    if missing:
+        print(f"theta serve: signaling off ({', '.join(missing)} not installed: "
+              "pip install 'theta[net]')", file=sys.stderr)
+        return args.transport
+    from .signaling.config import parse_bind
+    from .webrtc.auto import AutoTransport
+
+    env = os.environ.get("THETA_SIGNALING_BIND", "")
+    if args.signaling_bind:
+        bind = parse_bind(args.signaling_bind, "--signaling-bind")
+    elif env:
+        bind = parse_bind(env)
+    else:
+        bind = (args.host, DEFAULT_SIGNALING_PORT if args.port else 0)
+    # a default port that is taken gives way to a free one; one asked for is an error
+    return AutoTransport(signaling_bind=bind,
+                         signaling_any_port=not (args.signaling_bind or env))
+
+
 def state_digest(state: Any) -> str:
     """SHA-256 over a snapshot's entities, presence and lanes: equal digests, equal state."""
     import hashlib
@@ -146,6 +205,15 @@ def state_digest(state: Any) -> str:
     for array in (state.entities, state.presence, state.values):
         h.update(array.tobytes())
     return h.hexdigest()[:32]
+
+
+def parse_interest(text: str) -> tuple[float, float, float, float]:
+    """``X,Y,Z,RADIUS`` as four floats (ValueError otherwise)."""
+    parts = [float(p) for p in text.split(",")]
+    if len(parts) != 4:
+        raise ValueError(f"expected X,Y,Z,RADIUS, got {len(parts)} numbers")
+    x, y, z, r = parts
+    return x, y, z, r
 
 
 def parse_url(url: str) -> tuple[str, int, str]:
@@ -157,13 +225,13 @@ def parse_url(url: str) -> tuple[str, int, str]:
 
 
 TABLE_HEAD = (f"{'t s':>5} {'client':<8} {'rtt ms':>8} {'loss %':>7} {'down kbit/s':>12} "
-              f"{'up kbit/s':>10} {'entities':>9} {'tick':>7} {'log':>5}")
+              f"{'up kbit/s':>10} {'entities':>9} {'tick':>7} {'log':>5} {'via':<14}")
 
 
 def table_row(t: float, name: str, m: dict[str, Any]) -> str:
     return (f"{t:5.1f} {name:<8} {m['rtt_ms']:8.2f} {m['loss'] * 100:7.1f} "
             f"{m['kbps_down']:12.1f} {m['kbps_up']:10.1f} {m['entities']:9d} "
-            f"{m['applied_tick']:7d} {m['log_entries']:5d}")
+            f"{m['applied_tick']:7d} {m['log_entries']:5d} {m.get('via', ''):<14}")
 
 
 def cmd_connect(args: argparse.Namespace) -> int:
@@ -172,16 +240,47 @@ def cmd_connect(args: argparse.Namespace) -> int:
     from .errors import ConnectError
 
     host, port, fp = parse_url(args.url)
+    interest = None
+    if args.interest:
+        from .interest import InterestRefusedError, check_sphere
+
+        try:
+            x, y, z, radius = parse_interest(args.interest)
+            interest = check_sphere((x, y, z), radius)
+        except (ValueError, InterestRefusedError) as exc:
+            print(f"theta connect: --interest {args.interest!r}: {exc}", file=sys.stderr)
+            return 2
+    if args.signaling_url:
+        import os
+
+        from theta_ecs.errors import ThetaError
+
+        from .signaling.config import room_url
+
+        try:
+            room_url(args.signaling_url, "--signaling-url")
+        except ThetaError as exc:
+            print(f"theta connect: {exc}", file=sys.stderr)
+            return 2
+        os.environ["THETA_SIGNALING_URL"] = args.signaling_url  # read by the webrtc transport
     client = Client(scenes.schema_for(args.scene), host, port, args.token,
                     fingerprint=args.fingerprint or fp, transport=args.transport)
+    if interest is not None:
+        client.set_interest(interest[0], interest[1])
 
     async def main() -> int:
         loop = asyncio.get_running_loop()
         start = loop.time()
         last = [start]
+        reported: list[Any] = [None]
         print(TABLE_HEAD)
 
         def row(c: Client) -> None:
+            choice = c.transport_choice
+            if choice is not None and choice is not reported[0]:
+                reported[0] = choice
+                print(f"theta connect: over {choice.transport} ({choice.reason}, "
+                      f"{choice.elapsed_s * 1e3:.0f} ms to choose)", flush=True)
             now = loop.time()
             if now - last[0] >= 1.0:
                 last[0] = now

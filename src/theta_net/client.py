@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -29,7 +29,9 @@ from theta_ecs.serialization.schema import ReplicationSchema
 from theta_ecs.world import World
 
 from .carrier import Carrier, CarrierHandler, Channel, TransportBackend
+from .choice import TransportChoice
 from .errors import ConnectError, RefusedError
+from .interest import check_sphere
 from .session import (
     ClientCredentials,
     CommandsReceived,
@@ -43,11 +45,15 @@ from .session import (
     StateReceived,
     VoiceReceived,
 )
+from .session.session import INTEREST_AREA
 from .session.tokens import peek
 from .transports import resolve
 from .voice import VOICE_CODECS, VoiceChannel
 
-__all__ = ["Client", "ClientStats"]
+__all__ = ["TRANSPORT_GAUGES", "Client", "ClientStats"]
+
+#: The transports a client reports in telemetry (``net.transport.<name>``: 1 for the one in use).
+TRANSPORT_GAUGES = ("quic", "webrtc")
 
 
 @dataclass
@@ -116,6 +122,11 @@ class Client(CarrierHandler):
         self._closing = False
         self._lost = asyncio.Event()
         self._rate_mark: tuple[float, int, int] | None = None
+        #: Which transport the connection took and why (``AutoTransport`` reports it through
+        #: :meth:`transport_chosen`; a named transport is reported as configured).
+        self.transport_choice: TransportChoice | None = None
+        #: The area of interest asked for with :meth:`set_interest` (sent again on reconnect).
+        self.interest: tuple[tuple[float, float, float], float] | None = None
 
     # -- lifecycle ------------------------------------------------------------------------------
     def now(self) -> float:
@@ -135,6 +146,9 @@ class Client(CarrierHandler):
         except asyncio.TimeoutError:
             where = f"{self.host}:{self.port}"
             raise ConnectError(f"no connection to {where} in {timeout:g} s") from None
+        if getattr(transport, "choice", None) is None:  # not AutoTransport: chosen by name
+            self.transport_chosen(TransportChoice(
+                str(getattr(transport, "name", type(transport).__name__)), "configured", 0.0))
         cfg = replace(self.session_config,
                       max_datagram=min(self.session_config.max_datagram,
                                        carrier.max_datagram_size))
@@ -155,11 +169,33 @@ class Client(CarrierHandler):
                 raise ConnectError(f"no handshake with {self.host}:{self.port} in {timeout:g} s")
             await asyncio.sleep(0.005)
         self.stats.connects += 1
+        if self.interest is not None:
+            self._send_interest()
         if self.stats.connects > 1:
             self._reset_mirror()
             if self.pipeline is not None:
                 self.pipeline.request_sync()
         return self.connected_event
+
+    def set_interest(self, center: Sequence[float], radius: float) -> None:
+        """Ask the server to replicate only what lies within ``radius`` of ``center`` (radius 0:
+        the whole scene again). Kept and sent again after a reconnection. InterestRefusedError
+        for values no server takes (not finite, |coordinate| over 1e6 m, negative radius); the
+        server may also refuse a radius over its own bound (counted there, area unchanged)."""
+        self.interest = check_sphere(center, radius)
+        if self.connected:
+            self._send_interest()
+
+    def _send_interest(self) -> None:
+        session = self.session
+        if session is None or self.interest is None:
+            return
+        if INTEREST_AREA not in (session.negotiated.features if session.negotiated else ()):
+            self.world.telemetry.count("net.interest_unsupported")  # an older server
+            return
+        center, radius = self.interest
+        session.send_interest(center, radius, self.now())
+        self._flush()
 
     def _reset_mirror(self) -> None:
         """After a reconnection the server starts a fresh replicator: so does the mirror."""
@@ -227,6 +263,17 @@ class Client(CarrierHandler):
             session.close(self.now(), reason or "connection lost")
         self._process()
         self._lost.set()
+
+    def transport_chosen(self, choice: TransportChoice) -> None:
+        """Called by ``AutoTransport`` once it knows which transport carries this connection
+        (a :class:`~theta_net.choice.TransportChoice`): kept, and put in telemetry."""
+        self.transport_choice = choice
+        tel = self.world.telemetry
+        for name in TRANSPORT_GAUGES:
+            tel.gauge(f"net.transport.{name}", 1.0 if choice.transport == name else 0.0)
+        tel.gauge("net.transport_choice_ms", round(choice.elapsed_s * 1e3, 3))
+        if choice.fell_back:
+            tel.count(f"net.fallback.{choice.short.rpartition(':')[2]}")
 
     # -- events ---------------------------------------------------------------------------------
     def _process(self) -> None:
@@ -310,7 +357,7 @@ class Client(CarrierHandler):
             kbps_up = max(0, up - self._rate_mark[2]) * 8 / dt / 1e3
         self._rate_mark = (now, down, up)
         tel = self.world.telemetry
-        out = {
+        out: dict[str, Any] = {
             "connected": self.connected,
             "rtt_ms": round(s.rtt.srtt * 1e3, 3) if s else 0.0,
             "rttvar_ms": round(s.rtt.rttvar * 1e3, 3) if s else 0.0,
@@ -320,6 +367,9 @@ class Client(CarrierHandler):
             "applied_tick": self.receiver.applied_sequence,
             "bytes_down": down, "bytes_up": up,
             "log_entries": len(self.log) if self.log is not None else 0,
+            "transport": self.transport_choice.transport if self.transport_choice else "",
+            "transport_reason": self.transport_choice.reason if self.transport_choice else "",
+            "via": self.transport_choice.short if self.transport_choice else "",
         }
         for key in ("rtt_ms", "loss", "kbps_down", "kbps_up", "entities"):
             tel.gauge(f"net.{key}", float(out[key]))

@@ -82,3 +82,37 @@ R.gauge("theta_net_up_bits_per_second", "bits per second",
         source=_GAUGES, key="net.kbps_up", scale=1e3)
 R.gauge("theta_net_mirrored_entities", "entities", "Client: entities mirrored from the server.",
         source=_GAUGES, key="net.entities")
+R.gauge("theta_net_transport_quic", "boolean",
+        "Client: 1 while its connection runs over QUIC, else 0.",
+        source=_GAUGES, key="net.transport.quic")
+R.gauge("theta_net_transport_webrtc", "boolean",
+        "Client: 1 while its connection runs over WebRTC (the fallback), else 0.",
+        source=_GAUGES, key="net.transport.webrtc")
+R.gauge("theta_net_transport_choice_seconds", "seconds",
+        "Client: how long choosing the transport took (the fallback time when QUIC was given up).",
+        source=_GAUGES, key="net.transport_choice_ms", scale=1e-3)
+R.counter("theta_net_fallback_timeout_total", "connections",
+          "Client: connections that fell back to WebRTC because QUIC did not answer in time.",
+          source=_COUNTERS, key="net.fallback.timeout")
+R.counter("theta_net_fallback_failed_total", "connections",
+          "Client: connections that fell back to WebRTC because QUIC failed at once (refused, "
+          "unresolvable, not installed).", source=_COUNTERS, key="net.fallback.failed")
+
+# -- areas of interest (Client.set_interest) ----------------------------------------------------
+R.counter("theta_net_interest_updates_total", "areas",
+          "Server: areas of interest clients sent and the server applied.",
+          source=_COUNTERS, key="net.interest_updates")
+R.counter("theta_net_interest_refused_unsupported_total", "areas",
+          "Server: areas of interest refused because this server has no interest management "
+          "(the client keeps the whole scene).", source=_COUNTERS,
+          key="net.interest_refused.unsupported")
+R.counter("theta_net_interest_refused_radius_total", "areas",
+          "Server: areas of interest refused for a radius over the server's bound (default 8 grid "
+          "cells); the client's area stays as it was.", source=_COUNTERS,
+          key="net.interest_refused.radius")
+R.counter("theta_net_interest_refused_center_total", "areas",
+          "Server: areas of interest refused for a centre beyond 1e6 m on an axis; the client's "
+          "area stays as it was.", source=_COUNTERS, key="net.interest_refused.center")
+R.counter("theta_net_interest_unsupported_total", "areas",
+          "Client: areas of interest not sent because the server does not offer interest-area.",
+          source=_COUNTERS, key="net.interest_unsupported")

@@ -41,12 +41,14 @@ from theta_ecs.world import World
 
 from .carrier import Carrier, CarrierHandler, Channel, Listener, TransportBackend
 from .errors import MessageTooLargeError
+from .interest import InterestRefusedError, area_from
 from .session import (
     Admission,
     CommandsReceived,
     Connected,
     Disconnected,
     HeartbeatMeasured,
+    InterestReceived,
     Refused,
     Session,
     SessionConfig,
@@ -88,6 +90,8 @@ class ServerStats:
     sync_rate_drops: int = 0
     resyncs: int = 0  # clients restarted from a full state after falling too far behind
     tick_seconds: float = 0.0  # total time inside tick()
+    interest_updates: int = 0  # areas of interest applied (Client.set_interest)
+    interest_refused: dict[str, int] = field(default_factory=dict)  # by reason
     #: drops counted by sessions that have ended (live ones: Server.faults())
     retired_faults: dict[str, int] = field(default_factory=dict)
 
@@ -158,6 +162,7 @@ class Server:
         replicator_config: ReplicatorConfig | None = None,
         max_clients: int = 64,
         interest: InterestManager | None = None,
+        max_interest_radius: float | None = None,
         transport_options: dict[str, Any] | None = None,
         wall_clock: Callable[[], float] = time.time,
         voice: VoiceRelayConfig | None = None,
@@ -183,6 +188,8 @@ class Server:
         self.replicator_config = replicator_config or ReplicatorConfig()
         self.max_clients = max_clients
         self.interest = interest
+        #: the largest radius a client's area of interest may have (None: 8 grid cells)
+        self.max_interest_radius = max_interest_radius
         self.clients: dict[int, ClientInfo] = {}  # by session id, once admitted
         self._pending: set[ClientInfo] = set()
         self.stats = ServerStats()
@@ -313,6 +320,8 @@ class Server:
                 self.voice.relay(info, event, self.clients, now, self._flush)
             elif isinstance(event, HeartbeatMeasured):
                 pass
+            elif isinstance(event, InterestReceived):
+                self._on_interest(info, event)
             elif isinstance(event, Connected):
                 self._on_connected(info, event, now)
             elif isinstance(event, Refused):
@@ -370,6 +379,21 @@ class Server:
         rep = Replicator(self.schema, replace(self.replicator_config, packet_budget=budget))
         rep.codec = SharedEncoder(rep.codec, self.encode_cache)  # type: ignore[assignment]
         return rep
+
+    def _on_interest(self, info: ClientInfo, event: InterestReceived) -> None:
+        """A client's own area of interest, within bounds; refusals are counted by reason and
+        leave its area as it was."""
+        tel = self.world.telemetry
+        try:
+            info.area = area_from(self.interest, event.center, event.radius,
+                                  self.max_interest_radius)
+        except InterestRefusedError as exc:
+            refused = self.stats.interest_refused
+            refused[exc.reason] = refused.get(exc.reason, 0) + 1
+            tel.count(f"net.interest_refused.{exc.reason}")
+            return
+        self.stats.interest_updates += 1
+        tel.count("net.interest_updates")
 
     def _on_commands(self, info: ClientInfo, packet: bytes, now: float) -> None:
         try:
@@ -511,7 +535,8 @@ class Server:
             "admitted": st.admitted, "refused": dict(st.refused), "disconnected": st.disconnected,
             "state_bytes": st.state_bytes, "state_skipped": st.state_skipped,
             "state_dropped": st.state_dropped, "commands_relayed": st.commands_relayed,
-            "resyncs": st.resyncs,
+            "resyncs": st.resyncs, "interest_updates": st.interest_updates,
+            "interest_refused": dict(st.interest_refused),
             "shared_encodes": self.encode_cache.shared, "encodes": self.encode_cache.encodes,
             "shared_between_clients": self.encode_cache.shared_between,
             "log_entries": len(self.log), "per_client": clients,

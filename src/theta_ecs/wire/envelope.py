@@ -31,6 +31,7 @@ from .._generated.network import Envelope as _Envelope
 from .._generated.network import Header as _Header
 from .._generated.network import Heartbeat as _Heartbeat
 from .._generated.network import Hello as _Hello
+from .._generated.network import Interest as _Interest
 from .._generated.network import Refusal as _Refusal
 from .._generated.network import RosterUpdate as _RosterUpdate
 from .._generated.network import SessionAck as _SessionAck
@@ -59,6 +60,7 @@ __all__ = [
     "Header",
     "Heartbeat",
     "Hello",
+    "Interest",
     "MalformedEnvelopeError",
     "Refusal",
     "RosterUpdate",
@@ -500,9 +502,33 @@ class RosterUpdate:
         ))
 
 
+#: The largest magnitude a FlatBuffers ``float`` holds (what an Interest field may carry).
+FLOAT32_MAX = 3.4028234663852886e38
+
+
+@dataclass(frozen=True)
+class Interest:
+    """A client's area of interest: a sphere at (x, y, z) of ``radius``; radius 0 clears it.
+    Every value is finite and fits a 32-bit float; the server applies its own bounds."""
+
+    x: float
+    y: float
+    z: float
+    radius: float
+
+    def __post_init__(self) -> None:
+        for name in ("x", "y", "z", "radius"):
+            val = _finite(name, getattr(self, name))
+            if abs(val) > FLOAT32_MAX:
+                raise EnvelopeError(f"{name} {val!r} does not fit a 32-bit float")
+            _set(self, name, val)
+        if self.radius < 0:
+            raise EnvelopeError(f"radius must be >= 0, got {self.radius!r}")
+
+
 Body: TypeAlias = (
     SessionHello | SessionAck | ComponentDelta | SnapshotChunk | Ack | CommandLogEntry | Heartbeat
-    | Hello | Welcome | Refusal | Close | VoiceData | RosterUpdate
+    | Hello | Welcome | Refusal | Close | VoiceData | RosterUpdate | Interest
 )
 
 _BODY_TYPES: dict[type, int] = {
@@ -519,6 +545,7 @@ _BODY_TYPES: dict[type, int] = {
     Close: _Body.Body.Close,
     VoiceData: _Body.Body.VoiceData,
     RosterUpdate: _Body.Body.RosterUpdate,
+    Interest: _Body.Body.Interest,
 }
 
 
@@ -671,6 +698,13 @@ def _encode_session_body(b: flatbuffers.Builder, body: Body) -> int:
         _RosterUpdate.Start(b)
         _RosterUpdate.AddMembers(b, members)
         return int(_RosterUpdate.End(b))
+    if isinstance(body, Interest):
+        _Interest.Start(b)
+        _Interest.AddX(b, body.x)
+        _Interest.AddY(b, body.y)
+        _Interest.AddZ(b, body.z)
+        _Interest.AddRadius(b, body.radius)
+        return int(_Interest.End(b))
     raise EnvelopeError(f"{type(body).__name__} is not an envelope body")
 
 
@@ -699,7 +733,7 @@ def encode_envelope(env: Envelope) -> bytes:
 # -- verification -------------------------------------------------------------------------------
 # A field: (slot, kind). Scalars by width; "table:<name>", "str", "bytes", "strs" are offsets.
 _Field = tuple[int, str]
-_SCALAR_SIZES = {"u8": 1, "bool": 1, "u16": 2, "u32": 4, "u64": 8}
+_SCALAR_SIZES = {"u8": 1, "bool": 1, "u16": 2, "u32": 4, "u64": 8, "f32": 4}
 _HEADER_SIZE = 24  # struct Header: fixed size, 8-byte aligned (its schema_hash is a ulong)
 _HEADER_ALIGN = 8
 
@@ -719,6 +753,7 @@ _TABLES: dict[str, tuple[_Field, ...]] = {
     "Close": ((0, "u16"), (1, "str")),
     "VoiceData": ((0, "u16"), (1, "u32"), (2, "str"), (3, "bytes")),
     "RosterUpdate": ((0, "bytes"),),
+    "Interest": ((0, "f32"), (1, "f32"), (2, "f32"), (3, "f32")),
 }
 _UNION_TABLES = {
     _Body.Body.SessionHello: "SessionHello",
@@ -734,6 +769,7 @@ _UNION_TABLES = {
     _Body.Body.Close: "Close",
     _Body.Body.VoiceData: "VoiceData",
     _Body.Body.RosterUpdate: "RosterUpdate",
+    _Body.Body.Interest: "Interest",
 }
 _U16_AT = struct.Struct("<H").unpack_from
 _U32_AT = struct.Struct("<I").unpack_from
@@ -966,6 +1002,10 @@ def _decode_session_body(kind: int, buf: bytes, pos: int) -> Body:
         roster = _RosterUpdate.RosterUpdate()
         roster.Init(buf, pos)
         return RosterUpdate.unpack(_bytes_field(roster._tab, 0))
+    if kind == _Body.Body.Interest:
+        i = _Interest.Interest()
+        i.Init(buf, pos)
+        return Interest(i.X(), i.Y(), i.Z(), i.Radius())
     v = _VoiceData.VoiceData()
     v.Init(buf, pos)
     return VoiceData(

@@ -94,6 +94,16 @@ def _retrieve(future: asyncio.Future[None]) -> None:
         future.exception()
 
 
+def _fail(future: asyncio.Future[None], error: BaseException) -> None:
+    """Fail ``future`` and mark its exception retrieved at once: whoever awaits it still gets
+    the error, and nobody awaiting it (a connect that timed out or was cancelled) leaves no
+    "Future exception was never retrieved" behind, even when the loop ends before the done
+    callbacks would have run."""
+    if not future.done():
+        future.set_exception(error)
+        future.exception()
+
+
 def _drain(sock: socket.socket | None, handle: Callable[[bytes, Any], None]) -> None:
     """Read what else is waiting on ``sock`` now, up to DRAIN_BATCH datagrams."""
     if sock is None:
@@ -278,6 +288,7 @@ class QuicCarrier:
             self.protocol.transmit()  # what is queued (a Refusal, a Close) goes out first
         self.closed = True
         self.close_reason = reason
+        _fail(self._verified, ConnectError(reason or "closed"))  # a connect waiting gives up now
         self._quic.close(error_code=0, reason_phrase=reason[:100])
         if self.protocol._transport is not None:
             self.protocol.transmit()
@@ -325,9 +336,12 @@ class QuicCarrier:
             self.closed = True
             reason = event.reason_phrase or f"connection closed (code {event.error_code})"
             self.close_reason = self.close_reason or reason
-            if not self._verified.done():
-                self._verified.set_exception(ConnectError(reason))
+            _fail(self._verified, ConnectError(reason))
             self._notify_closed(reason)
+            transport = self.protocol._transport
+            if self._quic.configuration.is_client and transport is not None:
+                # A client's carrier owns its UDP socket: the connection is over, so is it.
+                self._loop.call_soon(transport.close)
 
     def _on_stream(self, event: events.StreamDataReceived) -> None:
         if self._stream_id is None and not self._quic.configuration.is_client:
@@ -350,8 +364,7 @@ class QuicCarrier:
             self.peer_fingerprint = hashlib.sha256(der).hexdigest()
             if self.expected_fingerprint and self.peer_fingerprint != self.expected_fingerprint:
                 error = FingerprintMismatchError(self.expected_fingerprint, self.peer_fingerprint)
-                if not self._verified.done():
-                    self._verified.set_exception(error)
+                _fail(self._verified, error)
                 self.close("certificate fingerprint mismatch")
                 return
         elif self._accept is not None and self.handler is None:
@@ -528,7 +541,8 @@ class QuicTransport:
             carrier.close("handshake timed out")
             transport.close()
             raise ConnectError(f"no QUIC handshake with {host}:{port} in {timeout:g} s") from None
-        except Exception:
+        except BaseException:  # failed, or cancelled by a caller's own timeout: leave nothing
+            carrier.close("connect abandoned")
             transport.close()
             raise
         return carrier

@@ -111,6 +111,15 @@ class RosterReceived:
 
 
 @dataclass(frozen=True)
+class InterestReceived:
+    """Server: the client's area of interest, a sphere at ``center`` (radius 0: none, the whole
+    scene). Finite 32-bit floats; the server applies its own bounds."""
+
+    center: tuple[float, float, float]
+    radius: float
+
+
+@dataclass(frozen=True)
 class HeartbeatMeasured:
     """A round trip measured by a heartbeat echo, with the smoothed figures (seconds) and the
     loss estimate of the peer's heartbeats (0..1)."""
@@ -133,5 +142,5 @@ class Disconnected:
 
 Event = (
     Connected | Refused | StateReceived | CommandsReceived | VoiceReceived | RosterReceived
-    | HeartbeatMeasured | Disconnected
+    | HeartbeatMeasured | Disconnected | InterestReceived
 )

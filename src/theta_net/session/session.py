@@ -48,6 +48,7 @@ from .events import (
     Disconnected,
     Event,
     HeartbeatMeasured,
+    InterestReceived,
     Negotiated,
     RefusalCode,
     Refused,
@@ -71,8 +72,10 @@ __all__ = [
 #: "compact-state": replication packets travel on STATE in their own compact framing (magic
 #: byte 0xB7, 32-bit schema tag) rather than inside an envelope: 40-odd bytes and two FlatBuffers
 #: passes less per datagram. Without it (either side), they travel as envelopes.
-DEFAULT_FEATURES = ("delta", "zstd", "interest", "compact-state")
+#: "interest-area": the client may send its area of interest (an Interest body on RELIABLE).
+DEFAULT_FEATURES = ("delta", "zstd", "interest", "compact-state", "interest-area")
 COMPACT_STATE = "compact-state"
+INTEREST_AREA = "interest-area"
 HELLO_DOMAIN = b"theta.net.hello.v1\x00"
 #: Unreliable payloads larger than this are never datagrams (QUIC caps a datagram frame below).
 MAX_UNRELIABLE = 65_535
@@ -353,6 +356,19 @@ class Session:
         self._require_connected("send the roster")
         return self._queue(Channel.RELIABLE, wire.RosterUpdate(members), now)
 
+    def send_interest(self, center: tuple[float, float, float], radius: float,
+                      now: float) -> int:
+        """Client: queue its area of interest (radius 0 clears it). SessionStateError unless
+        connected with the "interest-area" feature negotiated; EnvelopeError for values that
+        are not finite 32-bit floats or a negative radius."""
+        self._require_connected("send an area of interest")
+        neg = self.negotiated
+        if not self.is_client or neg is None or INTEREST_AREA not in neg.features:
+            raise SessionStateError("send an area of interest", "interest-area not negotiated"
+                                    if self.is_client else "server", ("client",))
+        x, y, z = center
+        return self._queue(Channel.RELIABLE, wire.Interest(x, y, z, radius), now)
+
     def send_voice(
         self, stream: int, sequence: int, codec: str, payload: bytes, now: float
     ) -> bool:
@@ -559,6 +575,14 @@ class Session:
         assert isinstance(body, wire.RosterUpdate)
         self._events.append(RosterReceived(body.members))
 
+    def _on_interest(self, env: wire.Envelope, now: float) -> None:
+        body = env.body
+        assert isinstance(body, wire.Interest)
+        if self.negotiated is None or INTEREST_AREA not in self.negotiated.features:
+            self.stats.unexpected += 1  # never offered: not a message of this session
+            return
+        self._events.append(InterestReceived((body.x, body.y, body.z), body.radius))
+
     def _on_welcome(self, env: wire.Envelope, now: float) -> None:
         w = env.body
         assert isinstance(w, wire.Welcome)
@@ -705,6 +729,7 @@ _RELIABLE_HANDLERS: dict[tuple[SessionState, bool, type], _Handler] = {
     (_C, True, wire.CommandLogEntry): Session._on_commands,
     (_C, False, wire.CommandLogEntry): Session._on_commands,
     (_C, True, wire.RosterUpdate): Session._on_roster,
+    (_C, False, wire.Interest): Session._on_interest,
 }
 
 

@@ -6,8 +6,9 @@ it connects through WebRTC signaling at the same host and port number (TCP) or
 ``THETA_SIGNALING_URL``. What was chosen and why is kept in :attr:`AutoTransport.choice` (and
 in telemetry through the handler, when it has ``transport_chosen``).
 
-A server listening with ``auto`` offers both: QUIC on UDP ``port`` and WebRTC signaling on TCP
-``port`` (or ``THETA_SIGNALING_BIND`` when set).
+A server listening with ``auto`` offers both: QUIC on UDP ``port`` and WebRTC signaling on
+``signaling_bind`` when given (``theta serve`` gives it: its own port), else on
+``THETA_SIGNALING_BIND`` when set, else on TCP ``port``.
 """
 
 from __future__ import annotations
@@ -17,29 +18,19 @@ import inspect
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from theta_ecs import plugins
 from theta_ecs.errors import ThetaError
 
 from ..carrier import Carrier, CarrierHandler
+from ..choice import TransportChoice
 from ..errors import ConnectError
 from ..signaling.config import parse_bind
 
 __all__ = ["DEFAULT_FALLBACK_AFTER", "AutoListener", "AutoTransport", "TransportChoice"]
 
 DEFAULT_FALLBACK_AFTER = 1.5
-
-
-@dataclass(frozen=True)
-class TransportChoice:
-    """Which transport a connection took, why, and how long the choice took."""
-
-    transport: str
-    reason: str
-    elapsed_s: float
-    primary_error: str = ""
 
 
 class AutoListener:
@@ -104,6 +95,8 @@ class AutoTransport:
         fallback_after: float | None = None,
         primary_options: dict[str, Any] | None = None,
         fallback_options: dict[str, Any] | None = None,
+        signaling_bind: tuple[str, int] | None = None,
+        signaling_any_port: bool = False,
         **shared: Any,
     ) -> None:
         self.fallback_after = fallback_after if fallback_after is not None else _fallback_after()
@@ -114,6 +107,10 @@ class AutoTransport:
         self._primary: Any = None
         self._fallback: Any = None
         self.choice: TransportChoice | None = None
+        #: Where a listening server puts its signaling service; ``signaling_any_port``: when
+        #: that port is taken, take a free one rather than fail (a default, not a request).
+        self.signaling_bind = signaling_bind
+        self.signaling_any_port = signaling_any_port
 
     def _backend(self, which: str) -> Any:
         spec = self._primary_spec if which == "primary" else self._fallback_spec
@@ -132,6 +129,16 @@ class AutoTransport:
         return backend
 
     @property
+    def identity(self) -> Any:
+        """The primary's TLS identity (QUIC's certificate): a Server with a state directory
+        fills it, so the fingerprint clients pin survives restarts as it does over plain QUIC."""
+        return getattr(self._backend("primary"), "identity", False)
+
+    @identity.setter
+    def identity(self, value: Any) -> None:
+        self._backend("primary").identity = value
+
+    @property
     def primary_name(self) -> str:
         spec = self._primary_spec
         return spec if isinstance(spec, str) else str(getattr(spec, "name", "primary"))
@@ -147,9 +154,18 @@ class AutoTransport:
         primary = self._backend("primary")
         quic = await primary.listen(host, port, accept)
         bind = os.environ.get("THETA_SIGNALING_BIND", "")
-        s_host, s_port = parse_bind(bind) if bind else (host, quic.address[1])
+        if self.signaling_bind is not None:
+            s_host, s_port = self.signaling_bind
+        else:
+            s_host, s_port = parse_bind(bind) if bind else (host, quic.address[1])
+        fallback = self._backend("fallback")
         try:
-            webrtc = await self._backend("fallback").listen(s_host, s_port, accept)
+            try:
+                webrtc = await fallback.listen(s_host, s_port, accept)
+            except OSError:
+                if not (self.signaling_any_port and s_port):
+                    raise
+                webrtc = await fallback.listen(s_host, 0, accept)  # the default port is taken
         except BaseException:
             quic.close()
             raise

@@ -17,3 +17,4 @@ class Body(object):
     Close = 11
     VoiceData = 12
     RosterUpdate = 13
+    Interest = 14
