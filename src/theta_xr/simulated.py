@@ -92,7 +92,7 @@ class RecordedPath:
         name = str(path)
         try:
             doc = json.loads(Path(path).read_text())
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, RecursionError) as exc:  # RecursionError: nested too deep
             raise InputPathError(name, f"cannot read JSON ({exc})") from exc
         return cls.from_document(doc, name)
 
@@ -103,7 +103,7 @@ class RecordedPath:
         keys = doc["keys"]
         try:
             times = np.array([float(k["t"]) for k in keys])
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, OverflowError) as exc:
             raise InputPathError(name, f"every key needs a time 't' ({exc})") from exc
         if not np.isfinite(times).all() or (np.diff(times) <= 0).any():
             raise InputPathError(name, "key times must be finite and strictly increasing")
@@ -116,14 +116,17 @@ class RecordedPath:
                 raise InputPathError(name, f"track {track!r} is missing from some keys")
             try:
                 arr = np.array([k[track] for k in keys], dtype=np.float64)
-            except (TypeError, ValueError) as exc:
+            except (TypeError, ValueError, OverflowError) as exc:  # Overflow: a huge integer
                 raise InputPathError(name, f"track {track!r}: {exc}") from exc
             if arr.shape != (len(keys), 7) or not np.isfinite(arr).all():
                 raise InputPathError(name, f"track {track!r}: each pose is 7 finite numbers")
-            norms = np.linalg.norm(arr[:, 3:], axis=1)
-            if (norms < 1e-6).any():
+            # scaled by the largest component first, so a finite quaternion of huge components
+            # (whose plain norm overflows to inf) normalises too instead of becoming zero
+            peak = np.abs(arr[:, 3:]).max(axis=1)
+            if (peak < 1e-6).any():
                 raise InputPathError(name, f"track {track!r}: zero quaternion")
-            arr[:, 3:] /= norms[:, None]
+            quats = arr[:, 3:] / peak[:, None]
+            arr[:, 3:] = quats / np.linalg.norm(quats, axis=1)[:, None]
             tracks[track] = arr
         if "head" not in tracks:
             raise InputPathError(name, "the 'head' track is required")
@@ -132,7 +135,7 @@ class RecordedPath:
             raise InputPathError(name, "buttons: expected a list of objects")
         try:
             buttons = ButtonTimeline(presses)
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, OverflowError) as exc:
             raise InputPathError(name, f"buttons: {exc}") from exc
         return cls(times, tracks, buttons)
 
