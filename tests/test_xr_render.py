@@ -379,3 +379,42 @@ def _overlay_rows(eye: np.ndarray) -> int:
     column = eye[:, x0 + 1].astype(int).sum(axis=1)
     background = eye[-1, -1].astype(int).sum()
     return int((column < background - 6).sum())
+
+
+def _gl_objects(value: object, depth: int = 0) -> list[object]:
+    """The moderngl objects reachable from ``value`` (a renderer's attributes), attachments
+    of framebuffers included."""
+    import moderngl
+
+    if isinstance(value, moderngl.Framebuffer):
+        return [value, *value.color_attachments, value.depth_attachment]
+    if hasattr(value, "mglo"):
+        return [value]
+    if depth < 2 and isinstance(value, (list, tuple)):
+        return [o for v in value for o in _gl_objects(v, depth + 1)]
+    if depth < 2 and isinstance(value, dict):
+        return [o for v in value.values() for o in _gl_objects(v, depth + 1)]
+    return []
+
+
+@pytest.mark.parametrize("stereo", ["two_pass", "single_pass"])
+def test_close_releases_the_renderers_gl_objects_while_the_context_lives_on(
+    fresh: ModernGLRenderer, stereo: str,
+) -> None:
+    """The context is shared (here with ``fresh``), so each closed renderer's images, MSAA
+    targets and buffers must go with it, not with the context."""
+    world = World()
+    spawn(world, [(0.0, 0.0, -2.0)], [(255, 0, 0, 255)], scale=0.3)
+    other = ModernGLRenderer(eye_size=SIZE, samples=4, stereo=stereo)
+    assert other.ctx is fresh.ctx
+    other.attach(world, (STANDARD,))
+    other.draw(stereo_eyes(HEAD, size=SIZE), overlay=["frame 1.00 ms"])
+    objects = [o for v in vars(other).values() if v is not other.ctx
+               for o in _gl_objects(v)]
+    assert len(objects) > 10
+    other.close()
+    alive = [o for o in objects if type(o.mglo).__name__ != "InvalidObject"]  # type: ignore[attr-defined]
+    assert alive == []
+    fresh.attach(world, (STANDARD,))  # the shared context still draws
+    fresh.draw(stereo_eyes(HEAD, size=SIZE))
+    assert red_mask(fresh.read_eye(0)).any()

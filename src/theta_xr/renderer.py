@@ -745,11 +745,37 @@ class ModernGLRenderer:
             return
         self.closed = True
         self._release_instances()
+        self._release_gl()
         if self._own_ctx:
             _release_shared(self.ctx)
 
+    def _release_gl(self) -> None:
+        """Release every GL object this renderer made: its context is shared with other
+        renderers (or is a window's), so releasing the context alone freed nothing while another
+        renderer lived, and each closed renderer left its eye images and MSAA targets behind."""
+        objects: list[Any] = [self._prog, self._single, self._overlay_prog, self._quad,
+                              self._overlay_vao, self._overlay_tex, self._blit_prog,
+                              self._blit_vao, getattr(self, "_empty", None),
+                              *self._single_vaos.values()]
+        for vbo, ibo in self._mesh_gpu:
+            objects += [vbo, ibo]
+        framebuffers = [*self._out, self._msaa, getattr(self, "_wide_out", None)]
+        for fb in framebuffers:
+            if fb is not None:
+                objects += [*fb.color_attachments, fb.depth_attachment, fb]
+        objects += [*self._targets, self._depth]
+        seen: set[int] = set()
+        for obj in objects:
+            if obj is not None and id(obj) not in seen:
+                seen.add(id(obj))
+                obj.release()
+        self._single_vaos.clear()
+        self._mesh_gpu = []
+        self._overlay_tex = None
+
     def _release_instances(self) -> None:
-        for inst in self.instances:
+        loose = [self._loose[1]] if self._loose is not None else []
+        for inst in [*self.instances, *loose]:
             for slot in inst:
                 gpu = slot.gpu
                 if isinstance(gpu, _SlotGpu):
