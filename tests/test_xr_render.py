@@ -418,3 +418,29 @@ def test_close_releases_the_renderers_gl_objects_while_the_context_lives_on(
     fresh.attach(world, (STANDARD,))  # the shared context still draws
     fresh.draw(stereo_eyes(HEAD, size=SIZE))
     assert red_mask(fresh.read_eye(0)).any()
+
+
+def test_a_closed_renderer_refuses_every_use_with_a_typed_error() -> None:
+    """Alone in its context (GL 3.3, not the module renderer's 4.5), closing released the
+    context: moderngl then raised its bare 'context was released', not a ThetaError, from
+    reads, and attach() took a world it could never draw."""
+    closed = ModernGLRenderer(eye_size=SIZE, samples=0, gl_version=330)
+    closed.close()
+    uses = [
+        ("draw()", lambda: closed.draw(stereo_eyes(HEAD, size=SIZE))),
+        ("prepare()", lambda: closed.prepare(stereo_eyes(HEAD, size=SIZE))),
+        ("read_eye()", lambda: closed.read_eye(0)),
+        ("read_eye()", closed.read_stereo),
+        ("eye_textures", lambda: closed.eye_textures),
+        ("attach()", lambda: closed.attach(World())),
+        ("install()", lambda: closed.install(World(), lambda: ())),
+        ("finish()", closed.finish),
+        ("copy_to()", lambda: closed.copy_to(0, None)),  # type: ignore[arg-type]
+        ("present()", lambda: closed.present(None)),  # type: ignore[arg-type]
+        ("external_targets()", lambda: closed.external_targets([1])),
+    ]
+    for what, use in uses:
+        with pytest.raises(XrError) as caught:
+            use()
+        assert str(caught.value) == f"{what} after close()"
+    closed.close()  # closing twice is harmless

@@ -410,6 +410,7 @@ class ModernGLRenderer:
 
     def attach(self, world: World, bindings: Sequence[Binding] = (STANDARD,)) -> InstanceSet:
         """Draw ``world``'s entities that ``bindings`` match, from now on."""
+        self._check_open("attach()")
         inst = InstanceSet(world, bindings, self.meshes, cull=self.cull)
         self.instances.append(inst)
         return inst
@@ -422,6 +423,7 @@ class ModernGLRenderer:
         eyes ``eyes()`` returns; with ``overlay``, the world's telemetry over each eye (frame and
         stage times, network and voice figures: :func:`~theta_xr.overlay.world_lines`). Returns
         the system's name."""
+        self._check_open("install()")
         self.attach(world, bindings)
         reads = list(dict.fromkeys(c for b in bindings for c in b.components()))
 
@@ -434,6 +436,12 @@ class ModernGLRenderer:
         return world.add_system(render_system, stage=Stage.RENDER, reads=reads, name=name)
 
     # -- per frame -------------------------------------------------------------------------
+    def _check_open(self, what: str) -> None:
+        """A typed error for a closed renderer's use, not moderngl's bare 'context was
+        released' (or a draw into released buffers)."""
+        if self.closed:
+            raise XrError(f"{what} after close()")
+
     def _gpu(self, slot: Slot) -> _SlotGpu:
         gpu = slot.gpu
         if not isinstance(gpu, _SlotGpu):
@@ -487,8 +495,7 @@ class ModernGLRenderer:
         """Render one frame: upload what changed, cull, then one pass per eye. ``overlay`` is
         text lines, or a function of this frame's stats so far (instances, visible, CPU time)
         that returns them."""
-        if self.closed:
-            raise XrError("draw() after close()")
+        self._check_open("draw()")
         if not 1 <= len(eyes) <= 2:
             raise XrError(f"one or two eyes, got {len(eyes)}")
         for eye in eyes:
@@ -513,6 +520,7 @@ class ModernGLRenderer:
     def prepare(self, eyes: Sequence[Eye]) -> FrameStats:
         """The CPU side of a frame (the render system's cost): detect changes in the columns,
         cull against ``eyes``, write the buffers. :meth:`draw` calls it."""
+        self._check_open("prepare()")
         stats = FrameStats()
         self._upload_meshes()
         t0 = time.perf_counter()
@@ -642,10 +650,12 @@ class ModernGLRenderer:
 
     def finish(self) -> None:
         """Wait for the GPU to finish the frame (for timing)."""
+        self._check_open("finish()")
         self.ctx.finish()
 
     def read_eye(self, index: int) -> npt.NDArray[np.uint8]:
         """One eye's image as RGB rows top-down (h, w, 3)."""
+        self._check_open("read_eye()")
         w, h = self.eye_size
         if self.stereo == "single_pass":
             raw = self._wide_out.read(components=3, alignment=1)
@@ -661,6 +671,7 @@ class ModernGLRenderer:
     @property
     def eye_textures(self) -> tuple[moderngl.Texture, moderngl.Texture]:
         """Each eye's resolved image (what a compositor or a window samples)."""
+        self._check_open("eye_textures")
         if self.stereo == "single_pass":
             raise XrError("single-pass stereo draws both eyes into one image: use present() or "
                           "read_stereo(), or the two_pass renderer for per-eye targets")
@@ -669,6 +680,7 @@ class ModernGLRenderer:
     def present(self, target: moderngl.Framebuffer, eyes: int = 2) -> None:
         """Draw the eyes' images side by side over the whole of ``target`` (a window's
         ``ctx.screen``)."""
+        self._check_open("present()")
         target.use()
         self.ctx.disable(moderngl.DEPTH_TEST | moderngl.CULL_FACE)
         if self.stereo == "single_pass":
@@ -686,12 +698,14 @@ class ModernGLRenderer:
         """Framebuffers over GL textures made by someone else (an OpenXR swapchain's images,
         by GL texture name, each the eye size), for :meth:`copy_to`. Releasing them leaves the
         textures to their owner."""
+        self._check_open("external_targets()")
         w, h = self.eye_size
         return [self.ctx.framebuffer([self.ctx.external_texture(int(name), (w, h), 4, 0, "f1")])
                 for name in images]
 
     def copy_to(self, index: int, target: moderngl.Framebuffer) -> None:
         """Copy one eye's image into ``target`` (an OpenXR swapchain image's framebuffer)."""
+        self._check_open("copy_to()")
         if self.stereo == "single_pass":
             raise XrError("copy_to needs per-eye images: use the two_pass renderer")
         self.ctx.copy_framebuffer(target, self._out[index])
