@@ -420,11 +420,13 @@ def test_close_releases_the_renderers_gl_objects_while_the_context_lives_on(
     assert red_mask(fresh.read_eye(0)).any()
 
 
-def test_a_closed_renderer_refuses_every_use_with_a_typed_error() -> None:
-    """Alone in its context (GL 3.3, not the module renderer's 4.5), closing released the
-    context: moderngl then raised its bare 'context was released', not a ThetaError, from
-    reads, and attach() took a world it could never draw."""
-    closed = ModernGLRenderer(eye_size=SIZE, samples=0, gl_version=330)
+def test_a_closed_renderer_refuses_every_use_with_a_typed_error(
+    renderer: ModernGLRenderer,
+) -> None:
+    """Reads raised moderngl's bare errors (not a ThetaError) once the renderer's objects or
+    its context were released, and attach() took a world it could never draw. (The context
+    is the module renderer's, shared: a second context would become the current one.)"""
+    closed = ModernGLRenderer(eye_size=SIZE, samples=0)
     closed.close()
     uses = [
         ("draw()", lambda: closed.draw(stereo_eyes(HEAD, size=SIZE))),
