@@ -446,3 +446,32 @@ def test_a_closed_renderer_refuses_every_use_with_a_typed_error(
             use()
         assert str(caught.value) == f"{what} after close()"
     closed.close()  # closing twice is harmless
+
+
+@pytest.mark.parametrize("stereo", ["two_pass", "single_pass"])
+def test_a_mirrored_instance_is_drawn_as_its_mirror_image_not_inside_out(
+    fresh: ModernGLRenderer, stereo: str,
+) -> None:
+    """A cube is its own mirror image, so a negative scale (one axis or three) must draw the
+    picture the positive scale draws. Before, back-face culling kept the mirrored cube's
+    insides, lit by normals that ignored the sign."""
+    r = fresh if stereo == "two_pass" else ModernGLRenderer(eye_size=SIZE, samples=4,
+                                                             stereo=stereo)
+    eyes = stereo_eyes(HEAD, size=SIZE)
+    images = []
+    try:
+        for scale in ((0.6, 0.6, 0.6), (-0.6, -0.6, -0.6), (-0.6, 0.6, 0.6)):
+            world = World()
+            r.instances.clear()
+            r.attach(world, (STANDARD,))
+            world.spawn({Position: (0.3, -0.3, -2.0), Rotation: (0.2, 0.3, 0.1, 0.93),
+                         Scale: scale, Color: (0, 200, 0, 255)})
+            r.draw(eyes)
+            images.append(r.read_stereo().astype(int))
+    finally:
+        r.instances.clear()
+        if r is not fresh:
+            r.close()
+    assert (images[0].max(axis=2) > 60).sum() > 200
+    for mirrored in images[1:]:
+        assert np.abs(mirrored - images[0]).max() <= 2

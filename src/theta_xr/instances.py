@@ -74,6 +74,7 @@ class Slot:
     entities: npt.NDArray[np.uint64] = field(default_factory=lambda: np.zeros(0, np.uint64))
     meshes: tuple[int, ...] = ()  # mesh handles present
     radius: npt.NDArray[np.float32] | None = None  # bounding radius per row (culling)
+    mirrored: bool = False  # some row's scale has a negative determinant (winding turned)
     visible: npt.NDArray[np.uint8] | None = None
     visible_count: int = 0
     gpu: object = None  # the renderer's buffers and vertex arrays
@@ -192,6 +193,9 @@ class InstanceSet:
             slot.meshes = tuple(int(h) for h in present if h < len(self.meshes))
         if touched & {"transform", "scale"} or slot.radius is None or n != slot.count or realloc:
             slot.radius = self._radii(slot)
+            scales = b.scales(arch)
+            slot.mirrored = scales is not None and bool(
+                (np.signbit(scales).sum(axis=1) % 2 == 1).any())
         if not self.cull_enabled and (realloc or n != slot.count):
             slot.visible = np.ones(slot.capacity, np.uint8)
             writes.append(Write("visible", 0, slot.visible))

@@ -57,6 +57,11 @@ vec3 rotate(vec4 q, vec3 v) {
     return v + 2.0 * cross(q.xyz, cross(q.xyz, v) + q.w * v);
 }
 
+// the scale kept away from zero with its sign: normals of a mirrored instance turn with it
+vec3 signed_floor(vec3 s) {
+    return mix(vec3(1e-8), s, greaterThanEqual(abs(s), vec3(1e-8)));
+}
+
 void main() {
     if (i_visible == 0u || i_mesh != u_mesh) {
         gl_Position = vec4(2.0, 2.0, 2.0, 1.0);  // outside the clip volume: nothing drawn
@@ -68,7 +73,7 @@ void main() {
     vec4 q = i_rot / max(length(i_rot), 1e-8);
     vec3 world = rotate(q, in_vert * i_scale) + i_pos;
     v_world = world;
-    v_norm = rotate(q, in_norm / max(abs(i_scale), vec3(1e-8)));
+    v_norm = rotate(q, in_norm / signed_floor(i_scale));
     v_color = pow(i_color.rgb, vec3(2.2));  // sRGB in, linear light out
     gl_Position = u_viewproj * vec4(world, 1.0);
 }
@@ -118,6 +123,11 @@ vec3 rotate(vec4 q, vec3 v) {
     return v + 2.0 * cross(q.xyz, cross(q.xyz, v) + q.w * v);
 }
 
+// the scale kept away from zero with its sign: normals of a mirrored instance turn with it
+vec3 signed_floor(vec3 s) {
+    return mix(vec3(1e-8), s, greaterThanEqual(abs(s), vec3(1e-8)));
+}
+
 void main() {
     int eye = gl_InstanceID & 1;
     int i = gl_InstanceID >> 1;
@@ -148,7 +158,7 @@ void main() {
     vec4 q = r / max(length(r), 1e-8);
     vec3 world = rotate(q, in_vert * s) + p;
     v_world = world;
-    v_norm = rotate(q, in_norm / max(abs(s), vec3(1e-8)));
+    v_norm = rotate(q, in_norm / signed_floor(s));
     v_color = pow(unpackUnorm4x8(col[i]).rgb, vec3(2.2));
     vec4 clip = u_viewproj[eye] * vec4(world, 1.0);
     gl_ClipDistance[0] = clip.w + clip.x;  // inside this eye's own left and right edges
@@ -552,6 +562,7 @@ class ModernGLRenderer:
             for slot in inst:
                 if not slot.count or not slot.visible_count:
                     continue
+                self._face_culling(slot)
                 for handle in slot.meshes:
                     _uniform(self._prog, "u_mesh").value = handle
                     _uniform(self._prog, "u_flat").value = self.meshes.meshes[handle].flat
@@ -562,6 +573,15 @@ class ModernGLRenderer:
         if self._msaa is not None:
             self.ctx.copy_framebuffer(self._out[index], self._msaa)
         return calls
+
+    def _face_culling(self, slot: Slot) -> None:
+        """Back faces culled, except for an archetype holding a mirrored instance (a negative
+        scale determinant turns its faces' winding, so culling would keep only its insides);
+        the depth test still hides its far faces."""
+        if slot.mirrored:
+            self.ctx.disable(moderngl.CULL_FACE)
+        else:
+            self.ctx.enable(moderngl.CULL_FACE)
 
     def _single_vao(self, handle: int) -> moderngl.VertexArray:
         assert self._single is not None
@@ -604,6 +624,7 @@ class ModernGLRenderer:
                     buf = gpu.buffers[name] if name is not None else self._empty
                     buf.bind_to_storage_buffer(binding)
                 _uniform(prog, "u_packed").value = packed
+                self._face_culling(slot)
                 for handle in slot.meshes:
                     _uniform(prog, "u_mesh").value = handle
                     _uniform(prog, "u_flat").value = self.meshes.meshes[handle].flat
