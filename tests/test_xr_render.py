@@ -475,3 +475,51 @@ def test_a_mirrored_instance_is_drawn_as_its_mirror_image_not_inside_out(
     assert (images[0].max(axis=2) > 60).sum() > 200
     for mirrored in images[1:]:
         assert np.abs(mirrored - images[0]).max() <= 2
+
+
+def test_renderers_of_two_gl_versions_in_one_process_each_draw_their_own_picture() -> None:
+    """Creating the second context made it current; the first renderer then drew its objects
+    into it and the process died (SIGSEGV). Run in a child process, as that crash would
+    take the test run with it."""
+    import subprocess
+    import sys
+
+    script = """
+import numpy as np
+from theta_ecs import World
+from theta_ecs.interfaces import Pose
+from theta_ecs.stdcomponents import Color, Position, Scale
+from theta_xr.binding import STANDARD
+from theta_xr.camera import stereo_eyes
+from theta_xr.renderer import ModernGLRenderer
+
+size = (48, 54)
+eyes = stereo_eyes(Pose((0.0, 0.0, 0.0)), size=size)
+counts = []
+def scene(r, colour):
+    w = World()
+    r.attach(w, (STANDARD,))
+    w.spawn({Position: (0.0, 0.0, -2.0), Scale: (0.5, 0.5, 0.5), Color: colour})
+red = ModernGLRenderer(eye_size=size, samples=0)
+scene(red, (255, 0, 0, 255))
+green = ModernGLRenderer(eye_size=size, samples=0, gl_version=330)
+scene(green, (0, 255, 0, 255))
+for r, channel in ((red, 0), (green, 1), (red, 0)):
+    r.draw(eyes)
+    img = r.read_eye(0).astype(int)
+    counts.append(int(((img[..., channel] > 100) & (img[..., 1 - channel] < 40)).sum()))
+green.close()
+red.draw(eyes)
+img = red.read_eye(0).astype(int)
+counts.append(int(((img[..., 0] > 100) & (img[..., 1] < 40)).sum()))
+red.close()
+print(counts)
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=120)
+    if done.returncode != 0 and "no OpenGL" in done.stderr:
+        pytest.skip(f"no EGL OpenGL context here: {done.stderr.strip().splitlines()[-1]}")
+    assert done.returncode == 0, done.stderr[-2000:]
+    counts = [int(v) for v in done.stdout.strip()[1:-1].split(",")]
+    assert min(counts) > 50
+    assert counts[0] == counts[2] == counts[3]

@@ -257,9 +257,9 @@ def _uniform(prog: moderngl.Program, name: str) -> moderngl.Uniform:
     return member
 
 
-#: Headless contexts shared by the renderers of a process: moderngl draws into whichever
-#: context is current (and its context manager does not switch EGL standalone contexts), so
-#: renderers share one context per backend and version instead of switching between several.
+#: Headless contexts shared by the renderers of a process, one per backend and version:
+#: moderngl draws into whichever context is current, so renderers of one kind share a context,
+#: and each makes its own current before GL work (another kind's may have been made since).
 _SHARED: dict[tuple[str, int], list[Any]] = {}
 
 
@@ -344,6 +344,7 @@ class ModernGLRenderer:
         self.stereo = stereo
         self._own_ctx = context is None
         self.ctx = context if context is not None else _acquire_shared(backend, gl_version)
+        self._make_current()
         self.eye_size = (w, h)
         wanted = default_samples(self.eye_size) if samples is None else int(samples)
         self.samples = min(max(wanted, 0), int(self.ctx.max_samples))
@@ -452,6 +453,14 @@ class ModernGLRenderer:
         if self.closed:
             raise XrError(f"{what} after close()")
 
+    def _make_current(self) -> None:
+        """Make this renderer's headless context the current one: creating another (a
+        different GL version or backend) makes that one current, and drawing with objects of
+        this one into it crashed the process (SIGSEGV in glDrawElements). A context passed in
+        (a window's) stays the caller's to make current."""
+        if self._own_ctx:
+            self.ctx.__enter__()
+
     def _gpu(self, slot: Slot) -> _SlotGpu:
         gpu = slot.gpu
         if not isinstance(gpu, _SlotGpu):
@@ -506,6 +515,7 @@ class ModernGLRenderer:
         text lines, or a function of this frame's stats so far (instances, visible, CPU time)
         that returns them."""
         self._check_open("draw()")
+        self._make_current()
         if not 1 <= len(eyes) <= 2:
             raise XrError(f"one or two eyes, got {len(eyes)}")
         for eye in eyes:
@@ -531,6 +541,7 @@ class ModernGLRenderer:
         """The CPU side of a frame (the render system's cost): detect changes in the columns,
         cull against ``eyes``, write the buffers. :meth:`draw` calls it."""
         self._check_open("prepare()")
+        self._make_current()
         stats = FrameStats()
         self._upload_meshes()
         t0 = time.perf_counter()
@@ -672,11 +683,13 @@ class ModernGLRenderer:
     def finish(self) -> None:
         """Wait for the GPU to finish the frame (for timing)."""
         self._check_open("finish()")
+        self._make_current()
         self.ctx.finish()
 
     def read_eye(self, index: int) -> npt.NDArray[np.uint8]:
         """One eye's image as RGB rows top-down (h, w, 3)."""
         self._check_open("read_eye()")
+        self._make_current()
         w, h = self.eye_size
         if self.stereo == "single_pass":
             raw = self._wide_out.read(components=3, alignment=1)
@@ -702,6 +715,7 @@ class ModernGLRenderer:
         """Draw the eyes' images side by side over the whole of ``target`` (a window's
         ``ctx.screen``)."""
         self._check_open("present()")
+        self._make_current()
         target.use()
         self.ctx.disable(moderngl.DEPTH_TEST | moderngl.CULL_FACE)
         if self.stereo == "single_pass":
@@ -720,6 +734,7 @@ class ModernGLRenderer:
         by GL texture name, each the eye size), for :meth:`copy_to`. Releasing them leaves the
         textures to their owner."""
         self._check_open("external_targets()")
+        self._make_current()
         w, h = self.eye_size
         return [self.ctx.framebuffer([self.ctx.external_texture(int(name), (w, h), 4, 0, "f1")])
                 for name in images]
@@ -727,6 +742,7 @@ class ModernGLRenderer:
     def copy_to(self, index: int, target: moderngl.Framebuffer) -> None:
         """Copy one eye's image into ``target`` (an OpenXR swapchain image's framebuffer)."""
         self._check_open("copy_to()")
+        self._make_current()
         if self.stereo == "single_pass":
             raise XrError("copy_to needs per-eye images: use the two_pass renderer")
         self.ctx.copy_framebuffer(target, self._out[index])
@@ -779,6 +795,7 @@ class ModernGLRenderer:
         if self.closed:
             return
         self.closed = True
+        self._make_current()
         self._release_instances()
         self._release_gl()
         if self._own_ctx:
