@@ -523,3 +523,20 @@ print(counts)
     counts = [int(v) for v in done.stdout.strip()[1:-1].split(",")]
     assert min(counts) > 50
     assert counts[0] == counts[2] == counts[3]
+
+
+@pytest.mark.parametrize("stereo", ["two_pass", "single_pass"])
+def test_an_eye_beyond_the_gl_limits_is_refused_typed(fresh: ModernGLRenderer,
+                                                      stereo: str) -> None:
+    """moderngl raised its bare 'framebuffer is not complete' (not a ThetaError), and the
+    shared context stayed counted as in use by the renderer that never came to be."""
+    from theta_xr import renderer as renderer_module
+    from theta_xr.errors import EyeSizeError
+
+    limit = int(fresh.ctx.info["GL_MAX_TEXTURE_SIZE"])
+    users = renderer_module._SHARED[("egl", 450)][1]
+    too_big = (limit // 2 + 1, 16) if stereo == "single_pass" else (limit + 1, 16)
+    with pytest.raises(EyeSizeError) as caught:
+        ModernGLRenderer(eye_size=too_big, samples=0, stereo=stereo)
+    assert isinstance(caught.value, XrError) and str(limit) in str(caught.value.expected)
+    assert renderer_module._SHARED[("egl", 450)][1] == users

@@ -65,3 +65,13 @@ class BindingError(XrError, ValueError):
 
 class MeshError(XrError, ValueError):
     """A mesh that cannot be drawn: unknown handle, empty or malformed geometry."""
+
+
+class EyeSizeError(XrError, ValueError):
+    """An eye image the GL implementation cannot hold: larger than its texture, renderbuffer
+    or viewport limit (``expected`` that limit, ``actual`` the size asked for)."""
+
+    def __init__(self, message: str, *, expected: object, actual: object) -> None:
+        super().__init__(f"{message} (expected {expected}, actual {actual})")
+        self.expected = expected
+        self.actual = actual

@@ -31,7 +31,7 @@ from theta_ecs.world import World
 from .binding import STANDARD, Binding
 from .camera import EYE_SIZE, FOV_DEG, Eye, eye_from_fov
 from .components import MeshHandle
-from .errors import GraphicsUnavailableError, XrError
+from .errors import EyeSizeError, GraphicsUnavailableError, XrError
 from .instances import InstanceSet, Slot, Update, Write
 from .math3d import matrix_to_quat, symmetric_fov
 from .meshes import MeshLibrary
@@ -345,6 +345,12 @@ class ModernGLRenderer:
         self._own_ctx = context is None
         self.ctx = context if context is not None else _acquire_shared(backend, gl_version)
         self._make_current()
+        try:
+            self._check_size(w, h, stereo)
+        except EyeSizeError:
+            if self._own_ctx:
+                _release_shared(self.ctx)
+            raise
         self.eye_size = (w, h)
         wanted = default_samples(self.eye_size) if samples is None else int(samples)
         self.samples = min(max(wanted, 0), int(self.ctx.max_samples))
@@ -383,6 +389,20 @@ class ModernGLRenderer:
         self._loose: tuple[World, InstanceSet] | None = None
 
     # -- set-up ----------------------------------------------------------------------------
+    def _check_size(self, w: int, h: int, stereo: str) -> None:
+        """Refuse an eye image beyond the context's limits before making anything: moderngl
+        raised its bare 'framebuffer is not complete' from half-built targets, and the shared
+        context stayed counted as in use."""
+        info = self.ctx.info
+        limit = min(int(info["GL_MAX_TEXTURE_SIZE"]), int(info["GL_MAX_RENDERBUFFER_SIZE"]),
+                    *(int(v) for v in info["GL_MAX_VIEWPORT_DIMS"]))
+        width = 2 * w if stereo == "single_pass" else w  # both eyes side by side
+        if width > limit or h > limit:
+            what = "both eyes side by side" if stereo == "single_pass" else "one eye"
+            raise EyeSizeError(f"eye size {w}x{h} too large for this GL ({what})",
+                               expected=f"each side at most {limit}",
+                               actual=f"{width}x{h}")
+
     def _make_framebuffers(self) -> None:
         ctx, size = self.ctx, self.eye_size
         if self.stereo == "single_pass":
