@@ -249,3 +249,25 @@ def test_a_quaternion_of_huge_components_plays_back_as_a_unit_rotation() -> None
     doc = {"keys": [{"t": 0, "head": [0, 0, 0, 0, 1e300, 0, 1e300]}]}
     q = SimulatedInputProvider(motion="recorded", path=doc).poll(0.0).head.orientation
     assert q == pytest.approx((0.0, math.sqrt(0.5), 0.0, math.sqrt(0.5)))
+
+
+@pytest.mark.parametrize("kwargs", [
+    {"motion": "fly"},
+    {"motion": "recorded"},
+    {"motion": "orbit", "orbit_period": 0.0},  # was a ZeroDivisionError at the first poll
+    {"motion": "orbit", "orbit_radius": float("nan")},  # was NaN poses, silently
+    {"motion": "orbit", "orbit_radius": 0.0},  # the head at the point it looks at
+    {"motion": "orbit", "orbit_center": (0.0, float("inf"), 0.0)},
+    {"buttons": [("x", 2.0, 1.0)]},
+    {"buttons": [("x", "soon", 1.0)]},  # was a bare ValueError from float()
+    {"buttons": [{"button": "x"}]},  # was a KeyError
+    {"buttons": [5]},  # was a TypeError
+])
+def test_a_script_that_cannot_run_is_refused_typed(kwargs: dict[str, object]) -> None:
+    from theta_ecs.errors import ThetaError
+    from theta_xr.errors import InputScriptError
+
+    with pytest.raises(InputScriptError) as caught:
+        SimulatedInputProvider(**kwargs).poll(1.0)  # type: ignore[arg-type]
+    assert isinstance(caught.value, ThetaError) and isinstance(caught.value, ValueError)
+    assert caught.value.expected is not None

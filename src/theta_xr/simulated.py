@@ -30,7 +30,7 @@ import numpy.typing as npt
 
 from theta_ecs.interfaces import InputFrame, Pose
 
-from .errors import InputPathError
+from .errors import InputPathError, InputScriptError
 from .math3d import quat_look_at
 
 MOTIONS = ("stationary", "wobble", "orbit", "recorded")
@@ -58,15 +58,20 @@ class ButtonTimeline:
                  = ()) -> None:
         parsed = []
         for p in presses:
-            if isinstance(p, Press):
-                parsed.append(p)
-            elif isinstance(p, Mapping):
-                parsed.append(Press(str(p["button"]), float(p["start"]), float(p["end"])))
-            else:
-                parsed.append(Press(str(p[0]), float(p[1]), float(p[2])))
+            try:
+                if isinstance(p, Press):
+                    parsed.append(p)
+                elif isinstance(p, Mapping):
+                    parsed.append(Press(str(p["button"]), float(p["start"]), float(p["end"])))
+                else:
+                    parsed.append(Press(str(p[0]), float(p[1]), float(p[2])))
+            except (KeyError, IndexError, TypeError, ValueError, OverflowError) as exc:
+                raise InputScriptError(f"button press {p!r} unreadable ({exc!r})",
+                                       expected="(button, start, end)", actual=p) from exc
         for p in parsed:
             if not (math.isfinite(p.start) and math.isfinite(p.end) and p.start < p.end):
-                raise ValueError(f"press of {p.button!r}: need start < end, got {p}")
+                raise InputScriptError(f"press of {p.button!r}: need start < end",
+                                       expected="finite start < end", actual=p)
         self.presses = tuple(parsed)
         self.buttons = tuple(sorted({p.button for p in parsed}))
 
@@ -205,14 +210,22 @@ class SimulatedInputProvider:
         **_: object,
     ) -> None:
         if motion not in MOTIONS:
-            raise ValueError(f"motion must be one of {MOTIONS}, got {motion!r}")
+            raise InputScriptError("unknown motion", expected=MOTIONS, actual=motion)
+        orbit = (*(float(v) for v in orbit_center), float(orbit_radius), float(orbit_period),
+                 float(orbit_height))
+        if not all(math.isfinite(v) for v in orbit) or orbit_radius <= 0 or orbit_period <= 0:
+            raise InputScriptError("orbit parameters give no pose",
+                                   expected="finite, radius and period > 0",
+                                   actual=dict(center=orbit_center, radius=orbit_radius,
+                                               period=orbit_period, height=orbit_height))
         rng = np.random.default_rng(seed)
         self._phase = rng.uniform(0.0, 2.0 * math.pi, size=4)
         self.motion = motion
         self.recorded: RecordedPath | None = None
         if motion == "recorded":
             if path is None:
-                raise ValueError("motion 'recorded' needs a path")
+                raise InputScriptError("motion 'recorded' needs a path", expected="path",
+                                       actual=None)
             self.recorded = (
                 RecordedPath.from_document(dict(path)) if isinstance(path, Mapping)
                 else RecordedPath.load(path)
