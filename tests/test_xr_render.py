@@ -540,3 +540,30 @@ def test_an_eye_beyond_the_gl_limits_is_refused_typed(fresh: ModernGLRenderer,
         ModernGLRenderer(eye_size=too_big, samples=0, stereo=stereo)
     assert isinstance(caught.value, XrError) and str(limit) in str(caught.value.expected)
     assert renderer_module._SHARED[("egl", 450)][1] == users
+
+
+def test_an_unknown_mesh_handle_is_counted_not_drawn_and_not_pickable(
+    fresh: ModernGLRenderer,
+) -> None:
+    """A default mesh outside the library was an IndexError at draw(); a handle outside it
+    vanished silently from the picture while the picker still hit a box of the last mesh's
+    size where nothing was drawn."""
+    from theta_xr.binding import Binding
+    from theta_xr.picking import Ray, pick
+
+    world = World()
+    fresh.attach(world, (STANDARD,))
+    spawn(world, [(0.0, 0.0, -2.0)], [(255, 0, 0, 255)], scale=0.5, mesh=999)
+    behind = spawn(world, [(0.0, 0.0, -4.0)], [(0, 0, 255, 255)], scale=0.5)
+    stats = fresh.draw(stereo_eyes(HEAD, size=SIZE))
+    assert (stats.instances, stats.unknown_mesh) == (2, 1)
+    assert not red_mask(fresh.read_eye(0)).any()
+    hit = pick(world, Ray((0.0, 0.0, 0.0), (0.0, 0.0, -1.0)), (STANDARD,), fresh.meshes)
+    assert hit is not None and hit.entity == int(behind[0])  # through the undrawn one
+    fresh.instances.clear()
+    bare = World()
+    bare.spawn({Position: (0.0, 0.0, -2.0)})
+    fresh.attach(bare, (Binding(Position, default_mesh=999),))
+    assert fresh.draw(stereo_eyes(HEAD, size=SIZE)).unknown_mesh == 1
+    assert pick(bare, Ray((0.0, 0.0, 0.0), (0.0, 0.0, -1.0)),
+                (Binding(Position, default_mesh=999),), fresh.meshes) is None

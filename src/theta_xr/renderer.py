@@ -295,6 +295,7 @@ class FrameStats:
     rows_uploaded: int = 0
     bytes_uploaded: int = 0
     draw_calls: int = 0
+    unknown_mesh: int = 0  # instances not drawn: their mesh handle is not in the library
 
     @property
     def cpu_s(self) -> float:
@@ -578,6 +579,7 @@ class ModernGLRenderer:
         stats.sync_s, stats.cull_s, stats.upload_s = t1 - t0, t2 - t1, t3 - t2
         stats.instances = sum(s.count for s in slots)
         stats.visible = sum(s.visible_count for s in slots)
+        stats.unknown_mesh = sum(s.unknown_mesh for s in slots)
         stats.rows_uploaded = sum(i.rows_uploaded for i in self.instances)
         stats.bytes_uploaded = sum(i.bytes_uploaded for i in self.instances)
         return stats
