@@ -567,3 +567,17 @@ def test_an_unknown_mesh_handle_is_counted_not_drawn_and_not_pickable(
     assert fresh.draw(stereo_eyes(HEAD, size=SIZE)).unknown_mesh == 1
     assert pick(bare, Ray((0.0, 0.0, 0.0), (0.0, 0.0, -1.0)),
                 (Binding(Position, default_mesh=999),), fresh.meshes) is None
+
+
+def test_the_renderer_protocol_refuses_malformed_matrices_typed(fresh: ModernGLRenderer) -> None:
+    """A singular view was numpy's LinAlgError and a model not 4x4 a bare ValueError."""
+    model = np.eye(4, dtype=np.float32)
+    model[:3, 3] = (0.0, 0.0, -2.0)
+    item = RenderItem(model, (1.0, 0.0, 0.0, 1.0))
+    with pytest.raises(XrError, match="invertible"):
+        fresh.render([item], [np.zeros((4, 4), np.float32)])
+    with pytest.raises(XrError, match="4x4"):
+        fresh.render([RenderItem(np.eye(3, dtype=np.float32), (1.0, 0.0, 0.0, 1.0))],
+                     [np.eye(4, dtype=np.float32)])
+    fresh.render([item], [np.eye(4, dtype=np.float32)] * 2)  # and the next good call draws
+    assert red_mask(fresh.read_eye(0)).sum() > 20

@@ -776,13 +776,20 @@ class ModernGLRenderer:
         """Draw loose items for 4x4 view matrices (the core's Renderer protocol). The items are
         decomposed into the standard columns of a private World; engines should attach their
         own World instead, which skips this per-item step."""
+        self._check_open("render()")
+        try:  # checked before the private world changes: a refused call leaves it as it was
+            models = np.stack([np.asarray(it.model, np.float64).reshape(4, 4) for it in items]) \
+                if items else np.zeros((0, 4, 4))
+            inverses = [np.linalg.inv(np.asarray(v, np.float64).reshape(4, 4)) for v in views[:2]]
+        except (ValueError, TypeError) as exc:  # LinAlgError is a ValueError
+            raise XrError(f"render(): each model and view must be a 4x4 matrix, each view "
+                          f"invertible ({exc})") from exc
         if self._loose is None:
             world = World()
             self._loose = (world, InstanceSet(world, (STANDARD,), self.meshes, cull=self.cull))
         world, inst = self._loose
         world.despawn_batch(world.query(Position).entities())
         if items:
-            models = np.stack([np.asarray(it.model, np.float64).reshape(4, 4) for it in items])
             scale = np.linalg.norm(models[:, :3, :3], axis=1)
             rot = np.array([matrix_to_quat(m[:3, :3] / s) for m, s in zip(models, scale)])
             world.spawn_batch({
@@ -795,8 +802,7 @@ class ModernGLRenderer:
             })
         fov = symmetric_fov(FOV_DEG, self.eye_size[0] / self.eye_size[1])
         eyes = []
-        for v in views[:2]:
-            inv = np.linalg.inv(np.asarray(v, np.float64))
+        for inv in inverses:
             x, y, z = (float(c) for c in inv[:3, 3])
             pose = Pose((x, y, z), matrix_to_quat(inv[:3, :3]))
             eyes.append(eye_from_fov(pose, fov, self.eye_size))
