@@ -581,3 +581,22 @@ def test_the_renderer_protocol_refuses_malformed_matrices_typed(fresh: ModernGLR
                      [np.eye(4, dtype=np.float32)])
     fresh.render([item], [np.eye(4, dtype=np.float32)] * 2)  # and the next good call draws
     assert red_mask(fresh.read_eye(0)).sum() > 20
+
+
+def test_the_renderer_protocol_draws_a_mirroring_model_as_its_mirror_image(
+    fresh: ModernGLRenderer,
+) -> None:
+    """A model with a negative determinant was split into positive scales and an improper
+    'rotation' no quaternion describes: the cube came out turned and squashed."""
+    images = []
+    for diag in ((0.5, 0.5, 0.5), (-0.5, 0.5, 0.5), (0.5, -0.5, 0.5)):
+        model = np.diag((*diag, 1.0)).astype(np.float32)
+        turn = np.eye(4, dtype=np.float32)
+        turn[:3, :3] = np.array([[0.8, 0.0, 0.6], [0.0, 1.0, 0.0], [-0.6, 0.0, 0.8]])
+        model = turn @ model
+        model[:3, 3] = (0.2, -0.2, -2.0)
+        fresh.render([RenderItem(model, (1.0, 0.0, 0.0, 1.0))], [np.eye(4, dtype=np.float32)] * 2)
+        images.append(fresh.read_stereo().astype(int))
+    assert red_mask(images[0].astype(np.uint8)).sum() > 100
+    for mirrored in images[1:]:
+        assert np.abs(mirrored - images[0]).max() <= 2

@@ -791,6 +791,9 @@ class ModernGLRenderer:
         world.despawn_batch(world.query(Position).entities())
         if items:
             scale = np.linalg.norm(models[:, :3, :3], axis=1)
+            # a mirroring model (negative determinant): a negative x scale and a proper rotation,
+            # where column norms alone left an improper matrix that no quaternion describes
+            scale[np.linalg.det(models[:, :3, :3]) < 0, 0] *= -1
             rot = np.array([matrix_to_quat(m[:3, :3] / s) for m, s in zip(models, scale)])
             world.spawn_batch({
                 Position: models[:, :3, 3].astype(np.float32),
