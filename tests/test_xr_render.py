@@ -600,3 +600,13 @@ def test_the_renderer_protocol_draws_a_mirroring_model_as_its_mirror_image(
     assert red_mask(images[0].astype(np.uint8)).sum() > 100
     for mirrored in images[1:]:
         assert np.abs(mirrored - images[0]).max() <= 2
+
+
+def test_overlay_text_beyond_latin_1_is_drawn_not_raised(fresh: ModernGLRenderer) -> None:
+    """The bitmap font encodes Latin-1 only: a line with an arrow or a CJK name (a system's,
+    a peer's) raised UnicodeEncodeError out of draw(), and so out of every frame."""
+    from theta_xr.overlay import render_text
+
+    fresh.draw(stereo_eyes(HEAD, size=SIZE), overlay=["frame 1.00 ms → 日本 ✓", 1.5])  # type: ignore[list-item]
+    assert np.array_equal(render_text(["a → b"], 80), render_text(["a ? b"], 80))
+    assert not np.array_equal(render_text(["a → b"], 80), render_text(["a   b"], 80))
