@@ -610,3 +610,15 @@ def test_overlay_text_beyond_latin_1_is_drawn_not_raised(fresh: ModernGLRenderer
     fresh.draw(stereo_eyes(HEAD, size=SIZE), overlay=["frame 1.00 ms → 日本 ✓", 1.5])  # type: ignore[list-item]
     assert np.array_equal(render_text(["a → b"], 80), render_text(["a ? b"], 80))
     assert not np.array_equal(render_text(["a → b"], 80), render_text(["a   b"], 80))
+
+
+def test_an_overlay_taller_than_the_eye_keeps_what_fits(fresh: ModernGLRenderer) -> None:
+    """5,000 lines made a 60,008-pixel-tall texture: GL_INVALID_VALUE, and no overlay."""
+    eyes = stereo_eyes(HEAD, size=SIZE)
+    fresh.draw(eyes)
+    plain = fresh.read_eye(0).astype(int)
+    assert fresh.ctx.error == "GL_NO_ERROR"  # (reading it clears any earlier one)
+    fresh.draw(eyes, overlay=[f"line {i}" for i in range(5000)])
+    assert fresh.ctx.error == "GL_NO_ERROR"
+    shown = np.abs(fresh.read_eye(0).astype(int) - plain).max(axis=2) > 30
+    assert shown.sum() > 30  # the panel's text is there

@@ -35,7 +35,7 @@ from .errors import EyeSizeError, GraphicsUnavailableError, XrError
 from .instances import InstanceSet, Slot, Update, Write
 from .math3d import matrix_to_quat, symmetric_fov
 from .meshes import MeshLibrary
-from .overlay import render_text, world_lines
+from .overlay import LINE_HEIGHT, PADDING, render_text, world_lines
 
 _VERTEX = """
 #version 330 core
@@ -677,6 +677,11 @@ class ModernGLRenderer:
 
     def _set_overlay(self, lines: Sequence[str]) -> None:
         w = max(64, min(self.eye_size[0] - self.eye_size[0] // 8 - 16, 400))
+        # only what fits below the panel's top inset: a taller panel was a texture beyond the
+        # GL limit (GL_INVALID_VALUE, no overlay at all) or drawn off the eye anyway
+        fits = max(1, (self.eye_size[1] - self.eye_size[1] // 8 - 2 * PADDING) // LINE_HEIGHT)
+        if len(lines) > fits:
+            lines = [*lines[: fits - 1], f"(+{len(lines) - fits + 1} more lines)"]
         pixels = render_text(lines, w)
         size = (pixels.shape[1], pixels.shape[0])
         if self._overlay_tex is None or self._overlay_tex.size != size:
