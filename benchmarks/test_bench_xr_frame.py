@@ -8,8 +8,9 @@ Sizes: on llvmpipe (the default) 1k and 10k cubes at 2x(320x360); with
 llvmpipe's) and ``THETA_XR_CULL`` which culling modes run
 (default ``1,0``), ``THETA_XR_STEREO`` the stereo paths (default ``two_pass,single_pass``).
 The 90 Hz budget is 11.1 ms; ``extra_info`` says whether a run fits it.
-The peer is the same frame with the upload left out (static columns), measured in the same
-run.
+The peer is the same frame with the upload left out (static columns): every ``upload`` run
+also times it, right after, on the same renderer and columns, and records ``ratio_vs_static``
+(medians).
 
 Run: ``.venv/bin/python -m pytest benchmarks/test_bench_xr_frame.py --benchmark-json=...``
 """
@@ -17,7 +18,9 @@ Run: ``.venv/bin/python -m pytest benchmarks/test_bench_xr_frame.py --benchmark-
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+import statistics
+import time
+from collections.abc import Iterator, Sequence
 
 import pytest
 
@@ -25,7 +28,7 @@ pytest.importorskip("moderngl", reason="the xr extra is not installed")
 
 from theta_ecs import World
 from theta_ecs.interfaces import Pose
-from theta_xr.camera import stereo_eyes
+from theta_xr.camera import Eye, stereo_eyes
 from theta_xr.errors import GraphicsUnavailableError
 from theta_xr.fields import cube_field, jiggle
 from theta_xr.renderer import ModernGLRenderer
@@ -47,6 +50,19 @@ def renderer(request: pytest.FixtureRequest) -> Iterator[ModernGLRenderer]:
         pytest.skip(f"no EGL context: {exc}")
     yield r
     r.close()
+
+
+def static_frame_s(renderer: ModernGLRenderer, eyes: Sequence[Eye], rounds: int) -> float:
+    """Median time of a frame whose columns did not change (no upload), waited for."""
+    renderer.draw(eyes)  # type: ignore[arg-type]  # whatever the last round left to send
+    renderer.finish()
+    times = []
+    for _ in range(rounds):
+        t = time.perf_counter()
+        renderer.draw(eyes)
+        renderer.finish()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
 
 
 @pytest.mark.parametrize("cull", CULL, ids=["cull" if c else "nocull" for c in CULL])
@@ -82,7 +98,12 @@ def test_stereo_frame(benchmark: pytest.FixtureRequest, renderer: ModernGLRender
         renderer.instances.clear()
         return
     mean = benchmark.stats.stats.mean  # type: ignore[attr-defined]
+    median = benchmark.stats.stats.median  # type: ignore[attr-defined]
     s = stats[-1]
+    peer: dict[str, float] = {}
+    if upload:  # the peer, measured now: the same frame with nothing changed
+        peer_s = static_frame_s(renderer, eyes, rounds)
+        peer = {"static_frame_ms": peer_s * 1e3, "ratio_vs_static": median / peer_s}
     benchmark.extra_info.update({  # type: ignore[attr-defined]
         "instances": n, "visible": s.visible, "eye_size": list(SIZE), "samples": renderer.samples,
         "stereo": renderer.stereo, "draw_calls": s.draw_calls,
@@ -90,7 +111,8 @@ def test_stereo_frame(benchmark: pytest.FixtureRequest, renderer: ModernGLRender
         "cpu_prepare_ms": (s.sync_s + s.cull_s + s.upload_s) * 1e3,
         "issue_ms": s.draw_s * 1e3, "bytes_uploaded": s.bytes_uploaded,
         "fits_90hz": mean <= BUDGET_S, "gl_renderer": renderer.ctx.info["GL_RENDERER"],
-        "gl_version": renderer.ctx.info["GL_VERSION"],
+        "gl_version": renderer.ctx.info["GL_VERSION"], "median_frame_ms": median * 1e3,
+        **peer,
     })
     assert inst.count == n
     renderer.instances.clear()

@@ -51,3 +51,28 @@ def test_render_without_opengl_says_why(tmp_path: Path, monkeypatch: pytest.Monk
                  "--out", str(tmp_path)])
     assert code == 2 and "EGL_NOT_INITIALIZED" in capsys.readouterr().err
     assert not list(tmp_path.glob("*.png"))
+
+
+@pytest.mark.parametrize(("option", "value", "says"), [
+    ("--entities", "0", "--entities"),  # was the scene's bare ValueError, a traceback
+    ("--entities", "-5", "--entities"),
+    ("--warmup", "nan", "--warmup"),  # was a ValueError traceback
+    ("--warmup", "1e12", "--warmup"),  # stepped the simulation for days
+    ("--warmup", "-1", "--warmup"),
+])
+def test_render_refuses_bad_scene_options(tmp_path: Path, option: str, value: str,
+                                          says: str) -> None:
+    with pytest.raises(SystemExit, match=says):
+        main(["render", "--size", "32x32", option, value, "--out", str(tmp_path)])
+
+
+def test_render_to_an_unwritable_place_says_why(tmp_path: Path,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    try:
+        code = main(["render", "--size", "32x32", "--warmup", "0", "--entities", "10",
+                     "--out", str(blocker / "frames")])
+    except GraphicsUnavailableError as exc:
+        pytest.skip(f"no EGL OpenGL 4.5 context here: {exc}")
+    assert code == 2 and "cannot write frames" in capsys.readouterr().err

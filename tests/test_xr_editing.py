@@ -132,3 +132,29 @@ def test_pick_uses_rotated_scaled_boxes_over_the_columns() -> None:
     hit = pick(world, ray, (STANDARD,), MeshLibrary())
     assert hit is not None and hit.entity == int(ents[1])
     assert pick(world, ray, (STANDARD,), MeshLibrary(), max_distance=5.0) is None
+
+
+def test_a_drag_ends_when_another_peer_deletes_the_grabbed_entity() -> None:
+    """Before, the tool went on issuing set_transform at its stream rate (each signed,
+    replicated and an undo step) for an entity no longer alive, until the trigger let go."""
+    r = roster(2)
+    a, b = make_peer(0, r), make_peer(1, r)
+    nid = a.editor.create_entity({"px": 0.0, "py": 1.2, "pz": -2.0, "sx": 0.4, "sy": 0.4,
+                                  "sz": 0.4})
+    exchange(a, b)
+    tool = HandEditor(a.editor, stream_hz=10.0)
+    hmd = scripted_drag((0.0, 1.2, -2.0), 0.5)
+    after: list[str] = []
+    for i in range(37):
+        if i == 15:
+            assert tool.grabbing == nid
+            b.editor.delete_entity(nid)
+            exchange(a, b)
+        kinds = [e.kind for e in tool.update(hmd.poll(i / 30))]
+        a.editor.apply_changes()
+        exchange(a, b)
+        if i >= 15:
+            after += kinds
+    assert after == [SET_TOOL]  # the grab ended at once, as a release does
+    assert tool.grabbing is None and tool.selected is None
+    assert not a.editor.alive(nid) and a.fingerprint() == b.fingerprint()

@@ -226,3 +226,48 @@ def test_malformed_path_documents_are_refused_never_crash(doc: dict[str, object]
     frame = p.poll(0.5)  # whatever was accepted plays back with finite, unit poses
     assert all(math.isfinite(v) for v in frame.head.position)
     assert np.linalg.norm(frame.head.orientation) == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize(("doc", "problem"), [
+    ({"keys": [{"t": 10 ** 400, "head": [0] * 6 + [1]}]}, "time 't'"),  # float() overflows
+    ({"keys": [{"t": 0, "head": [10 ** 400] + [0] * 5 + [1]}]}, "track 'head'"),
+    ({"keys": [{"t": 0, "head": [0] * 6 + [1]}],
+      "buttons": [{"button": "x", "start": 0, "end": 10 ** 400}]}, "buttons"),
+])
+def test_huge_integers_in_a_path_are_refused_typed(doc: dict[str, object], problem: str) -> None:
+    with pytest.raises(InputPathError, match=problem):
+        SimulatedInputProvider(motion="recorded", path=doc)
+
+
+def test_a_path_file_nested_too_deep_is_refused_typed(tmp_path: Path) -> None:
+    (tmp_path / "deep.json").write_text('{"keys": ' + "[" * 100_000 + "]" * 100_000 + "}")
+    with pytest.raises(InputPathError, match="JSON"):
+        SimulatedInputProvider(motion="recorded", path=tmp_path / "deep.json")
+
+
+def test_a_quaternion_of_huge_components_plays_back_as_a_unit_rotation() -> None:
+    doc = {"keys": [{"t": 0, "head": [0, 0, 0, 0, 1e300, 0, 1e300]}]}
+    q = SimulatedInputProvider(motion="recorded", path=doc).poll(0.0).head.orientation
+    assert q == pytest.approx((0.0, math.sqrt(0.5), 0.0, math.sqrt(0.5)))
+
+
+@pytest.mark.parametrize("kwargs", [
+    {"motion": "fly"},
+    {"motion": "recorded"},
+    {"motion": "orbit", "orbit_period": 0.0},  # was a ZeroDivisionError at the first poll
+    {"motion": "orbit", "orbit_radius": float("nan")},  # was NaN poses, silently
+    {"motion": "orbit", "orbit_radius": 0.0},  # the head at the point it looks at
+    {"motion": "orbit", "orbit_center": (0.0, float("inf"), 0.0)},
+    {"buttons": [("x", 2.0, 1.0)]},
+    {"buttons": [("x", "soon", 1.0)]},  # was a bare ValueError from float()
+    {"buttons": [{"button": "x"}]},  # was a KeyError
+    {"buttons": [5]},  # was a TypeError
+])
+def test_a_script_that_cannot_run_is_refused_typed(kwargs: dict[str, object]) -> None:
+    from theta_ecs.errors import ThetaError
+    from theta_xr.errors import InputScriptError
+
+    with pytest.raises(InputScriptError) as caught:
+        SimulatedInputProvider(**kwargs).poll(1.0)  # type: ignore[arg-type]
+    assert isinstance(caught.value, ThetaError) and isinstance(caught.value, ValueError)
+    assert caught.value.expected is not None

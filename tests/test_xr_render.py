@@ -379,3 +379,246 @@ def _overlay_rows(eye: np.ndarray) -> int:
     column = eye[:, x0 + 1].astype(int).sum(axis=1)
     background = eye[-1, -1].astype(int).sum()
     return int((column < background - 6).sum())
+
+
+def _gl_objects(value: object, depth: int = 0) -> list[object]:
+    """The moderngl objects reachable from ``value`` (a renderer's attributes), attachments
+    of framebuffers included."""
+    import moderngl
+
+    if isinstance(value, moderngl.Framebuffer):
+        return [value, *value.color_attachments, value.depth_attachment]
+    if hasattr(value, "mglo"):
+        return [value]
+    if depth < 2 and isinstance(value, (list, tuple)):
+        return [o for v in value for o in _gl_objects(v, depth + 1)]
+    if depth < 2 and isinstance(value, dict):
+        return [o for v in value.values() for o in _gl_objects(v, depth + 1)]
+    return []
+
+
+@pytest.mark.parametrize("stereo", ["two_pass", "single_pass"])
+def test_close_releases_the_renderers_gl_objects_while_the_context_lives_on(
+    fresh: ModernGLRenderer, stereo: str,
+) -> None:
+    """The context is shared (here with ``fresh``), so each closed renderer's images, MSAA
+    targets and buffers must go with it, not with the context."""
+    world = World()
+    spawn(world, [(0.0, 0.0, -2.0)], [(255, 0, 0, 255)], scale=0.3)
+    other = ModernGLRenderer(eye_size=SIZE, samples=4, stereo=stereo)
+    assert other.ctx is fresh.ctx
+    other.attach(world, (STANDARD,))
+    other.draw(stereo_eyes(HEAD, size=SIZE), overlay=["frame 1.00 ms"])
+    objects = [o for v in vars(other).values() if v is not other.ctx
+               for o in _gl_objects(v)]
+    assert len(objects) > 10
+    other.close()
+    alive = [o for o in objects if type(o.mglo).__name__ != "InvalidObject"]  # type: ignore[attr-defined]
+    assert alive == []
+    fresh.attach(world, (STANDARD,))  # the shared context still draws
+    fresh.draw(stereo_eyes(HEAD, size=SIZE))
+    assert red_mask(fresh.read_eye(0)).any()
+
+
+def test_a_closed_renderer_refuses_every_use_with_a_typed_error(
+    renderer: ModernGLRenderer,
+) -> None:
+    """Reads raised moderngl's bare errors (not a ThetaError) once the renderer's objects or
+    its context were released, and attach() took a world it could never draw. (The context
+    is the module renderer's, shared: a second context would become the current one.)"""
+    closed = ModernGLRenderer(eye_size=SIZE, samples=0)
+    closed.close()
+    uses = [
+        ("draw()", lambda: closed.draw(stereo_eyes(HEAD, size=SIZE))),
+        ("prepare()", lambda: closed.prepare(stereo_eyes(HEAD, size=SIZE))),
+        ("read_eye()", lambda: closed.read_eye(0)),
+        ("read_eye()", closed.read_stereo),
+        ("eye_textures", lambda: closed.eye_textures),
+        ("attach()", lambda: closed.attach(World())),
+        ("install()", lambda: closed.install(World(), lambda: ())),
+        ("finish()", closed.finish),
+        ("copy_to()", lambda: closed.copy_to(0, None)),  # type: ignore[arg-type]
+        ("present()", lambda: closed.present(None)),  # type: ignore[arg-type]
+        ("external_targets()", lambda: closed.external_targets([1])),
+    ]
+    for what, use in uses:
+        with pytest.raises(XrError) as caught:
+            use()
+        assert str(caught.value) == f"{what} after close()"
+    closed.close()  # closing twice is harmless
+
+
+@pytest.mark.parametrize("stereo", ["two_pass", "single_pass"])
+def test_a_mirrored_instance_is_drawn_as_its_mirror_image_not_inside_out(
+    fresh: ModernGLRenderer, stereo: str,
+) -> None:
+    """A cube is its own mirror image, so a negative scale (one axis or three) must draw the
+    picture the positive scale draws. Before, back-face culling kept the mirrored cube's
+    insides, lit by normals that ignored the sign."""
+    r = fresh if stereo == "two_pass" else ModernGLRenderer(eye_size=SIZE, samples=4,
+                                                             stereo=stereo)
+    eyes = stereo_eyes(HEAD, size=SIZE)
+    images = []
+    try:
+        for scale in ((0.6, 0.6, 0.6), (-0.6, -0.6, -0.6), (-0.6, 0.6, 0.6)):
+            world = World()
+            r.instances.clear()
+            r.attach(world, (STANDARD,))
+            world.spawn({Position: (0.3, -0.3, -2.0), Rotation: (0.2, 0.3, 0.1, 0.93),
+                         Scale: scale, Color: (0, 200, 0, 255)})
+            r.draw(eyes)
+            images.append(r.read_stereo().astype(int))
+    finally:
+        r.instances.clear()
+        if r is not fresh:
+            r.close()
+    assert (images[0].max(axis=2) > 60).sum() > 200
+    for mirrored in images[1:]:
+        assert np.abs(mirrored - images[0]).max() <= 2
+
+
+def test_renderers_of_two_gl_versions_in_one_process_each_draw_their_own_picture() -> None:
+    """Creating the second context made it current; the first renderer then drew its objects
+    into it and the process died (SIGSEGV). Run in a child process, as that crash would
+    take the test run with it."""
+    import subprocess
+    import sys
+
+    script = """
+import numpy as np
+from theta_ecs import World
+from theta_ecs.interfaces import Pose
+from theta_ecs.stdcomponents import Color, Position, Scale
+from theta_xr.binding import STANDARD
+from theta_xr.camera import stereo_eyes
+from theta_xr.renderer import ModernGLRenderer
+
+size = (48, 54)
+eyes = stereo_eyes(Pose((0.0, 0.0, 0.0)), size=size)
+counts = []
+def scene(r, colour):
+    w = World()
+    r.attach(w, (STANDARD,))
+    w.spawn({Position: (0.0, 0.0, -2.0), Scale: (0.5, 0.5, 0.5), Color: colour})
+red = ModernGLRenderer(eye_size=size, samples=0)
+scene(red, (255, 0, 0, 255))
+green = ModernGLRenderer(eye_size=size, samples=0, gl_version=330)
+scene(green, (0, 255, 0, 255))
+for r, channel in ((red, 0), (green, 1), (red, 0)):
+    r.draw(eyes)
+    img = r.read_eye(0).astype(int)
+    counts.append(int(((img[..., channel] > 100) & (img[..., 1 - channel] < 40)).sum()))
+green.close()
+red.draw(eyes)
+img = red.read_eye(0).astype(int)
+counts.append(int(((img[..., 0] > 100) & (img[..., 1] < 40)).sum()))
+red.close()
+print(counts)
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=120)
+    if done.returncode != 0 and "no OpenGL" in done.stderr:
+        pytest.skip(f"no EGL OpenGL context here: {done.stderr.strip().splitlines()[-1]}")
+    assert done.returncode == 0, done.stderr[-2000:]
+    counts = [int(v) for v in done.stdout.strip()[1:-1].split(",")]
+    assert min(counts) > 50
+    assert counts[0] == counts[2] == counts[3]
+
+
+@pytest.mark.parametrize("stereo", ["two_pass", "single_pass"])
+def test_an_eye_beyond_the_gl_limits_is_refused_typed(fresh: ModernGLRenderer,
+                                                      stereo: str) -> None:
+    """moderngl raised its bare 'framebuffer is not complete' (not a ThetaError), and the
+    shared context stayed counted as in use by the renderer that never came to be."""
+    from theta_xr import renderer as renderer_module
+    from theta_xr.errors import EyeSizeError
+
+    limit = int(fresh.ctx.info["GL_MAX_TEXTURE_SIZE"])
+    users = renderer_module._SHARED[("egl", 450)][1]
+    too_big = (limit // 2 + 1, 16) if stereo == "single_pass" else (limit + 1, 16)
+    with pytest.raises(EyeSizeError) as caught:
+        ModernGLRenderer(eye_size=too_big, samples=0, stereo=stereo)
+    assert isinstance(caught.value, XrError) and str(limit) in str(caught.value.expected)
+    assert renderer_module._SHARED[("egl", 450)][1] == users
+
+
+def test_an_unknown_mesh_handle_is_counted_not_drawn_and_not_pickable(
+    fresh: ModernGLRenderer,
+) -> None:
+    """A default mesh outside the library was an IndexError at draw(); a handle outside it
+    vanished silently from the picture while the picker still hit a box of the last mesh's
+    size where nothing was drawn."""
+    from theta_xr.binding import Binding
+    from theta_xr.picking import Ray, pick
+
+    world = World()
+    fresh.attach(world, (STANDARD,))
+    spawn(world, [(0.0, 0.0, -2.0)], [(255, 0, 0, 255)], scale=0.5, mesh=999)
+    behind = spawn(world, [(0.0, 0.0, -4.0)], [(0, 0, 255, 255)], scale=0.5)
+    stats = fresh.draw(stereo_eyes(HEAD, size=SIZE))
+    assert (stats.instances, stats.unknown_mesh) == (2, 1)
+    assert not red_mask(fresh.read_eye(0)).any()
+    hit = pick(world, Ray((0.0, 0.0, 0.0), (0.0, 0.0, -1.0)), (STANDARD,), fresh.meshes)
+    assert hit is not None and hit.entity == int(behind[0])  # through the undrawn one
+    fresh.instances.clear()
+    bare = World()
+    bare.spawn({Position: (0.0, 0.0, -2.0)})
+    fresh.attach(bare, (Binding(Position, default_mesh=999),))
+    assert fresh.draw(stereo_eyes(HEAD, size=SIZE)).unknown_mesh == 1
+    assert pick(bare, Ray((0.0, 0.0, 0.0), (0.0, 0.0, -1.0)),
+                (Binding(Position, default_mesh=999),), fresh.meshes) is None
+
+
+def test_the_renderer_protocol_refuses_malformed_matrices_typed(fresh: ModernGLRenderer) -> None:
+    """A singular view was numpy's LinAlgError and a model not 4x4 a bare ValueError."""
+    model = np.eye(4, dtype=np.float32)
+    model[:3, 3] = (0.0, 0.0, -2.0)
+    item = RenderItem(model, (1.0, 0.0, 0.0, 1.0))
+    with pytest.raises(XrError, match="invertible"):
+        fresh.render([item], [np.zeros((4, 4), np.float32)])
+    with pytest.raises(XrError, match="4x4"):
+        fresh.render([RenderItem(np.eye(3, dtype=np.float32), (1.0, 0.0, 0.0, 1.0))],
+                     [np.eye(4, dtype=np.float32)])
+    fresh.render([item], [np.eye(4, dtype=np.float32)] * 2)  # and the next good call draws
+    assert red_mask(fresh.read_eye(0)).sum() > 20
+
+
+def test_the_renderer_protocol_draws_a_mirroring_model_as_its_mirror_image(
+    fresh: ModernGLRenderer,
+) -> None:
+    """A model with a negative determinant was split into positive scales and an improper
+    'rotation' no quaternion describes: the cube came out turned and squashed."""
+    images = []
+    for diag in ((0.5, 0.5, 0.5), (-0.5, 0.5, 0.5), (0.5, -0.5, 0.5)):
+        model = np.diag((*diag, 1.0)).astype(np.float32)
+        turn = np.eye(4, dtype=np.float32)
+        turn[:3, :3] = np.array([[0.8, 0.0, 0.6], [0.0, 1.0, 0.0], [-0.6, 0.0, 0.8]])
+        model = turn @ model
+        model[:3, 3] = (0.2, -0.2, -2.0)
+        fresh.render([RenderItem(model, (1.0, 0.0, 0.0, 1.0))], [np.eye(4, dtype=np.float32)] * 2)
+        images.append(fresh.read_stereo().astype(int))
+    assert red_mask(images[0].astype(np.uint8)).sum() > 100
+    for mirrored in images[1:]:
+        assert np.abs(mirrored - images[0]).max() <= 2
+
+
+def test_overlay_text_beyond_latin_1_is_drawn_not_raised(fresh: ModernGLRenderer) -> None:
+    """The bitmap font encodes Latin-1 only: a line with an arrow or a CJK name (a system's,
+    a peer's) raised UnicodeEncodeError out of draw(), and so out of every frame."""
+    from theta_xr.overlay import render_text
+
+    fresh.draw(stereo_eyes(HEAD, size=SIZE), overlay=["frame 1.00 ms → 日本 ✓", 1.5])  # type: ignore[list-item]
+    assert np.array_equal(render_text(["a → b"], 80), render_text(["a ? b"], 80))
+    assert not np.array_equal(render_text(["a → b"], 80), render_text(["a   b"], 80))
+
+
+def test_an_overlay_taller_than_the_eye_keeps_what_fits(fresh: ModernGLRenderer) -> None:
+    """5,000 lines made a 60,008-pixel-tall texture: GL_INVALID_VALUE, and no overlay."""
+    eyes = stereo_eyes(HEAD, size=SIZE)
+    fresh.draw(eyes)
+    plain = fresh.read_eye(0).astype(int)
+    assert fresh.ctx.error == "GL_NO_ERROR"  # (reading it clears any earlier one)
+    fresh.draw(eyes, overlay=[f"line {i}" for i in range(5000)])
+    assert fresh.ctx.error == "GL_NO_ERROR"
+    shown = np.abs(fresh.read_eye(0).astype(int) - plain).max(axis=2) > 30
+    assert shown.sum() > 30  # the panel's text is there

@@ -82,6 +82,11 @@ class HandEditor:
         down = bool(frame.buttons.get(self.button, False))
         pressed, released = down and not self._was_down, self._was_down and not down
         self._was_down = down
+        if self._grab is not None and not self.editor.alive(self._grab.net_id):
+            # deleted under the hand (by another peer, or undone): the drag ends, no more
+            # transforms for an entity that is gone
+            issued += self._release(frame.time)
+            self.selected = None
         if pose is None:  # hand lost: a drag ends where it was
             if self._grab is not None:
                 issued += self._release(frame.time)

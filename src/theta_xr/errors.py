@@ -53,6 +53,16 @@ class InputPathError(XrError, ValueError):
         self.problem = problem
 
 
+class InputScriptError(XrError, ValueError):
+    """A simulated provider's script that cannot run: an unknown motion, orbit parameters that
+    give no pose, a button press without a start before its end (``expected``/``actual``)."""
+
+    def __init__(self, message: str, *, expected: object, actual: object) -> None:
+        super().__init__(f"{message} (expected {expected}, actual {actual})")
+        self.expected = expected
+        self.actual = actual
+
+
 class BindingError(XrError, ValueError):
     """A render binding whose components cannot feed the instance attributes."""
 
@@ -65,3 +75,13 @@ class BindingError(XrError, ValueError):
 
 class MeshError(XrError, ValueError):
     """A mesh that cannot be drawn: unknown handle, empty or malformed geometry."""
+
+
+class EyeSizeError(XrError, ValueError):
+    """An eye image the GL implementation cannot hold: larger than its texture, renderbuffer
+    or viewport limit (``expected`` that limit, ``actual`` the size asked for)."""
+
+    def __init__(self, message: str, *, expected: object, actual: object) -> None:
+        super().__init__(f"{message} (expected {expected}, actual {actual})")
+        self.expected = expected
+        self.actual = actual

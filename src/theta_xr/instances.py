@@ -74,8 +74,10 @@ class Slot:
     entities: npt.NDArray[np.uint64] = field(default_factory=lambda: np.zeros(0, np.uint64))
     meshes: tuple[int, ...] = ()  # mesh handles present
     radius: npt.NDArray[np.float32] | None = None  # bounding radius per row (culling)
+    mirrored: bool = False  # some row's scale has a negative determinant (winding turned)
     visible: npt.NDArray[np.uint8] | None = None
     visible_count: int = 0
+    unknown_mesh: int = 0  # rows whose mesh handle is not in the library (not drawn)
     gpu: object = None  # the renderer's buffers and vertex arrays
 
     def streams(self) -> tuple[str, ...]:
@@ -185,13 +187,21 @@ class InstanceSet:
         span("mesh", handles, b.mesh.id if b.mesh else None,
              np.array(b.default_mesh, np.uint16))
         touched = {w.stream for w in writes}
+        known = len(self.meshes)
         if handles is None:
-            slot.meshes = (b.default_mesh,) if n else ()
+            drawable = b.default_mesh < known
+            slot.meshes = (b.default_mesh,) if n and drawable else ()
+            slot.unknown_mesh = 0 if drawable else n
         elif "mesh" in touched or n != slot.count:
             present = np.unique(handles)
-            slot.meshes = tuple(int(h) for h in present if h < len(self.meshes))
+            slot.meshes = tuple(int(h) for h in present if h < known)
+            # not drawn and not pickable: counted, so a bad handle is seen, not just missing
+            slot.unknown_mesh = int(np.count_nonzero(handles >= known))
         if touched & {"transform", "scale"} or slot.radius is None or n != slot.count or realloc:
             slot.radius = self._radii(slot)
+            scales = b.scales(arch)
+            slot.mirrored = scales is not None and bool(
+                (np.signbit(scales).sum(axis=1) % 2 == 1).any())
         if not self.cull_enabled and (realloc or n != slot.count):
             slot.visible = np.ones(slot.capacity, np.uint8)
             writes.append(Write("visible", 0, slot.visible))

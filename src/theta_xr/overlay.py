@@ -89,6 +89,9 @@ def render_text(lines: Sequence[str], width: int) -> npt.NDArray[np.uint8]:
     draw = ImageDraw.Draw(img)
     font = ImageFont.load_default_imagefont()  # the bitmap font: same pixels everywhere
     for i, line in enumerate(lines):
-        draw.text((PADDING, PADDING + i * LINE_HEIGHT), line, fill=(255, 255, 160, 255),
+        # the bitmap font encodes Latin-1 only: any other character (an arrow, a CJK system
+        # name) raised UnicodeEncodeError from inside draw(), every frame; now it shows as '?'
+        text = str(line).encode("latin-1", "replace").decode("latin-1")
+        draw.text((PADDING, PADDING + i * LINE_HEIGHT), text, fill=(255, 255, 160, 255),
                   font=font)
     return np.asarray(img, dtype=np.uint8)

@@ -85,9 +85,13 @@ def pick(
                 continue
             pos = binding.positions(arch).astype(np.float64)
             handles = binding.mesh_handles(arch)
+            unknown: npt.NDArray[np.bool_] | None = None  # handles the renderer cannot draw
             if handles is None:
+                if binding.default_mesh >= len(extents):
+                    continue
                 h = np.broadcast_to(extents[binding.default_mesh], (n, 3))
             else:
+                unknown = handles >= len(extents)
                 h = extents[np.minimum(handles, len(extents) - 1)]
             scales = binding.scales(arch)
             if scales is not None:
@@ -96,6 +100,8 @@ def pick(
             if rots is not None:
                 h = rotated_half_extents(rots, h)
             dist = ray_boxes(ray.origin, ray.direction, pos - h, pos + h)
+            if unknown is not None:  # not drawn, so not pickable: a box of another mesh's size
+                dist[unknown] = np.inf
             i = int(np.argmin(dist))
             d = float(dist[i])
             if d <= max_distance and (best is None or d < best.distance):

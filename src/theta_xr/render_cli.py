@@ -4,6 +4,7 @@ eye, side by side). Headless (EGL), so it runs on a server or in CI."""
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import time
 from pathlib import Path
@@ -23,6 +24,9 @@ from .meshes import PLANE, SPHERE
 from .overlay import telemetry_lines, world_figures
 from .renderer import FrameStats, ModernGLRenderer
 from .simulated import SimulatedInputProvider
+
+MAX_ENTITIES = 1_000_000
+MAX_WARMUP_S = 600.0
 
 PALETTE = np.array([[230, 90, 70, 255], [240, 180, 60, 255], [90, 170, 220, 255],
                     [120, 200, 110, 255], [200, 120, 210, 255]], np.uint8)
@@ -58,6 +62,11 @@ def cubes_world(n: int, seed: int = 0) -> tuple[CubesScene, World]:
 def run(args: argparse.Namespace) -> int:
     if args.frames < 1:
         raise SystemExit("--frames must be at least 1")
+    if not 1 <= args.entities <= MAX_ENTITIES:
+        raise SystemExit(f"--entities: 1..{MAX_ENTITIES}, got {args.entities}")
+    if not (math.isfinite(args.warmup) and 0.0 <= args.warmup <= MAX_WARMUP_S):
+        # NaN was a traceback; 1e12 stepped the simulation for days
+        raise SystemExit(f"--warmup: 0..{MAX_WARMUP_S:g} simulated seconds, got {args.warmup}")
     size = _size(args.size)
     t_start = time.perf_counter()
     scene, world = cubes_world(args.entities)
@@ -72,7 +81,12 @@ def run(args: argparse.Namespace) -> int:
     hmd = SimulatedInputProvider(motion="orbit", orbit_center=(0.0, 0.0, 0.0),
                                  orbit_radius=34.0, orbit_height=14.0, orbit_period=60.0)
     out: Path = args.out
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        renderer.close()
+        print(f"theta render: cannot write frames to {out}: {exc}", file=sys.stderr)
+        return 2
     from PIL import Image  # the overlay module already needs Pillow
 
     frame_ms = 0.0
@@ -96,7 +110,12 @@ def run(args: argparse.Namespace) -> int:
         pixels = renderer.read_stereo()
         frame_ms = (time.perf_counter() - t1) * 1e3
         path = out / f"frame_{i:04d}.png"
-        Image.fromarray(pixels).save(path)
+        try:
+            Image.fromarray(pixels).save(path)
+        except OSError as exc:
+            renderer.close()
+            print(f"theta render: cannot write {path}: {exc}", file=sys.stderr)
+            return 2
         print(f"{path}  {pixels.shape[1]}x{pixels.shape[0]}  {frame_ms:.1f} ms "
               f"({renderer.stats.instances} instances, {renderer.stats.visible} visible)")
     gl = renderer.ctx.info["GL_RENDERER"]

@@ -31,11 +31,11 @@ from theta_ecs.world import World
 from .binding import STANDARD, Binding
 from .camera import EYE_SIZE, FOV_DEG, Eye, eye_from_fov
 from .components import MeshHandle
-from .errors import GraphicsUnavailableError, XrError
+from .errors import EyeSizeError, GraphicsUnavailableError, XrError
 from .instances import InstanceSet, Slot, Update, Write
 from .math3d import matrix_to_quat, symmetric_fov
 from .meshes import MeshLibrary
-from .overlay import render_text, world_lines
+from .overlay import LINE_HEIGHT, PADDING, render_text, world_lines
 
 _VERTEX = """
 #version 330 core
@@ -57,6 +57,11 @@ vec3 rotate(vec4 q, vec3 v) {
     return v + 2.0 * cross(q.xyz, cross(q.xyz, v) + q.w * v);
 }
 
+// the scale kept away from zero with its sign: normals of a mirrored instance turn with it
+vec3 signed_floor(vec3 s) {
+    return mix(vec3(1e-8), s, greaterThanEqual(abs(s), vec3(1e-8)));
+}
+
 void main() {
     if (i_visible == 0u || i_mesh != u_mesh) {
         gl_Position = vec4(2.0, 2.0, 2.0, 1.0);  // outside the clip volume: nothing drawn
@@ -68,7 +73,7 @@ void main() {
     vec4 q = i_rot / max(length(i_rot), 1e-8);
     vec3 world = rotate(q, in_vert * i_scale) + i_pos;
     v_world = world;
-    v_norm = rotate(q, in_norm / max(abs(i_scale), vec3(1e-8)));
+    v_norm = rotate(q, in_norm / signed_floor(i_scale));
     v_color = pow(i_color.rgb, vec3(2.2));  // sRGB in, linear light out
     gl_Position = u_viewproj * vec4(world, 1.0);
 }
@@ -118,6 +123,11 @@ vec3 rotate(vec4 q, vec3 v) {
     return v + 2.0 * cross(q.xyz, cross(q.xyz, v) + q.w * v);
 }
 
+// the scale kept away from zero with its sign: normals of a mirrored instance turn with it
+vec3 signed_floor(vec3 s) {
+    return mix(vec3(1e-8), s, greaterThanEqual(abs(s), vec3(1e-8)));
+}
+
 void main() {
     int eye = gl_InstanceID & 1;
     int i = gl_InstanceID >> 1;
@@ -148,7 +158,7 @@ void main() {
     vec4 q = r / max(length(r), 1e-8);
     vec3 world = rotate(q, in_vert * s) + p;
     v_world = world;
-    v_norm = rotate(q, in_norm / max(abs(s), vec3(1e-8)));
+    v_norm = rotate(q, in_norm / signed_floor(s));
     v_color = pow(unpackUnorm4x8(col[i]).rgb, vec3(2.2));
     vec4 clip = u_viewproj[eye] * vec4(world, 1.0);
     gl_ClipDistance[0] = clip.w + clip.x;  // inside this eye's own left and right edges
@@ -247,9 +257,9 @@ def _uniform(prog: moderngl.Program, name: str) -> moderngl.Uniform:
     return member
 
 
-#: Headless contexts shared by the renderers of a process: moderngl draws into whichever
-#: context is current (and its context manager does not switch EGL standalone contexts), so
-#: renderers share one context per backend and version instead of switching between several.
+#: Headless contexts shared by the renderers of a process, one per backend and version:
+#: moderngl draws into whichever context is current, so renderers of one kind share a context,
+#: and each makes its own current before GL work (another kind's may have been made since).
 _SHARED: dict[tuple[str, int], list[Any]] = {}
 
 
@@ -285,6 +295,7 @@ class FrameStats:
     rows_uploaded: int = 0
     bytes_uploaded: int = 0
     draw_calls: int = 0
+    unknown_mesh: int = 0  # instances not drawn: their mesh handle is not in the library
 
     @property
     def cpu_s(self) -> float:
@@ -334,6 +345,13 @@ class ModernGLRenderer:
         self.stereo = stereo
         self._own_ctx = context is None
         self.ctx = context if context is not None else _acquire_shared(backend, gl_version)
+        self._make_current()
+        try:
+            self._check_size(w, h, stereo)
+        except EyeSizeError:
+            if self._own_ctx:
+                _release_shared(self.ctx)
+            raise
         self.eye_size = (w, h)
         wanted = default_samples(self.eye_size) if samples is None else int(samples)
         self.samples = min(max(wanted, 0), int(self.ctx.max_samples))
@@ -372,6 +390,20 @@ class ModernGLRenderer:
         self._loose: tuple[World, InstanceSet] | None = None
 
     # -- set-up ----------------------------------------------------------------------------
+    def _check_size(self, w: int, h: int, stereo: str) -> None:
+        """Refuse an eye image beyond the context's limits before making anything: moderngl
+        raised its bare 'framebuffer is not complete' from half-built targets, and the shared
+        context stayed counted as in use."""
+        info = self.ctx.info
+        limit = min(int(info["GL_MAX_TEXTURE_SIZE"]), int(info["GL_MAX_RENDERBUFFER_SIZE"]),
+                    *(int(v) for v in info["GL_MAX_VIEWPORT_DIMS"]))
+        width = 2 * w if stereo == "single_pass" else w  # both eyes side by side
+        if width > limit or h > limit:
+            what = "both eyes side by side" if stereo == "single_pass" else "one eye"
+            raise EyeSizeError(f"eye size {w}x{h} too large for this GL ({what})",
+                               expected=f"each side at most {limit}",
+                               actual=f"{width}x{h}")
+
     def _make_framebuffers(self) -> None:
         ctx, size = self.ctx, self.eye_size
         if self.stereo == "single_pass":
@@ -410,6 +442,7 @@ class ModernGLRenderer:
 
     def attach(self, world: World, bindings: Sequence[Binding] = (STANDARD,)) -> InstanceSet:
         """Draw ``world``'s entities that ``bindings`` match, from now on."""
+        self._check_open("attach()")
         inst = InstanceSet(world, bindings, self.meshes, cull=self.cull)
         self.instances.append(inst)
         return inst
@@ -422,6 +455,7 @@ class ModernGLRenderer:
         eyes ``eyes()`` returns; with ``overlay``, the world's telemetry over each eye (frame and
         stage times, network and voice figures: :func:`~theta_xr.overlay.world_lines`). Returns
         the system's name."""
+        self._check_open("install()")
         self.attach(world, bindings)
         reads = list(dict.fromkeys(c for b in bindings for c in b.components()))
 
@@ -434,6 +468,20 @@ class ModernGLRenderer:
         return world.add_system(render_system, stage=Stage.RENDER, reads=reads, name=name)
 
     # -- per frame -------------------------------------------------------------------------
+    def _check_open(self, what: str) -> None:
+        """A typed error for a closed renderer's use, not moderngl's bare 'context was
+        released' (or a draw into released buffers)."""
+        if self.closed:
+            raise XrError(f"{what} after close()")
+
+    def _make_current(self) -> None:
+        """Make this renderer's headless context the current one: creating another (a
+        different GL version or backend) makes that one current, and drawing with objects of
+        this one into it crashed the process (SIGSEGV in glDrawElements). A context passed in
+        (a window's) stays the caller's to make current."""
+        if self._own_ctx:
+            self.ctx.__enter__()
+
     def _gpu(self, slot: Slot) -> _SlotGpu:
         gpu = slot.gpu
         if not isinstance(gpu, _SlotGpu):
@@ -487,8 +535,8 @@ class ModernGLRenderer:
         """Render one frame: upload what changed, cull, then one pass per eye. ``overlay`` is
         text lines, or a function of this frame's stats so far (instances, visible, CPU time)
         that returns them."""
-        if self.closed:
-            raise XrError("draw() after close()")
+        self._check_open("draw()")
+        self._make_current()
         if not 1 <= len(eyes) <= 2:
             raise XrError(f"one or two eyes, got {len(eyes)}")
         for eye in eyes:
@@ -513,6 +561,8 @@ class ModernGLRenderer:
     def prepare(self, eyes: Sequence[Eye]) -> FrameStats:
         """The CPU side of a frame (the render system's cost): detect changes in the columns,
         cull against ``eyes``, write the buffers. :meth:`draw` calls it."""
+        self._check_open("prepare()")
+        self._make_current()
         stats = FrameStats()
         self._upload_meshes()
         t0 = time.perf_counter()
@@ -529,6 +579,7 @@ class ModernGLRenderer:
         stats.sync_s, stats.cull_s, stats.upload_s = t1 - t0, t2 - t1, t3 - t2
         stats.instances = sum(s.count for s in slots)
         stats.visible = sum(s.visible_count for s in slots)
+        stats.unknown_mesh = sum(s.unknown_mesh for s in slots)
         stats.rows_uploaded = sum(i.rows_uploaded for i in self.instances)
         stats.bytes_uploaded = sum(i.bytes_uploaded for i in self.instances)
         return stats
@@ -544,6 +595,7 @@ class ModernGLRenderer:
             for slot in inst:
                 if not slot.count or not slot.visible_count:
                     continue
+                self._face_culling(slot)
                 for handle in slot.meshes:
                     _uniform(self._prog, "u_mesh").value = handle
                     _uniform(self._prog, "u_flat").value = self.meshes.meshes[handle].flat
@@ -554,6 +606,15 @@ class ModernGLRenderer:
         if self._msaa is not None:
             self.ctx.copy_framebuffer(self._out[index], self._msaa)
         return calls
+
+    def _face_culling(self, slot: Slot) -> None:
+        """Back faces culled, except for an archetype holding a mirrored instance (a negative
+        scale determinant turns its faces' winding, so culling would keep only its insides);
+        the depth test still hides its far faces."""
+        if slot.mirrored:
+            self.ctx.disable(moderngl.CULL_FACE)
+        else:
+            self.ctx.enable(moderngl.CULL_FACE)
 
     def _single_vao(self, handle: int) -> moderngl.VertexArray:
         assert self._single is not None
@@ -596,6 +657,7 @@ class ModernGLRenderer:
                     buf = gpu.buffers[name] if name is not None else self._empty
                     buf.bind_to_storage_buffer(binding)
                 _uniform(prog, "u_packed").value = packed
+                self._face_culling(slot)
                 for handle in slot.meshes:
                     _uniform(prog, "u_mesh").value = handle
                     _uniform(prog, "u_flat").value = self.meshes.meshes[handle].flat
@@ -615,6 +677,11 @@ class ModernGLRenderer:
 
     def _set_overlay(self, lines: Sequence[str]) -> None:
         w = max(64, min(self.eye_size[0] - self.eye_size[0] // 8 - 16, 400))
+        # only what fits below the panel's top inset: a taller panel was a texture beyond the
+        # GL limit (GL_INVALID_VALUE, no overlay at all) or drawn off the eye anyway
+        fits = max(1, (self.eye_size[1] - self.eye_size[1] // 8 - 2 * PADDING) // LINE_HEIGHT)
+        if len(lines) > fits:
+            lines = [*lines[: fits - 1], f"(+{len(lines) - fits + 1} more lines)"]
         pixels = render_text(lines, w)
         size = (pixels.shape[1], pixels.shape[0])
         if self._overlay_tex is None or self._overlay_tex.size != size:
@@ -642,10 +709,14 @@ class ModernGLRenderer:
 
     def finish(self) -> None:
         """Wait for the GPU to finish the frame (for timing)."""
+        self._check_open("finish()")
+        self._make_current()
         self.ctx.finish()
 
     def read_eye(self, index: int) -> npt.NDArray[np.uint8]:
         """One eye's image as RGB rows top-down (h, w, 3)."""
+        self._check_open("read_eye()")
+        self._make_current()
         w, h = self.eye_size
         if self.stereo == "single_pass":
             raw = self._wide_out.read(components=3, alignment=1)
@@ -661,6 +732,7 @@ class ModernGLRenderer:
     @property
     def eye_textures(self) -> tuple[moderngl.Texture, moderngl.Texture]:
         """Each eye's resolved image (what a compositor or a window samples)."""
+        self._check_open("eye_textures")
         if self.stereo == "single_pass":
             raise XrError("single-pass stereo draws both eyes into one image: use present() or "
                           "read_stereo(), or the two_pass renderer for per-eye targets")
@@ -669,6 +741,8 @@ class ModernGLRenderer:
     def present(self, target: moderngl.Framebuffer, eyes: int = 2) -> None:
         """Draw the eyes' images side by side over the whole of ``target`` (a window's
         ``ctx.screen``)."""
+        self._check_open("present()")
+        self._make_current()
         target.use()
         self.ctx.disable(moderngl.DEPTH_TEST | moderngl.CULL_FACE)
         if self.stereo == "single_pass":
@@ -686,12 +760,16 @@ class ModernGLRenderer:
         """Framebuffers over GL textures made by someone else (an OpenXR swapchain's images,
         by GL texture name, each the eye size), for :meth:`copy_to`. Releasing them leaves the
         textures to their owner."""
+        self._check_open("external_targets()")
+        self._make_current()
         w, h = self.eye_size
         return [self.ctx.framebuffer([self.ctx.external_texture(int(name), (w, h), 4, 0, "f1")])
                 for name in images]
 
     def copy_to(self, index: int, target: moderngl.Framebuffer) -> None:
         """Copy one eye's image into ``target`` (an OpenXR swapchain image's framebuffer)."""
+        self._check_open("copy_to()")
+        self._make_current()
         if self.stereo == "single_pass":
             raise XrError("copy_to needs per-eye images: use the two_pass renderer")
         self.ctx.copy_framebuffer(target, self._out[index])
@@ -703,14 +781,24 @@ class ModernGLRenderer:
         """Draw loose items for 4x4 view matrices (the core's Renderer protocol). The items are
         decomposed into the standard columns of a private World; engines should attach their
         own World instead, which skips this per-item step."""
+        self._check_open("render()")
+        try:  # checked before the private world changes: a refused call leaves it as it was
+            models = np.stack([np.asarray(it.model, np.float64).reshape(4, 4) for it in items]) \
+                if items else np.zeros((0, 4, 4))
+            inverses = [np.linalg.inv(np.asarray(v, np.float64).reshape(4, 4)) for v in views[:2]]
+        except (ValueError, TypeError) as exc:  # LinAlgError is a ValueError
+            raise XrError(f"render(): each model and view must be a 4x4 matrix, each view "
+                          f"invertible ({exc})") from exc
         if self._loose is None:
             world = World()
             self._loose = (world, InstanceSet(world, (STANDARD,), self.meshes, cull=self.cull))
         world, inst = self._loose
         world.despawn_batch(world.query(Position).entities())
         if items:
-            models = np.stack([np.asarray(it.model, np.float64).reshape(4, 4) for it in items])
             scale = np.linalg.norm(models[:, :3, :3], axis=1)
+            # a mirroring model (negative determinant): a negative x scale and a proper rotation,
+            # where column norms alone left an improper matrix that no quaternion describes
+            scale[np.linalg.det(models[:, :3, :3]) < 0, 0] *= -1
             rot = np.array([matrix_to_quat(m[:3, :3] / s) for m, s in zip(models, scale)])
             world.spawn_batch({
                 Position: models[:, :3, 3].astype(np.float32),
@@ -722,8 +810,7 @@ class ModernGLRenderer:
             })
         fov = symmetric_fov(FOV_DEG, self.eye_size[0] / self.eye_size[1])
         eyes = []
-        for v in views[:2]:
-            inv = np.linalg.inv(np.asarray(v, np.float64))
+        for inv in inverses:
             x, y, z = (float(c) for c in inv[:3, 3])
             pose = Pose((x, y, z), matrix_to_quat(inv[:3, :3]))
             eyes.append(eye_from_fov(pose, fov, self.eye_size))
@@ -744,12 +831,39 @@ class ModernGLRenderer:
         if self.closed:
             return
         self.closed = True
+        self._make_current()
         self._release_instances()
+        self._release_gl()
         if self._own_ctx:
             _release_shared(self.ctx)
 
+    def _release_gl(self) -> None:
+        """Release every GL object this renderer made: its context is shared with other
+        renderers (or is a window's), so releasing the context alone freed nothing while another
+        renderer lived, and each closed renderer left its eye images and MSAA targets behind."""
+        objects: list[Any] = [self._prog, self._single, self._overlay_prog, self._quad,
+                              self._overlay_vao, self._overlay_tex, self._blit_prog,
+                              self._blit_vao, getattr(self, "_empty", None),
+                              *self._single_vaos.values()]
+        for vbo, ibo in self._mesh_gpu:
+            objects += [vbo, ibo]
+        framebuffers = [*self._out, self._msaa, getattr(self, "_wide_out", None)]
+        for fb in framebuffers:
+            if fb is not None:
+                objects += [*fb.color_attachments, fb.depth_attachment, fb]
+        objects += [*self._targets, self._depth]
+        seen: set[int] = set()
+        for obj in objects:
+            if obj is not None and id(obj) not in seen:
+                seen.add(id(obj))
+                obj.release()
+        self._single_vaos.clear()
+        self._mesh_gpu = []
+        self._overlay_tex = None
+
     def _release_instances(self) -> None:
-        for inst in self.instances:
+        loose = [self._loose[1]] if self._loose is not None else []
+        for inst in [*self.instances, *loose]:
             for slot in inst:
                 gpu = slot.gpu
                 if isinstance(gpu, _SlotGpu):

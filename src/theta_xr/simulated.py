@@ -30,7 +30,7 @@ import numpy.typing as npt
 
 from theta_ecs.interfaces import InputFrame, Pose
 
-from .errors import InputPathError
+from .errors import InputPathError, InputScriptError
 from .math3d import quat_look_at
 
 MOTIONS = ("stationary", "wobble", "orbit", "recorded")
@@ -58,15 +58,20 @@ class ButtonTimeline:
                  = ()) -> None:
         parsed = []
         for p in presses:
-            if isinstance(p, Press):
-                parsed.append(p)
-            elif isinstance(p, Mapping):
-                parsed.append(Press(str(p["button"]), float(p["start"]), float(p["end"])))
-            else:
-                parsed.append(Press(str(p[0]), float(p[1]), float(p[2])))
+            try:
+                if isinstance(p, Press):
+                    parsed.append(p)
+                elif isinstance(p, Mapping):
+                    parsed.append(Press(str(p["button"]), float(p["start"]), float(p["end"])))
+                else:
+                    parsed.append(Press(str(p[0]), float(p[1]), float(p[2])))
+            except (KeyError, IndexError, TypeError, ValueError, OverflowError) as exc:
+                raise InputScriptError(f"button press {p!r} unreadable ({exc!r})",
+                                       expected="(button, start, end)", actual=p) from exc
         for p in parsed:
             if not (math.isfinite(p.start) and math.isfinite(p.end) and p.start < p.end):
-                raise ValueError(f"press of {p.button!r}: need start < end, got {p}")
+                raise InputScriptError(f"press of {p.button!r}: need start < end",
+                                       expected="finite start < end", actual=p)
         self.presses = tuple(parsed)
         self.buttons = tuple(sorted({p.button for p in parsed}))
 
@@ -92,7 +97,7 @@ class RecordedPath:
         name = str(path)
         try:
             doc = json.loads(Path(path).read_text())
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, RecursionError) as exc:  # RecursionError: nested too deep
             raise InputPathError(name, f"cannot read JSON ({exc})") from exc
         return cls.from_document(doc, name)
 
@@ -103,7 +108,7 @@ class RecordedPath:
         keys = doc["keys"]
         try:
             times = np.array([float(k["t"]) for k in keys])
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, OverflowError) as exc:
             raise InputPathError(name, f"every key needs a time 't' ({exc})") from exc
         if not np.isfinite(times).all() or (np.diff(times) <= 0).any():
             raise InputPathError(name, "key times must be finite and strictly increasing")
@@ -116,14 +121,17 @@ class RecordedPath:
                 raise InputPathError(name, f"track {track!r} is missing from some keys")
             try:
                 arr = np.array([k[track] for k in keys], dtype=np.float64)
-            except (TypeError, ValueError) as exc:
+            except (TypeError, ValueError, OverflowError) as exc:  # Overflow: a huge integer
                 raise InputPathError(name, f"track {track!r}: {exc}") from exc
             if arr.shape != (len(keys), 7) or not np.isfinite(arr).all():
                 raise InputPathError(name, f"track {track!r}: each pose is 7 finite numbers")
-            norms = np.linalg.norm(arr[:, 3:], axis=1)
-            if (norms < 1e-6).any():
+            # scaled by the largest component first, so a finite quaternion of huge components
+            # (whose plain norm overflows to inf) normalises too instead of becoming zero
+            peak = np.abs(arr[:, 3:]).max(axis=1)
+            if (peak < 1e-6).any():
                 raise InputPathError(name, f"track {track!r}: zero quaternion")
-            arr[:, 3:] /= norms[:, None]
+            quats = arr[:, 3:] / peak[:, None]
+            arr[:, 3:] = quats / np.linalg.norm(quats, axis=1)[:, None]
             tracks[track] = arr
         if "head" not in tracks:
             raise InputPathError(name, "the 'head' track is required")
@@ -132,7 +140,7 @@ class RecordedPath:
             raise InputPathError(name, "buttons: expected a list of objects")
         try:
             buttons = ButtonTimeline(presses)
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, OverflowError) as exc:
             raise InputPathError(name, f"buttons: {exc}") from exc
         return cls(times, tracks, buttons)
 
@@ -202,14 +210,22 @@ class SimulatedInputProvider:
         **_: object,
     ) -> None:
         if motion not in MOTIONS:
-            raise ValueError(f"motion must be one of {MOTIONS}, got {motion!r}")
+            raise InputScriptError("unknown motion", expected=MOTIONS, actual=motion)
+        orbit = (*(float(v) for v in orbit_center), float(orbit_radius), float(orbit_period),
+                 float(orbit_height))
+        if not all(math.isfinite(v) for v in orbit) or orbit_radius <= 0 or orbit_period <= 0:
+            raise InputScriptError("orbit parameters give no pose",
+                                   expected="finite, radius and period > 0",
+                                   actual=dict(center=orbit_center, radius=orbit_radius,
+                                               period=orbit_period, height=orbit_height))
         rng = np.random.default_rng(seed)
         self._phase = rng.uniform(0.0, 2.0 * math.pi, size=4)
         self.motion = motion
         self.recorded: RecordedPath | None = None
         if motion == "recorded":
             if path is None:
-                raise ValueError("motion 'recorded' needs a path")
+                raise InputScriptError("motion 'recorded' needs a path", expected="path",
+                                       actual=None)
             self.recorded = (
                 RecordedPath.from_document(dict(path)) if isinstance(path, Mapping)
                 else RecordedPath.load(path)
