@@ -10,6 +10,7 @@ import numpy.typing as npt
 import pytest
 
 from theta_ecs import Component, QuantizedFloat, SmallestThree, World
+from theta_ecs.quaternion import rotation_matrices
 from theta_ecs.scenes import COMPONENTS, CrowdScene, CubesScene
 from theta_ecs.scenes import cubes as cubes_mod
 from theta_ecs.scenes.components import (
@@ -94,7 +95,7 @@ def test_dropped_cubes_land_flat_and_sleep(settled: CubesScene) -> None:
     assert not scene.vel[asleep].any() and not scene.spin[asleep].any()
     on_ground = asleep & (scene.pos[:, 1] < 0.6)
     assert on_ground.sum() > 0.75 * (scene.n - 1)
-    up = np.abs(cubes_mod.quat_to_matrix(scene.quat)[:, 1, :]).max(axis=1)
+    up = np.abs(rotation_matrices(scene.quat)[:, 1, :]).max(axis=1)
     flat = on_ground & (up > math.cos(math.radians(3)))
     assert flat.sum() > 0.95 * on_ground.sum()
     assert np.all(np.abs(scene.pos[flat, 1] - cubes_mod.HALF) < 0.01)
@@ -104,7 +105,7 @@ def test_dropped_cubes_land_flat_and_sleep(settled: CubesScene) -> None:
         d[k - 1] = np.inf
         assert d.min() < 2 * cubes_mod.CONTACT_RADIUS + 0.05
     # No cube sank through the ground.
-    corners = np.einsum("mij,kj->mki", cubes_mod.quat_to_matrix(scene.quat[1:]), cubes_mod._CORNERS)
+    corners = np.einsum("mij,kj->mki", rotation_matrices(scene.quat[1:]), cubes_mod._CORNERS)
     assert (scene.pos[1:, None, 1] + corners[:, :, 1]).min() > -0.05
 
 
@@ -158,7 +159,7 @@ def test_a_single_cube_falls_bounces_lower_and_settles() -> None:
     assert not scene.awake[1]
     assert abs(scene.pos[1, 1] - cubes_mod.HALF) < 0.01
     # Resting on a face: one of its axes points straight up.
-    up = np.abs(cubes_mod.quat_to_matrix(scene.quat[1:2])[0, 1, :]).max()
+    up = np.abs(rotation_matrices(scene.quat[1:2])[0, 1, :]).max()
     assert up > math.cos(math.radians(2))
 
 

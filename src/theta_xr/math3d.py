@@ -13,6 +13,8 @@ from collections.abc import Sequence
 import numpy as np
 import numpy.typing as npt
 
+from theta_ecs.quaternion import rotation_matrices
+
 F32 = npt.NDArray[np.float32]
 F64 = npt.NDArray[np.float64]
 Vec3 = Sequence[float]
@@ -24,18 +26,7 @@ def quat_to_matrices(q: npt.ArrayLike) -> F64:
     q = np.asarray(q, dtype=np.float64).reshape(-1, 4)
     norm = np.linalg.norm(q, axis=1, keepdims=True)
     q = q / np.where(norm > 0.0, norm, 1.0)
-    x, y, z, w = q[:, 0], q[:, 1], q[:, 2], q[:, 3]
-    r = np.empty((len(q), 3, 3))
-    r[:, 0, 0] = 1 - 2 * (y * y + z * z)
-    r[:, 0, 1] = 2 * (x * y - z * w)
-    r[:, 0, 2] = 2 * (x * z + y * w)
-    r[:, 1, 0] = 2 * (x * y + z * w)
-    r[:, 1, 1] = 1 - 2 * (x * x + z * z)
-    r[:, 1, 2] = 2 * (y * z - x * w)
-    r[:, 2, 0] = 2 * (x * z - y * w)
-    r[:, 2, 1] = 2 * (y * z + x * w)
-    r[:, 2, 2] = 1 - 2 * (x * x + y * y)
-    return r
+    return rotation_matrices(q)
 
 
 def quat_from_axis_angle(axis: Vec3, angle: float) -> tuple[float, float, float, float]:

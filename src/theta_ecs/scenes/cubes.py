@@ -27,6 +27,7 @@ import math
 import numpy as np
 import numpy.typing as npt
 
+from ..quaternion import rotation_matrices
 from ..schedule import Stage
 from ..world import World
 from .base import SteppedScene, checked_dt
@@ -71,22 +72,6 @@ ANGULAR_DAMPING = 0.3
 _CORNERS = HALF * np.array(
     [[x, y, z] for x in (-1, 1) for y in (-1, 1) for z in (-1, 1)], dtype=np.float64
 )
-
-
-def quat_to_matrix(q: F64) -> F64:
-    """Rotation matrices (m, 3, 3) of unit quaternions (m, 4) stored x, y, z, w."""
-    x, y, z, w = q[:, 0], q[:, 1], q[:, 2], q[:, 3]
-    r = np.empty((len(q), 3, 3))
-    r[:, 0, 0] = 1 - 2 * (y * y + z * z)
-    r[:, 0, 1] = 2 * (x * y - z * w)
-    r[:, 0, 2] = 2 * (x * z + y * w)
-    r[:, 1, 0] = 2 * (x * y + z * w)
-    r[:, 1, 1] = 1 - 2 * (x * x + z * z)
-    r[:, 1, 2] = 2 * (y * z - x * w)
-    r[:, 2, 0] = 2 * (x * z - y * w)
-    r[:, 2, 1] = 2 * (y * z + x * w)
-    r[:, 2, 2] = 1 - 2 * (x * x + y * y)
-    return r
 
 
 def integrate_orientation(q: F64, omega: F64, h: float) -> F64:
@@ -247,7 +232,7 @@ class CubesScene(SteppedScene):
         self.pos[idx], self.vel[idx], self.spin[idx], self.quat[idx] = p, v, w, q
 
     def _ground(self, p: F64, v: F64, w: F64, q: F64, h: float) -> None:
-        r = np.einsum("mij,kj->mki", quat_to_matrix(q), _CORNERS)  # corner offsets (m, 8, 3)
+        r = np.einsum("mij,kj->mki", rotation_matrices(q), _CORNERS)  # corner offsets (m, 8, 3)
         depth = -(p[:, None, 1] + r[:, :, 1])
         touching = depth > 0.0
         rows = np.flatnonzero(touching.any(axis=1))
