@@ -248,3 +248,24 @@ def test_a_restarted_sender_is_followed_after_a_silence() -> None:
     jb.push(pkt(8, ts=50_960), 3.52)
     frames = drain(jb, 5.0)
     assert [f.seq for f in frames if f.kind is PlayoutKind.NORMAL] == [7, 8]
+
+
+def test_replayed_copies_do_not_inflate_the_delay() -> None:
+    """Copies of packets that already played (a replay, a duplicating network) are counted, and
+    their transit, a second stale, is not taken for jitter: the target stays at its floor."""
+    jb = JitterBuffer()
+    for s in range(300):
+        jb.push(pkt(s), s * F)
+        if s >= 60 and s % 10 == 0:
+            assert jb.push(pkt(s - 50), s * F) is PushResult.DUPLICATE
+        drain(jb, s * F)
+    assert jb.stats.duplicate == 24
+    assert jb.target_delay == pytest.approx(0.02)
+    # A packet that was concealed and turns up late still counts as jitter.
+    late = JitterBuffer()
+    for s in range(60):
+        if s != 40:
+            late.push(pkt(s), s * F)
+        drain(late, s * F)
+    assert late.push(pkt(40), 60 * F) is PushResult.LATE
+    assert late.policy.samples == 60

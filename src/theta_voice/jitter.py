@@ -204,13 +204,15 @@ class JitterBuffer:
             self._anchor(packet, seq, ts, arrival)
             return PushResult.RESYNC
         if seq < self._next_seq:
-            self.policy.observe(transit)
-            if seq in self._played:
+            if seq in self._played:  # a copy of what played: says nothing about the network
                 self.stats.duplicate += 1
                 return PushResult.DUPLICATE
             if seq in self._concealed:  # counted lost when concealed; it was only late
                 self._concealed.discard(seq)
                 self.stats.lost -= 1
+                # Its lateness is jitter the delay should cover; an older replay's is not (a
+                # replayed stream would otherwise drive the delay to max_delay).
+                self.policy.observe(transit)
             self.stats.late += 1
             return PushResult.LATE
         if seq in self._packets:
