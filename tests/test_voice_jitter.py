@@ -269,3 +269,19 @@ def test_replayed_copies_do_not_inflate_the_delay() -> None:
         drain(late, s * F)
     assert late.push(pkt(40), 60 * F) is PushResult.LATE
     assert late.policy.samples == 60
+
+
+def test_a_timestamp_jump_mid_talk_is_resynchronised() -> None:
+    """The sender's timestamps jump a second ahead mid-talkspurt while its sequence numbers run
+    on (its clock stepped): the buffer re-anchors after two packets agree, instead of playing a
+    second of silence as if it were DTX and holding the delay at max_delay."""
+    jb = JitterBuffer()
+    frames = []
+    for s in range(300):
+        ts = s * 960 + (48_000 if s >= 100 else 0)
+        jb.push(pkt(s, ts=ts), s * F + 0.01)
+        frames += drain(jb, s * F + 0.01)
+    assert jb.stats.resyncs == 1 and jb.stats.out_of_window == 1
+    assert not [f for f in frames if f.kind is PlayoutKind.DTX]
+    assert jb.stats.good >= 290
+    assert jb.current_delay < 0.1 and jb.target_delay < 0.1

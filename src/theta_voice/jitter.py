@@ -13,8 +13,9 @@ be played; after ``max_expand`` of that the talkspurt is taken as over and the b
 
 Loss: a frame missing while a later packet is buffered is lost; it is rebuilt from the next
 packet's FEC when that packet is there, else concealed. Duplicates, late packets and packets
-outside the window are dropped and counted; a forward jump of the sequence is resynchronised
-after two consecutive packets agree (RFC 3550's probation). A backward jump is never followed
+outside the window are dropped and counted; a forward jump of the sequence, or of the timestamps
+(a packet due more than ``max_delay`` ahead of the fastest seen), is resynchronised after two
+consecutive packets agree (RFC 3550's probation). A backward jump is never followed
 while the stream plays (replayed packets stay dropped); after ``restart_after`` seconds of
 silence any sequence re-anchors the stream (the sender restarted). Memory is bounded by
 ``capacity`` packets whatever a sender floods.
@@ -228,7 +229,11 @@ class JitterBuffer:
                 self.stats.resyncs += 1
                 return PushResult.RESYNC
             return PushResult.ACCEPTED
-        if seq >= self._next_seq + self.capacity:
+        # A packet due more than max_delay before the fastest one seen can't be jitter: the
+        # sender's timestamps jumped ahead (or our clock stepped back). Left alone it would play
+        # silence until its timestamp came round and hold the delay at max_delay for seconds.
+        ahead = self.policy.samples > 0 and transit < self.policy.base - self.max_delay
+        if seq >= self._next_seq + self.capacity or ahead:
             if self._probation is not None and seq == self._probation:
                 self.stats.resyncs += 1
                 self._anchor(packet, seq, ts, arrival)
@@ -244,7 +249,8 @@ class JitterBuffer:
     def _anchor(self, packet: VoicePacket, seq: int, ts: int, arrival: float) -> None:
         """Start a timeline at this packet: play it ``target`` behind the fastest transit."""
         transit = arrival - ts / self.sample_rate
-        if self.policy.samples and abs(transit - self.policy.base) > CLOCK_JUMP_S:
+        if self.policy.samples and (abs(transit - self.policy.base) > CLOCK_JUMP_S
+                                    or transit < self.policy.base - self.max_delay):
             self.policy.reset()  # the sender's timestamps jumped: old transits mean nothing
         if self.policy.samples == 0:
             self.policy.observe(transit)
