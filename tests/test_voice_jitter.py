@@ -202,8 +202,10 @@ def test_no_interruption_at_20ms_jitter(clip: np.ndarray) -> None:
     result = run_link(clip, LinkModel(latency_s=0.015, jitter_s=0.020, seed=4))
     rx = result.receiver
     assert rx.interruptions == 0
-    assert rx.packets_lost == 0 and rx.concealed_samples <= 2 * 960
-    assert rx.target_delay_ms < 80
+    # Not one frame concealed or late: a buffer stuck at its 20 ms floor still had no
+    # interruption (expanding mid-word made up for it) but concealed two frames and lost one late.
+    assert rx.packets_lost == 0 and rx.packets_late == 0 and rx.concealed_samples == 0
+    assert 35 < rx.target_delay_ms < 80  # the 95th percentile of a 35 ms spread, plus headroom
     assert float(np.median(result.mouth_to_ear_s)) < 0.150
 
 
