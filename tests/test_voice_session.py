@@ -251,3 +251,34 @@ def test_capture_from_a_source_and_play_to_a_sink(voices: tuple[np.ndarray, np.n
     burst = VoiceSession(3)
     assert burst.capture_from(plugins.create("theta.audio_sources", "null",
                                              signal=voices[0][:48_000]), 1.0) == 25
+
+
+def test_a_stream_follows_its_speaker_into_another_format(
+        voices: tuple[np.ndarray, np.ndarray]) -> None:
+    """A forged first packet in another codec must not mute the real speaker for good, nor may a
+    speaker who rejoins with 40 ms frames under the same stream id go unheard: three packets in
+    a row in one other format replace the stream (the listener's volume for it stays)."""
+    from theta_voice.stream import VoiceSender
+
+    signal = np.resize(voices[0], 48_000 * 8)
+    listener = VoiceSession(1)
+    listener.mixer.set_volume(5, 0.5)
+    listener.receive(VoicePacket(5, 0, 0, b"\x00" * 960, codec="pcm", frame_ms=10).encode(), 0.0)
+    speaker = VoiceSender(5, initial_seq=0, initial_timestamp=0)
+    for k in range(100):
+        now = 1.0 + (k + 1) * F
+        listener.receive(speaker.push(signal[k * 960:(k + 1) * 960], now) or b"", now)
+        listener.pop(now)
+    assert listener.streams[5].codec_name == "opus"
+    assert listener.streams[5].diagnostics().packets_good > 90
+    rejoined = VoiceSender(5, frame_ms=40)
+    for k in range(50):
+        now = 5.0 + (k + 1) * 0.04
+        listener.receive(rejoined.push(signal[k * 1920:(k + 1) * 1920], now) or b"", now)
+        listener.pop(now)
+    stream = listener.streams[5]
+    assert stream.buffer.frame_ms == 40 and stream.diagnostics().packets_good > 40
+    assert listener.dropped["format_change"] == 2 and listener.mixer.speaker(5).volume == 0.5
+    # One stray packet in another format between good ones changes nothing.
+    listener.receive(VoicePacket(5, 0, 0, b"\x00" * 960, codec="pcm", frame_ms=10).encode(), 7.1)
+    assert listener.streams[5] is stream and stream.mismatched == 1

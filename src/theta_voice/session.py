@@ -22,7 +22,10 @@ from .mixer import VoiceMixer
 from .packet import VoicePacket, VoiceReport, is_report
 from .stream import VoiceSender, VoiceStream
 
-__all__ = ["VoiceSession", "pump"]
+__all__ = ["FORMAT_PROBATION", "VoiceSession", "pump"]
+
+#: Packets in a row, all in one other codec or frame length, that replace a speaker's stream.
+FORMAT_PROBATION = 3
 
 
 class VoiceSession:
@@ -54,6 +57,8 @@ class VoiceSession:
         self._dropped_exported: dict[str, int] = {}
         self._metrics: Any = None  # a MetricsExporter, once watch_metrics() is called
         self._views: dict[int, DiagnosticsView] = {}
+        #: stream id -> (codec, frame_ms) of packets that do not fit the stream, and how many
+        self._format_probation: dict[int, tuple[tuple[str, int], int]] = {}
 
     # -- sending --------------------------------------------------------------------------------
     def capture(self, pcm: npt.NDArray[np.int16], now: float) -> None:
@@ -116,20 +121,51 @@ class VoiceSession:
             if len(self.streams) >= self.max_streams:
                 self.dropped["too_many_streams"] += 1
                 return
-            stream = self.streams[packet.stream_id] = VoiceStream(
-                packet.stream_id, codec=packet.codec, frame_ms=packet.frame_ms,
-                **self.stream_options)
-            self._watch(stream)
+            stream = self._new_stream(packet)
+        else:
+            stream = self._check_format(stream, packet)
         stream.push(packet, now)
+
+    def _new_stream(self, packet: VoicePacket) -> VoiceStream:
+        stream = self.streams[packet.stream_id] = VoiceStream(
+            packet.stream_id, codec=packet.codec, frame_ms=packet.frame_ms,
+            **self.stream_options)
+        self._watch(stream)
+        return stream
+
+    def _check_format(self, stream: VoiceStream, packet: VoicePacket) -> VoiceStream:
+        """The stream for ``packet``: ``stream`` while the packet fits its codec and frame
+        length (or while a different one is on probation; the stream counts it mismatched), a new
+        stream once ``FORMAT_PROBATION`` packets in a row agree on another format: the speaker
+        restarted with other settings, or a forged first packet had set the wrong ones. The
+        listener's mute and volume for the speaker stay."""
+        sid = packet.stream_id
+        fmt = (packet.codec, packet.frame_ms)
+        if fmt == (stream.codec_name, stream.buffer.frame_ms):
+            self._format_probation.pop(sid, None)
+            return stream
+        pending, count = self._format_probation.get(sid, (fmt, 0))
+        count = count + 1 if pending == fmt else 1
+        if count < FORMAT_PROBATION:
+            self._format_probation[sid] = (fmt, count)
+            return stream
+        del self._format_probation[sid]
+        self.dropped["format_change"] += 1
+        self._unwatch(sid)
+        return self._new_stream(packet)
 
     def _expire(self, now: float) -> None:
         for sid in [sid for sid, s in self.streams.items()
                     if s.buffer.idle and now - s.last_arrival > self.stream_timeout]:
             del self.streams[sid]
+            self._format_probation.pop(sid, None)
             self.mixer.forget(sid)
-            view = self._views.pop(sid, None)
-            if view is not None and self._metrics is not None:
-                self._metrics.unwatch(view)
+            self._unwatch(sid)
+
+    def _unwatch(self, sid: int) -> None:
+        view = self._views.pop(sid, None)
+        if view is not None and self._metrics is not None:
+            self._metrics.unwatch(view)
 
     def pop(self, now: float) -> npt.NDArray[np.int16]:
         """One mixed stereo frame for the listener: every stream's frames due by ``now``."""
