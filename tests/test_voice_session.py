@@ -282,3 +282,26 @@ def test_a_stream_follows_its_speaker_into_another_format(
     # One stray packet in another format between good ones changes nothing.
     listener.receive(VoicePacket(5, 0, 0, b"\x00" * 960, codec="pcm", frame_ms=10).encode(), 7.1)
     assert listener.streams[5] is stream and stream.mismatched == 1
+
+
+def test_reports_carry_the_loss_of_the_last_interval() -> None:
+    """After a long clean stretch, loss that starts now is reported as it is (RTCP's fraction
+    lost per interval), not diluted into the whole call's average where FEC never sees it."""
+    from theta_voice.packet import VoiceReport, is_report
+    from theta_voice.stream import VoiceSender
+
+    listener = VoiceSession(1, codec="pcm", frame_ms=10)
+    speaker = VoiceSender(5, codec="pcm", frame_ms=10, vad="always_on")
+    rng = np.random.default_rng(7)
+    frame = np.zeros(480, np.int16)
+    reports = []
+    for k in range(6_000):  # 60 s: 50 clean, then 10 with 20 % loss
+        now = (k + 1) * 0.01
+        data = speaker.push(frame, now)
+        if not (k >= 5_000 and rng.random() < 0.2):
+            listener.receive(data or b"", now)
+        listener.pop(now)
+        reports += [VoiceReport.decode(d) for d in listener.datagrams_to_send(now) if is_report(d)]
+    assert listener.streams[5].loss_rate < 0.05  # the call's average
+    assert 0.12 < reports[-1].loss < 0.3
+    assert all(r.loss == 0.0 for r in reports[:45])

@@ -93,7 +93,7 @@ class VoiceSession:
             self._next_report = now + self.report_interval
             for stream in self.streams.values():
                 self._outbox.append(VoiceReport(
-                    stream.stream_id, stream.loss_rate,
+                    stream.stream_id, stream.report_loss(),
                     round(1e3 * stream.buffer.current_delay)).encode())
         out, self._outbox = self._outbox, []
         return out

@@ -138,6 +138,8 @@ class VoiceStream:
         self.decode_seconds = 0.0
         self.frames_decoded = 0
         self.last_arrival = -float("inf")
+        self._reported = (0, 0)  # (lost, expected) at the last report
+        self._report_loss = 0.0
 
     def push(self, packet: VoicePacket, arrival: float) -> PushResult:
         self.last_arrival = max(self.last_arrival, arrival)
@@ -174,6 +176,19 @@ class VoiceStream:
         s = self.buffer.stats
         expected = s.good + s.lost + s.late
         return s.lost / expected if expected else 0.0
+
+    def report_loss(self) -> float:
+        """The loss since the previous call (RTCP's fraction lost, for the listener's report):
+        the sender tunes FEC to the network as it is now, which :attr:`loss_rate` (the whole
+        call's average) hides after a long clean stretch. An interval with no packets expected
+        (a pause in speech) repeats the previous figure."""
+        s = self.buffer.stats
+        expected = s.good + s.lost + s.late
+        lost0, expected0 = self._reported
+        self._reported = (s.lost, expected)
+        if expected > expected0:
+            self._report_loss = min(max((s.lost - lost0) / (expected - expected0), 0.0), 1.0)
+        return self._report_loss
 
     def diagnostics(self) -> VoiceDiagnostics:
         s = self.buffer.stats
