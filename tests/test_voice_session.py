@@ -305,3 +305,20 @@ def test_reports_carry_the_loss_of_the_last_interval() -> None:
     assert listener.streams[5].loss_rate < 0.05  # the call's average
     assert 0.12 < reports[-1].loss < 0.3
     assert all(r.loss == 0.0 for r in reports[:45])
+
+
+def test_fec_follows_the_worst_listener_in_a_mesh() -> None:
+    """Two listeners report on our stream each second, one losing 10 %, one nothing: the
+    encoder keeps its FEC for the lossy one, and lets go once that listener's loss is gone."""
+    from theta_voice.packet import VoiceReport
+
+    me = VoiceSession(1)
+    encoder = me.sender.codec.encoder
+    for t in range(5):
+        me.receive(VoiceReport(1, 0.10).encode(), float(t))
+        me.receive(VoiceReport(1, 0.0).encode(), t + 0.01)
+        assert encoder.expected_loss_percent == 10
+    for t in range(5, 9):
+        me.receive(VoiceReport(1, 0.0).encode(), float(t))
+        me.receive(VoiceReport(1, 0.0).encode(), t + 0.01)
+    assert encoder.expected_loss_percent == 0

@@ -10,7 +10,7 @@ counted in :attr:`VoiceSession.dropped`, never raised.
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, deque
 from typing import Any
 
 import numpy as np
@@ -50,6 +50,7 @@ class VoiceSession:
         self.mixer = mixer or VoiceMixer(frame_samples=self.sender.frame_samples)
         self.dropped: Counter[str] = Counter()
         self.reports_received = 0
+        self._loss_reports: deque[tuple[float, float]] = deque(maxlen=256)  # (arrival, loss)
         self._outbox: list[bytes] = []
         self._mic = np.zeros(0, np.int16)  # captured samples short of a whole frame
         self._next_report = 0.0
@@ -106,7 +107,7 @@ class VoiceSession:
                 report = VoiceReport.decode(data)
                 if report.stream_id == self.sender.stream_id:
                     self.reports_received += 1
-                    self.sender.set_expected_loss(report.loss)
+                    self._feed_back_loss(report.loss, now)
                 return
             packet = VoicePacket.decode(data)
         except VoicePacketError as exc:
@@ -153,6 +154,16 @@ class VoiceSession:
         self.dropped["format_change"] += 1
         self._unwatch(sid)
         return self._new_stream(packet)
+
+    def _feed_back_loss(self, loss: float, now: float) -> None:
+        """Tune our FEC to the worst loss any listener reported in the last two intervals:
+        in a mesh every listener reports on our stream, and taking the latest report let a
+        clean listener's switch FEC off for one that loses 10 %."""
+        reports = self._loss_reports
+        reports.append((now, loss))
+        while reports and reports[0][0] < now - 2 * self.report_interval:
+            reports.popleft()
+        self.sender.set_expected_loss(max(value for _, value in reports))
 
     def _expire(self, now: float) -> None:
         for sid in [sid for sid, s in self.streams.items()
