@@ -322,3 +322,15 @@ def test_fec_follows_the_worst_listener_in_a_mesh() -> None:
         me.receive(VoiceReport(1, 0.0).encode(), float(t))
         me.receive(VoiceReport(1, 0.0).encode(), t + 0.01)
     assert encoder.expected_loss_percent == 0
+
+
+def test_a_pcm_sender_refuses_frames_no_packet_can_carry() -> None:
+    """20 ms of PCM is 1,920 bytes, over the 1,275-byte payload: refused when the sender is
+    made, not by a VoicePacketError out of every capture."""
+    from theta_voice.stream import VoiceSender
+
+    with pytest.raises(VoiceConfigError) as err:
+        VoiceSession(1, codec="pcm")
+    assert err.value.setting == "frame_ms" and err.value.actual == 20
+    sender = VoiceSender(1, codec="pcm", frame_ms=10)
+    assert sender.push(np.zeros(480, np.int16), 0.01) is not None

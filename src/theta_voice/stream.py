@@ -17,7 +17,7 @@ from .delay import DelayPolicy
 from .diagnostics import VoiceDiagnostics
 from .errors import VoiceConfigError, VoiceDecodeError
 from .jitter import JitterBuffer, PlayoutFrame, PlayoutKind, PushResult
-from .packet import CODEC_IDS, VoicePacket
+from .packet import CODEC_IDS, MAX_PAYLOAD, VoicePacket
 from .vad import VoiceActivityDetector, make_vad
 
 __all__ = ["TRANSMIT_MODES", "VoiceSender", "VoiceStream", "make_codec"]
@@ -59,6 +59,13 @@ class VoiceSender:
                                    actual=self.codec_name)
         self.frame_ms = frame_ms
         self.frame_samples = self.codec.frame_samples
+        if self.codec_name == "pcm" and 2 * self.frame_samples > MAX_PAYLOAD:
+            # Refused here, once, rather than by every push (a PCM frame does not fit a packet).
+            raise VoiceConfigError(
+                f"a {frame_ms} ms PCM frame is {2 * self.frame_samples} bytes, over the "
+                f"{MAX_PAYLOAD}-byte packet payload", setting="frame_ms",
+                expected=f"<= {MAX_PAYLOAD // 2 * 1000 // sample_rate} ms for pcm",
+                actual=frame_ms)
         self.fec = fec and self.codec_name == "opus"
         self.vad = make_vad(vad, frame_ms=frame_ms) if isinstance(vad, str) else vad
         self.mode = mode
