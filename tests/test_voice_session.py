@@ -334,3 +334,18 @@ def test_a_pcm_sender_refuses_frames_no_packet_can_carry() -> None:
     assert err.value.setting == "frame_ms" and err.value.actual == 20
     sender = VoiceSender(1, codec="pcm", frame_ms=10)
     assert sender.push(np.zeros(480, np.int16), 0.01) is not None
+
+
+def test_a_non_finite_position_does_not_silence_the_mix() -> None:
+    """One speaker's NaN position (a peer's bad replicated state) made its gains NaN, and the
+    NaN spread through the sum to every speaker of the listener's mix."""
+    mixer = VoiceMixer()
+    mixer.set_position(1, (1.0, 0.0, 0.0))
+    mixer.set_position(2, (float("nan"), 0.0, 0.0))
+    mixer.push(1, np.full(960, 1000, np.int16), 0.0)
+    mixer.push(2, np.full(960, 1000, np.int16), 0.0)
+    out = mixer.pop(0.0)
+    assert out[:, 1].min() > 1000  # both speakers heard; speaker 1 to the right
+    assert all(np.isfinite(mixer.gains(2))) and mixer.unplaced_gains >= 1
+    mixer.set_listener((0.0, 0.0, 0.0), (float("inf"), 0.0, 0.0, 1.0))
+    assert all(np.isfinite(mixer.gains(1)))
