@@ -287,3 +287,24 @@ def test_a_timestamp_jump_mid_talk_is_resynchronised() -> None:
     assert not [f for f in frames if f.kind is PlayoutKind.DTX]
     assert jb.stats.good >= 290
     assert jb.current_delay < 0.1 and jb.target_delay < 0.1
+
+
+def test_a_talkspurt_start_arriving_reordered_plays_whole() -> None:
+    """After a pause, the new talkspurt's first two packets arrive swapped: the second anchored
+    the timeline and the first was dropped as late (the start of the word clipped) and counted
+    both lost and late. Now the first is played first, nothing counted lost or late."""
+    jb = JitterBuffer()
+    for s in range(10):
+        jb.push(pkt(s, speech=s < 9), s * F)
+        drain(jb, s * F)
+    drain(jb, 1.0)
+    assert jb.idle
+    arrivals = {s: (s + 90) * F + 0.02 for s in range(10, 20)}
+    arrivals[10], arrivals[11] = arrivals[11] + 0.002, arrivals[11]
+    frames = []
+    for s in sorted(arrivals, key=arrivals.__getitem__):
+        jb.push(pkt(s, ts=(s + 90) * 960), arrivals[s])
+        frames += drain(jb, arrivals[s])
+    frames += drain(jb, 5.0)
+    assert [f.seq for f in frames if f.kind is PlayoutKind.NORMAL] == list(range(10, 20))
+    assert (jb.stats.lost, jb.stats.late) == (0, 0)

@@ -180,6 +180,7 @@ class JitterBuffer:
         self._talking = False
         self._expand_run = 0
         self._conceal_run = 0
+        self._rewindable = False
         self._last_arrival = -math.inf
 
     # -- input ----------------------------------------------------------------------------------
@@ -214,6 +215,8 @@ class JitterBuffer:
                 # Its lateness is jitter the delay should cover; an older replay's is not (a
                 # replayed stream would otherwise drive the delay to max_delay).
                 self.policy.observe(transit)
+                if self._rewind(packet, seq, ts, arrival):
+                    return PushResult.ACCEPTED
             self.stats.late += 1
             return PushResult.LATE
         if seq in self._packets:
@@ -223,6 +226,8 @@ class JitterBuffer:
             jumped = seq - self._next_seq >= self.capacity
             if not jumped:  # sequence numbers skipped while idle were lost (DTX sends none)
                 self.stats.lost += seq - self._next_seq
+                for missing in range(self._next_seq, seq):  # unless they turn up: see _rewind
+                    self._concealed.add(missing)
             self.policy.observe(transit)
             self._anchor(packet, seq, ts, arrival)
             if jumped:
@@ -246,6 +251,22 @@ class JitterBuffer:
         self._packets[seq] = (packet, ts)
         return PushResult.ACCEPTED
 
+    def _rewind(self, packet: VoicePacket, seq: int, ts: int, arrival: float) -> bool:
+        """A talkspurt's first packets reordered behind a later one, which anchored the
+        timeline: play them first when nothing has played since and their time is still to come
+        (else they were dropped as late, clipping the start of a word, and counted lost too)."""
+        if not (self._rewindable and self._state is _State.PLAYING and ts < self._next_ts
+                and ts / self.sample_rate + self._offset >= arrival):
+            return False
+        for skipped in range(seq + 1, self._next_seq):  # recounted when their turn comes
+            if skipped in self._concealed:
+                self._concealed.discard(skipped)
+                self.stats.lost -= 1
+        self._packets[seq] = (packet, ts)
+        self._next_seq = seq
+        self._next_ts = ts
+        return True
+
     def _anchor(self, packet: VoicePacket, seq: int, ts: int, arrival: float) -> None:
         """Start a timeline at this packet: play it ``target`` behind the fastest transit."""
         transit = arrival - ts / self.sample_rate
@@ -262,6 +283,7 @@ class JitterBuffer:
         self._packets[seq] = (packet, ts)
         self._state = _State.PLAYING
         self._expand_run = 0
+        self._rewindable = True  # until a frame plays
 
     # -- delay ----------------------------------------------------------------------------------
     @property
@@ -401,6 +423,7 @@ class JitterBuffer:
     def _account(self, frame: PlayoutFrame) -> None:
         s = self.stats
         s.played_frames += 1
+        self._rewindable = False
         kind = frame.kind
         if kind in CONCEALMENT_KINDS:
             s.concealed_frames += 1
