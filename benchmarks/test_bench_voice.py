@@ -180,12 +180,20 @@ def test_vad_precision_recall(benchmark: Any, snr: float | None) -> None:
         vad = EnergyVad()
         return np.array([vad.push(f, i * 0.02) for i, f in enumerate(frames)])
 
+    def webrtc() -> np.ndarray:
+        w = webrtcvad.Vad(2)
+        return np.array([w.is_speech(f.tobytes(), 48_000) for f in frames])
+
     pred = benchmark(ours)
     ours_s = _median(benchmark, ours)
-    t0 = time.perf_counter()
-    w = webrtcvad.Vad(2)
-    peer = np.array([w.is_speech(f.tobytes(), 48_000) for f in frames])
-    peer_s = time.perf_counter() - t0
+    # The peer timed the same way: the median of as many rounds (one cold call favoured ours).
+    rounds = max(len(benchmark.stats.stats.data) if benchmark.stats is not None else 1, 5)
+    peer_times = []
+    for _ in range(rounds):
+        t0 = time.perf_counter()
+        peer = webrtc()
+        peer_times.append(time.perf_counter() - t0)
+    peer_s = float(np.median(peer_times))
     p, r = _pr(pred, clip.labels)
     wp, wr = _pr(peer, clip.labels)
     label = "clean" if snr is None else f"{snr} dB"
