@@ -349,3 +349,22 @@ def test_a_non_finite_position_does_not_silence_the_mix() -> None:
     assert all(np.isfinite(mixer.gains(2))) and mixer.unplaced_gains >= 1
     mixer.set_listener((0.0, 0.0, 0.0), (float("inf"), 0.0, 0.0, 1.0))
     assert all(np.isfinite(mixer.gains(1)))
+
+
+def test_encode_time_is_per_frame_encoded() -> None:
+    """In ``vad`` mode silence is not encoded: encode_ms divided the encoder's time by every
+    captured frame, so a quiet microphone made encoding look ever cheaper."""
+    from theta_voice.stream import VoiceSender
+
+    sender = VoiceSender(1, mode="vad", vad="push_to_talk")
+    loud = (np.sin(np.arange(960) * 0.05) * 8000).astype(np.int16)
+    sender.vad.pressed = True  # type: ignore[attr-defined]
+    for k in range(10):
+        sender.push(loud, k * F)
+    sender.vad.pressed = False  # type: ignore[attr-defined]
+    for k in range(10, 1000):
+        sender.push(loud, k * F)
+    encoded = sender.codec.encoder.frames_encoded
+    assert encoded == 11  # ten, and the one that tells the talkspurt ended
+    expected = 1e3 * sender.encode_seconds / encoded
+    assert sender.diagnostics().encode_ms == pytest.approx(expected)

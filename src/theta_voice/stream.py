@@ -76,6 +76,7 @@ class VoiceSender:
         self.packets_sent = 0
         self.bytes_sent = 0
         self.frames_captured = 0
+        self.frames_encoded = 0
         self.encode_seconds = 0.0
         self._first_capture: float | None = None
         self._last_capture = 0.0
@@ -100,6 +101,7 @@ class VoiceSender:
         t0 = time.perf_counter()
         payload = self.codec.encode(pcm)
         self.encode_seconds += time.perf_counter() - t0
+        self.frames_encoded += 1
         # DTX silence (a packet of at most 2 bytes) and, in ``vad`` mode, silence are not sent;
         # but the first frame of it is, flagged non-speech, so the listener can tell the end of a
         # talkspurt from a loss and goes quiet instead of concealing.
@@ -118,12 +120,11 @@ class VoiceSender:
         return data
 
     def diagnostics(self) -> VoiceDiagnostics:
-        frames = max(self.frames_captured, 1)
         span = self.frames_captured * self.frame_ms / 1000
         return VoiceDiagnostics(
             self.stream_id, "tx", packets_sent=self.packets_sent, bytes_sent=self.bytes_sent,
             vad_active=self.vad.active, speech_ratio=self.vad.speech_ratio,
-            encode_ms=1e3 * self.encode_seconds / frames,
+            encode_ms=1e3 * self.encode_seconds / max(self.frames_encoded, 1),
             bitrate_bps=8 * self.bytes_sent / span if span else 0.0,
         )
 
