@@ -308,3 +308,21 @@ def test_a_talkspurt_start_arriving_reordered_plays_whole() -> None:
     frames += drain(jb, 5.0)
     assert [f.seq for f in frames if f.kind is PlayoutKind.NORMAL] == list(range(10, 20))
     assert (jb.stats.lost, jb.stats.late) == (0, 0)
+
+
+def test_a_sender_restarted_with_lower_numbers_is_followed_while_it_talks() -> None:
+    """A sender restarts half a second after its stream stopped, with lower sequence numbers, and
+    talks on without a pause: its packets are late to the old timeline, and they kept the
+    stream's silence from ever reaching restart_after, so it was muted for as long as it talked."""
+    jb = JitterBuffer()
+    for s in range(1000, 1100):
+        jb.push(pkt(s), (s - 1000) * F)
+        drain(jb, (s - 1000) * F)
+    results = []
+    for k in range(500):
+        now = 2.5 + k * F
+        results.append(jb.push(pkt(10 + k, ts=7_000_000 + k * 960), now))
+        drain(jb, now)
+    assert results.count(PushResult.RESYNC) == 1
+    assert results.index(PushResult.RESYNC) * F <= 2.0 + F  # restart_after of no playable packet
+    assert jb.stats.good > 100 + 390

@@ -16,9 +16,9 @@ packet's FEC when that packet is there, else concealed. Duplicates, late packets
 outside the window are dropped and counted; a forward jump of the sequence, or of the timestamps
 (a packet due more than ``max_delay`` ahead of the fastest seen), is resynchronised after two
 consecutive packets agree (RFC 3550's probation). A backward jump is never followed
-while the stream plays (replayed packets stay dropped); after ``restart_after`` seconds of
-silence any sequence re-anchors the stream (the sender restarted). Memory is bounded by
-``capacity`` packets whatever a sender floods.
+while the stream plays (replayed packets stay dropped); after ``restart_after`` seconds without
+a packet it could play, any sequence re-anchors the stream (the sender restarted). Memory is
+bounded by ``capacity`` packets whatever a sender floods.
 """
 
 from __future__ import annotations
@@ -186,6 +186,14 @@ class JitterBuffer:
     # -- input ----------------------------------------------------------------------------------
     def push(self, packet: VoicePacket, arrival: float) -> PushResult:
         """Take one packet that arrived at ``arrival`` (seconds, the clock ``pop`` uses)."""
+        result = self._push(packet, arrival)
+        if result is PushResult.ACCEPTED or result is PushResult.RESYNC:
+            # Only packets the stream can play end its silence: a restarted sender's packets,
+            # dropped as late, kept the restart rule from ever firing while it talked.
+            self._last_arrival = max(self._last_arrival, arrival)
+        return result
+
+    def _push(self, packet: VoicePacket, arrival: float) -> PushResult:
         self.stats.received += 1
         if packet.frame_ms != self.frame_ms:
             self.stats.mismatched += 1
@@ -198,7 +206,6 @@ class JitterBuffer:
         ts = _unwrap(packet.timestamp, self._next_ts)
         transit = arrival - ts / self.sample_rate
         quiet_for = arrival - self._last_arrival
-        self._last_arrival = max(self._last_arrival, arrival)
         if (self._state is _State.IDLE and not self._packets and quiet_for >= self.restart_after
                 and abs(seq - self._next_seq) >= self.capacity):
             # Long silent, then numbers from elsewhere: the sender restarted its stream.
