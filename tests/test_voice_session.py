@@ -368,3 +368,10 @@ def test_encode_time_is_per_frame_encoded() -> None:
     assert encoded == 11  # ten, and the one that tells the talkspurt ended
     expected = 1e3 * sender.encode_seconds / encoded
     assert sender.diagnostics().encode_ms == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("junk", [None, 17, 1.5, "\xb1text", ["\xb1"]])
+def test_a_datagram_that_is_not_bytes_is_dropped_and_counted(junk: object) -> None:
+    session = VoiceSession(1)
+    session.receive(junk, 0.0)  # type: ignore[arg-type]
+    assert session.dropped["type"] == 1 and not session.streams
