@@ -67,6 +67,7 @@ class VoiceSender:
                 expected=f"<= {MAX_PAYLOAD // 2 * 1000 // sample_rate} ms for pcm",
                 actual=frame_ms)
         self.fec = fec and self.codec_name == "opus"
+        self._has_fec = getattr(self.codec, "has_fec", None)
         self.vad = make_vad(vad, frame_ms=frame_ms) if isinstance(vad, str) else vad
         self.mode = mode
         self.seq = secrets.randbits(32) if initial_seq is None else initial_seq % 2**32
@@ -111,7 +112,10 @@ class VoiceSender:
             return None
         packet = VoicePacket(self.stream_id, self.seq, ts, payload, self.codec_name,
                              self.frame_ms, speech=speech and not quiet,
-                             start=not self._sending, fec=self.fec)
+                             start=not self._sending,
+                             # Flagged only when the FEC data is really there: the listener
+                             # counts a frame rebuilt from it, and conceals otherwise.
+                             fec=self.fec and (self._has_fec is None or self._has_fec(payload)))
         self.seq = (self.seq + 1) % 2**32
         self._sending = not quiet
         data = packet.encode()
