@@ -330,3 +330,23 @@ def test_a_sender_restarted_with_lower_numbers_is_followed_while_it_talks() -> N
     assert results.count(PushResult.RESYNC) == 1
     assert results.index(PushResult.RESYNC) * F <= 2.0 + F  # restart_after of no playable packet
     assert jb.stats.good > 100 + 390
+
+
+@pytest.mark.parametrize(("gap", "speech"), [(30, True), (250, True), (250, False)])
+def test_an_outage_is_counted_lost_and_as_long_as_it_was(gap: int, speech: bool) -> None:
+    """The network drops ``gap`` packets of a continuous stream. The buffer conceals 200 ms and
+    goes idle; when the stream resumes where it stopped, the gap was loss, however long (a gap
+    over the window was called a resync, with nothing lost), and mid-word the interruption lasts
+    the whole gap (only the 200 ms concealed were counted)."""
+    jb = JitterBuffer()
+    for s in range(200 + gap):
+        if not 100 <= s < 100 + gap:
+            jb.push(pkt(s, speech=speech and s < 199 + gap), s * F + 0.01)  # ends in silence
+        drain(jb, s * F + 0.01)
+    drain(jb, 20.0)
+    st = jb.stats
+    assert (st.lost, st.resyncs, st.good + st.skipped_frames) == (gap, 0, 200)
+    if speech:
+        assert st.interruptions == 1 and st.interruption_s == pytest.approx(gap * F)
+    else:
+        assert st.interruptions == 0 and st.concealed_frames == 0

@@ -181,6 +181,7 @@ class JitterBuffer:
         self._expand_run = 0
         self._conceal_run = 0
         self._rewindable = False
+        self._cut_short: int | None = None
         self._last_arrival = -math.inf
 
     # -- input ----------------------------------------------------------------------------------
@@ -206,6 +207,11 @@ class JitterBuffer:
         ts = _unwrap(packet.timestamp, self._next_ts)
         transit = arrival - ts / self.sample_rate
         quiet_for = arrival - self._last_arrival
+        if self._state is _State.IDLE and not self._packets and self._resumes(seq, ts):
+            self._count_outage(seq)
+            self.policy.observe(transit)
+            self._anchor(packet, seq, ts, arrival)
+            return PushResult.ACCEPTED
         if (self._state is _State.IDLE and not self._packets and quiet_for >= self.restart_after
                 and abs(seq - self._next_seq) >= self.capacity):
             # Long silent, then numbers from elsewhere: the sender restarted its stream.
@@ -258,6 +264,33 @@ class JitterBuffer:
         self._packets[seq] = (packet, ts)
         return PushResult.ACCEPTED
 
+    def _resumes(self, seq: int, ts: int) -> bool:
+        """Whether a packet after an idle spell continues the stream where it stopped: its
+        sequence number skipped as many packets as its timestamp skipped frames. Then no DTX
+        silence was between, nor a restart: every packet in the gap was sent and lost (a network
+        outage), however long."""
+        gap = seq - self._next_seq
+        return gap > 0 and ts - self._next_ts == gap * self.frame_samples
+
+    def _count_outage(self, seq: int) -> None:
+        """Count a resumed stream's gap as lost (counting stopped at the window before, and a
+        gap over it was called a resync) and, when the stream had stopped mid-word, its whole
+        length as interruption (the buffer goes idle after ``max_expand`` of concealment, and
+        only that much was counted: 200 ms for an outage of seconds)."""
+        gap = seq - self._next_seq
+        self.stats.lost += gap
+        for missing in range(max(self._next_seq, seq - 4 * self.capacity), seq):
+            self._concealed.add(missing)  # a late one is re-counted late, not lost
+        concealed, self._cut_short = self._cut_short, None
+        if concealed is None or gap <= concealed:
+            return
+        threshold = INTERRUPTION_S - 1e-9
+        if concealed * self.frame_s >= threshold:  # counted already, for its concealed part
+            self.stats.interruption_s += (gap - concealed) * self.frame_s
+        elif gap * self.frame_s >= threshold:
+            self.stats.interruptions += 1
+            self.stats.interruption_s += gap * self.frame_s
+
     def _rewind(self, packet: VoicePacket, seq: int, ts: int, arrival: float) -> bool:
         """A talkspurt's first packets reordered behind a later one, which anchored the
         timeline: play them first when nothing has played since and their time is still to come
@@ -291,6 +324,7 @@ class JitterBuffer:
         self._state = _State.PLAYING
         self._expand_run = 0
         self._rewindable = True  # until a frame plays
+        self._cut_short = None
 
     # -- delay ----------------------------------------------------------------------------------
     @property
@@ -414,6 +448,8 @@ class JitterBuffer:
         self._next_ts += self.frame_samples
 
     def _go_idle(self) -> None:
+        # Frames concealed when the stream stopped mid-word (None: the talkspurt ended).
+        self._cut_short = self._conceal_run if self._talking else None
         self._end_concealment()
         self._state = _State.IDLE
         self._talking = False
