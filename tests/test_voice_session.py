@@ -375,3 +375,19 @@ def test_a_datagram_that_is_not_bytes_is_dropped_and_counted(junk: object) -> No
     session = VoiceSession(1)
     session.receive(junk, 0.0)  # type: ignore[arg-type]
     assert session.dropped["type"] == 1 and not session.streams
+
+
+def test_no_report_before_anything_played() -> None:
+    """A stream whose first packet only just arrived has seen no loss yet: a 0 % report then made
+    the sender switch FEC off (libopus writes none at 0 % expected loss) for the call's first
+    second. The sender keeps its configured expected loss until a report has evidence."""
+    from theta_voice.packet import VoiceReport, is_report
+    from theta_voice.stream import VoiceSender
+
+    listener, speaker = VoiceSession(1), VoiceSender(5, initial_seq=0, initial_timestamp=0)
+    tone = (np.sin(np.arange(960) * 0.05) * 8000).astype(np.int16)
+    listener.receive(speaker.push(tone, 0.02) or b"", 0.02)
+    assert not [d for d in listener.datagrams_to_send(0.02) if is_report(d)]
+    listener.pop(0.2)
+    reports = [VoiceReport.decode(d) for d in listener.datagrams_to_send(1.1) if is_report(d)]
+    assert [(r.stream_id, r.loss) for r in reports] == [(5, 0.0)]

@@ -93,6 +93,9 @@ class VoiceSession:
         if now >= self._next_report and self.streams:
             self._next_report = now + self.report_interval
             for stream in self.streams.values():
+                s = stream.buffer.stats
+                if s.good + s.lost + s.late == 0:
+                    continue  # nothing played yet: a 0 % report would switch the sender's FEC off
                 self._outbox.append(VoiceReport(
                     stream.stream_id, stream.report_loss(),
                     round(1e3 * stream.buffer.current_delay)).encode())
