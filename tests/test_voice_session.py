@@ -391,3 +391,31 @@ def test_no_report_before_anything_played() -> None:
     listener.pop(0.2)
     reports = [VoiceReport.decode(d) for d in listener.datagrams_to_send(1.1) if is_report(d)]
     assert [(r.stream_id, r.loss) for r in reports] == [(5, 0.0)]
+
+
+def test_a_speaker_back_under_the_same_id_is_counted_from_zero(
+        voices: tuple[np.ndarray, np.ndarray]) -> None:
+    """A speaker's stream expires and the speaker comes back under the same id: telemetry got
+    none of the new stream's counts until they passed the old stream's totals (the exporter
+    kept the old ones), and expired streams' entries piled up in it."""
+    from theta_voice.stream import VoiceSender
+
+    listener = VoiceSession(1, stream_timeout=1.0)
+    telemetry = Telemetry()
+
+    def talk(start: float, frames: int) -> None:
+        speaker = VoiceSender(5)
+        for k in range(frames):
+            now = start + (k + 1) * F
+            listener.receive(speaker.push(voices[0][k * 960:(k + 1) * 960], now) or b"", now)
+            listener.pop(now)
+        listener.export(telemetry)
+
+    talk(0.0, 100)
+    first = telemetry.counters["voice.rx.5.packets_good"]
+    listener.pop(9.9)  # the stream played out and went idle
+    listener.receive(VoicePacket(6, 0, 0, b"\x08" * 20).encode(), 10.0)  # 5 expires meanwhile
+    assert 5 not in listener.streams
+    assert not [k for k in listener._exporter._last if k.startswith("voice.rx.5.")]
+    talk(11.0, 60)
+    assert telemetry.counters["voice.rx.5.packets_good"] - first >= 50

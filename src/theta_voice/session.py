@@ -177,6 +177,7 @@ class VoiceSession:
             self._unwatch(sid)
 
     def _unwatch(self, sid: int) -> None:
+        self._exporter.forget("rx", sid)
         view = self._views.pop(sid, None)
         if view is not None and self._metrics is not None:
             self._metrics.unwatch(view)
