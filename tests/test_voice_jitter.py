@@ -350,3 +350,18 @@ def test_an_outage_is_counted_lost_and_as_long_as_it_was(gap: int, speech: bool)
         assert st.interruptions == 1 and st.interruption_s == pytest.approx(gap * F)
     else:
         assert st.interruptions == 0 and st.concealed_frames == 0
+
+
+@pytest.mark.parametrize("back_s", [0.1, 10.0])
+def test_a_timestamp_jump_back_mid_talk_is_resynchronised(back_s: float) -> None:
+    """The sender's timestamps jump back while its sequence runs on: every packet from there
+    was dropped at its turn as mismatched until the buffer ran dry, went idle and re-anchored
+    (an interruption); now the second packet agreeing re-anchors at once."""
+    jb = JitterBuffer()
+    for s in range(300):
+        ts = s * 960 - (round(back_s * 48_000) if s >= 100 else 0) + 10**8
+        jb.push(pkt(s, ts=ts), s * F + 0.01)
+        drain(jb, s * F + 0.01)
+    st = jb.stats
+    assert (st.resyncs, st.mismatched, st.interruptions) == (1, 0, 0)
+    assert st.good >= 290 and jb.current_delay < 0.1

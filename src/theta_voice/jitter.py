@@ -13,10 +13,11 @@ be played; after ``max_expand`` of that the talkspurt is taken as over and the b
 
 Loss: a frame missing while a later packet is buffered is lost; it is rebuilt from the next
 packet's FEC when that packet is there, else concealed. Duplicates, late packets and packets
-outside the window are dropped and counted; a forward jump of the sequence, or of the timestamps
-(a packet due more than ``max_delay`` ahead of the fastest seen), is resynchronised after two
-consecutive packets agree (RFC 3550's probation). A backward jump is never followed
-while the stream plays (replayed packets stay dropped); after ``restart_after`` seconds without
+outside the window are dropped and counted; a forward jump of the sequence, or a jump of the
+timestamps (a packet due more than ``max_delay`` ahead of the fastest seen, or behind the
+timeline), is resynchronised after two consecutive packets agree (RFC 3550's probation). A
+backward jump of the sequence is never followed while the stream plays (replayed packets stay
+dropped); after ``restart_after`` seconds without
 a packet it could play, any sequence re-anchors the stream (the sender restarted). Memory is
 bounded by ``capacity`` packets whatever a sender floods.
 """
@@ -251,9 +252,14 @@ class JitterBuffer:
         # sender's timestamps jumped ahead (or our clock stepped back). Left alone it would play
         # silence until its timestamp came round and hold the delay at max_delay for seconds.
         ahead = self.policy.samples > 0 and transit < self.policy.base - self.max_delay
-        if seq >= self._next_seq + self.capacity or ahead:
+        # A timestamp behind the timeline on a sequence number that is not: the sender's clock
+        # went back. Left alone, every packet was dropped at its turn and the stream fell silent.
+        behind = ts < self._next_ts
+        if seq >= self._next_seq + self.capacity or ahead or behind:
             if self._probation is not None and seq == self._probation:
                 self.stats.resyncs += 1
+                if ahead or behind:
+                    self.policy.reset()  # transits of the old timeline mean nothing now
                 self._anchor(packet, seq, ts, arrival)
                 return PushResult.RESYNC
             self._probation = seq + 1
