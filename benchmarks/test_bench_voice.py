@@ -102,8 +102,7 @@ def test_cpu_per_active_speaker(benchmark: Any, speech: np.ndarray, speakers: in
     senders = [VoiceSender(100 + i, initial_seq=0, initial_timestamp=0) for i in range(speakers)]
     datagrams = [[s.push(f, k * 0.02) for k, f in enumerate(frames)] for s in senders]
 
-    def one_second() -> None:
-        listener = VoiceSession(1)
+    def one_second(listener: VoiceSession) -> None:
         for k in range(len(frames)):
             now = (k + 1) * 0.02
             for per_speaker in datagrams:
@@ -112,8 +111,10 @@ def test_cpu_per_active_speaker(benchmark: Any, speech: np.ndarray, speakers: in
                     listener.receive(data, now)
             listener.pop(now + 0.06)
 
-    benchmark(one_second)
-    rx = _median(benchmark, one_second)
+    # A fresh listener each round, made outside the timing (its Opus encoder and decoder
+    # allocations are not a second's work per speaker).
+    benchmark.pedantic(one_second, setup=lambda: ((VoiceSession(1),), {}), rounds=15)
+    rx = _median(benchmark, lambda: one_second(VoiceSession(1)))
     # The send side, measured on its own.
     s = VoiceSender(9, initial_seq=0, initial_timestamp=0)
     t0 = time.perf_counter()
@@ -179,12 +180,20 @@ def test_vad_precision_recall(benchmark: Any, snr: float | None) -> None:
         vad = EnergyVad()
         return np.array([vad.push(f, i * 0.02) for i, f in enumerate(frames)])
 
+    def webrtc() -> np.ndarray:
+        w = webrtcvad.Vad(2)
+        return np.array([w.is_speech(f.tobytes(), 48_000) for f in frames])
+
     pred = benchmark(ours)
     ours_s = _median(benchmark, ours)
-    t0 = time.perf_counter()
-    w = webrtcvad.Vad(2)
-    peer = np.array([w.is_speech(f.tobytes(), 48_000) for f in frames])
-    peer_s = time.perf_counter() - t0
+    # The peer timed the same way: the median of as many rounds (one cold call favoured ours).
+    rounds = max(len(benchmark.stats.stats.data) if benchmark.stats is not None else 1, 5)
+    peer_times = []
+    for _ in range(rounds):
+        t0 = time.perf_counter()
+        peer = webrtc()
+        peer_times.append(time.perf_counter() - t0)
+    peer_s = float(np.median(peer_times))
     p, r = _pr(pred, clip.labels)
     wp, wr = _pr(peer, clip.labels)
     label = "clean" if snr is None else f"{snr} dB"

@@ -35,6 +35,11 @@ def test_null_source_replays_a_recording() -> None:
     assert np.array_equal(np.concatenate([src.read(960), src.read(960), src.read(960)]), sig)
     looped = NullAudioSource(signal=sig[:100], loop=True)
     assert len(looped.read(250)) == 250
+    assert np.array_equal(looped.read(100), np.r_[sig[50:100], sig[:50]])
+    # A loop much shorter than a read (a click track) was read by recursion, one level per
+    # repetition: RecursionError for 24,000 samples of a 3-sample signal.
+    click = NullAudioSource(signal=sig[:3], loop=True)
+    assert np.array_equal(click.read(24_000), np.resize(sig[:3], 24_000))
     src.close()
     assert len(src.read(10)) == 0
 

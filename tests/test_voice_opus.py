@@ -13,7 +13,7 @@ from theta_ecs import plugins
 from theta_ecs.interfaces import VoiceCodec
 from theta_voice.corpus import speech_clip
 from theta_voice.errors import OpusError, VoiceConfigError, VoiceDecodeError
-from theta_voice.opus import OpusCodec, OpusDecoder, OpusEncoder, is_dtx, opus_version
+from theta_voice.opus import OpusCodec, OpusDecoder, OpusEncoder, has_fec, is_dtx, opus_version
 
 
 @pytest.fixture(scope="module")
@@ -121,3 +121,22 @@ def test_fuzz_decoder_never_crashes(data: bytes) -> None:
     assert dec.decode(None).shape == (960,)
     with contextlib.suppress(VoiceDecodeError):
         dec.decode_fec(data)
+
+
+@pytest.mark.parametrize("frame_ms", [10, 20, 40, 60])
+def test_has_fec_sees_whether_libopus_wrote_fec(speech: np.ndarray, frame_ms: int) -> None:
+    """libopus writes FEC only with an expected loss above 0 (and for frames after speech):
+    a packet flagged FEC without it is rebuilt by plain concealment."""
+    n = 48 * frame_ms
+    frames = speech[: len(speech) // n * n].reshape(-1, n)
+    for loss, lo, hi in ((0.0, 0.0, 0.0), (0.1, 0.3, 0.95)):
+        enc = OpusEncoder(frame_ms=frame_ms, expected_loss=loss)
+        share = float(np.mean([has_fec(enc.encode(f)) for f in frames]))
+        assert lo <= share <= hi, (loss, share)
+    assert not has_fec(b"") and not has_fec(b"\xf8\xff\xfe")  # nothing; a CELT-only packet
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=1400))
+def test_fuzz_has_fec_never_crashes(data: bytes) -> None:
+    assert has_fec(data) in (True, False)

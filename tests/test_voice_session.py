@@ -251,3 +251,171 @@ def test_capture_from_a_source_and_play_to_a_sink(voices: tuple[np.ndarray, np.n
     burst = VoiceSession(3)
     assert burst.capture_from(plugins.create("theta.audio_sources", "null",
                                              signal=voices[0][:48_000]), 1.0) == 25
+
+
+def test_a_stream_follows_its_speaker_into_another_format(
+        voices: tuple[np.ndarray, np.ndarray]) -> None:
+    """A forged first packet in another codec must not mute the real speaker for good, nor may a
+    speaker who rejoins with 40 ms frames under the same stream id go unheard: three packets in
+    a row in one other format replace the stream (the listener's volume for it stays)."""
+    from theta_voice.stream import VoiceSender
+
+    signal = np.resize(voices[0], 48_000 * 8)
+    listener = VoiceSession(1)
+    listener.mixer.set_volume(5, 0.5)
+    listener.receive(VoicePacket(5, 0, 0, b"\x00" * 960, codec="pcm", frame_ms=10).encode(), 0.0)
+    speaker = VoiceSender(5, initial_seq=0, initial_timestamp=0)
+    for k in range(100):
+        now = 1.0 + (k + 1) * F
+        listener.receive(speaker.push(signal[k * 960:(k + 1) * 960], now) or b"", now)
+        listener.pop(now)
+    assert listener.streams[5].codec_name == "opus"
+    assert listener.streams[5].diagnostics().packets_good > 90
+    rejoined = VoiceSender(5, frame_ms=40)
+    for k in range(50):
+        now = 5.0 + (k + 1) * 0.04
+        listener.receive(rejoined.push(signal[k * 1920:(k + 1) * 1920], now) or b"", now)
+        listener.pop(now)
+    stream = listener.streams[5]
+    assert stream.buffer.frame_ms == 40 and stream.diagnostics().packets_good > 40
+    assert listener.dropped["format_change"] == 2 and listener.mixer.speaker(5).volume == 0.5
+    # One stray packet in another format between good ones changes nothing.
+    listener.receive(VoicePacket(5, 0, 0, b"\x00" * 960, codec="pcm", frame_ms=10).encode(), 7.1)
+    assert listener.streams[5] is stream and stream.mismatched == 1
+
+
+def test_reports_carry_the_loss_of_the_last_interval() -> None:
+    """After a long clean stretch, loss that starts now is reported as it is (RTCP's fraction
+    lost per interval), not diluted into the whole call's average where FEC never sees it."""
+    from theta_voice.packet import VoiceReport, is_report
+    from theta_voice.stream import VoiceSender
+
+    listener = VoiceSession(1, codec="pcm", frame_ms=10)
+    speaker = VoiceSender(5, codec="pcm", frame_ms=10, vad="always_on")
+    rng = np.random.default_rng(7)
+    frame = np.zeros(480, np.int16)
+    reports = []
+    for k in range(6_000):  # 60 s: 50 clean, then 10 with 20 % loss
+        now = (k + 1) * 0.01
+        data = speaker.push(frame, now)
+        if not (k >= 5_000 and rng.random() < 0.2):
+            listener.receive(data or b"", now)
+        listener.pop(now)
+        reports += [VoiceReport.decode(d) for d in listener.datagrams_to_send(now) if is_report(d)]
+    assert listener.streams[5].loss_rate < 0.05  # the call's average
+    assert 0.12 < reports[-1].loss < 0.3
+    assert all(r.loss == 0.0 for r in reports[:45])
+
+
+def test_fec_follows_the_worst_listener_in_a_mesh() -> None:
+    """Two listeners report on our stream each second, one losing 10 %, one nothing: the
+    encoder keeps its FEC for the lossy one, and lets go once that listener's loss is gone."""
+    from theta_voice.packet import VoiceReport
+
+    me = VoiceSession(1)
+    encoder = me.sender.codec.encoder
+    for t in range(5):
+        me.receive(VoiceReport(1, 0.10).encode(), float(t))
+        me.receive(VoiceReport(1, 0.0).encode(), t + 0.01)
+        assert encoder.expected_loss_percent == 10
+    for t in range(5, 9):
+        me.receive(VoiceReport(1, 0.0).encode(), float(t))
+        me.receive(VoiceReport(1, 0.0).encode(), t + 0.01)
+    assert encoder.expected_loss_percent == 0
+
+
+def test_a_pcm_sender_refuses_frames_no_packet_can_carry() -> None:
+    """20 ms of PCM is 1,920 bytes, over the 1,275-byte payload: refused when the sender is
+    made, not by a VoicePacketError out of every capture."""
+    from theta_voice.stream import VoiceSender
+
+    with pytest.raises(VoiceConfigError) as err:
+        VoiceSession(1, codec="pcm")
+    assert err.value.setting == "frame_ms" and err.value.actual == 20
+    sender = VoiceSender(1, codec="pcm", frame_ms=10)
+    assert sender.push(np.zeros(480, np.int16), 0.01) is not None
+
+
+def test_a_non_finite_position_does_not_silence_the_mix() -> None:
+    """One speaker's NaN position (a peer's bad replicated state) made its gains NaN, and the
+    NaN spread through the sum to every speaker of the listener's mix."""
+    mixer = VoiceMixer()
+    mixer.set_position(1, (1.0, 0.0, 0.0))
+    mixer.set_position(2, (float("nan"), 0.0, 0.0))
+    mixer.push(1, np.full(960, 1000, np.int16), 0.0)
+    mixer.push(2, np.full(960, 1000, np.int16), 0.0)
+    out = mixer.pop(0.0)
+    assert out[:, 1].min() > 1000  # both speakers heard; speaker 1 to the right
+    assert all(np.isfinite(mixer.gains(2))) and mixer.unplaced_gains >= 1
+    mixer.set_listener((0.0, 0.0, 0.0), (float("inf"), 0.0, 0.0, 1.0))
+    assert all(np.isfinite(mixer.gains(1)))
+
+
+def test_encode_time_is_per_frame_encoded() -> None:
+    """In ``vad`` mode silence is not encoded: encode_ms divided the encoder's time by every
+    captured frame, so a quiet microphone made encoding look ever cheaper."""
+    from theta_voice.stream import VoiceSender
+
+    sender = VoiceSender(1, mode="vad", vad="push_to_talk")
+    loud = (np.sin(np.arange(960) * 0.05) * 8000).astype(np.int16)
+    sender.vad.pressed = True  # type: ignore[attr-defined]
+    for k in range(10):
+        sender.push(loud, k * F)
+    sender.vad.pressed = False  # type: ignore[attr-defined]
+    for k in range(10, 1000):
+        sender.push(loud, k * F)
+    encoded = sender.codec.encoder.frames_encoded
+    assert encoded == 11  # ten, and the one that tells the talkspurt ended
+    expected = 1e3 * sender.encode_seconds / encoded
+    assert sender.diagnostics().encode_ms == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("junk", [None, 17, 1.5, "\xb1text", ["\xb1"]])
+def test_a_datagram_that_is_not_bytes_is_dropped_and_counted(junk: object) -> None:
+    session = VoiceSession(1)
+    session.receive(junk, 0.0)  # type: ignore[arg-type]
+    assert session.dropped["type"] == 1 and not session.streams
+
+
+def test_no_report_before_anything_played() -> None:
+    """A stream whose first packet only just arrived has seen no loss yet: a 0 % report then made
+    the sender switch FEC off (libopus writes none at 0 % expected loss) for the call's first
+    second. The sender keeps its configured expected loss until a report has evidence."""
+    from theta_voice.packet import VoiceReport, is_report
+    from theta_voice.stream import VoiceSender
+
+    listener, speaker = VoiceSession(1), VoiceSender(5, initial_seq=0, initial_timestamp=0)
+    tone = (np.sin(np.arange(960) * 0.05) * 8000).astype(np.int16)
+    listener.receive(speaker.push(tone, 0.02) or b"", 0.02)
+    assert not [d for d in listener.datagrams_to_send(0.02) if is_report(d)]
+    listener.pop(0.2)
+    reports = [VoiceReport.decode(d) for d in listener.datagrams_to_send(1.1) if is_report(d)]
+    assert [(r.stream_id, r.loss) for r in reports] == [(5, 0.0)]
+
+
+def test_a_speaker_back_under_the_same_id_is_counted_from_zero(
+        voices: tuple[np.ndarray, np.ndarray]) -> None:
+    """A speaker's stream expires and the speaker comes back under the same id: telemetry got
+    none of the new stream's counts until they passed the old stream's totals (the exporter
+    kept the old ones), and expired streams' entries piled up in it."""
+    from theta_voice.stream import VoiceSender
+
+    listener = VoiceSession(1, stream_timeout=1.0)
+    telemetry = Telemetry()
+
+    def talk(start: float, frames: int) -> None:
+        speaker = VoiceSender(5)
+        for k in range(frames):
+            now = start + (k + 1) * F
+            listener.receive(speaker.push(voices[0][k * 960:(k + 1) * 960], now) or b"", now)
+            listener.pop(now)
+        listener.export(telemetry)
+
+    talk(0.0, 100)
+    first = telemetry.counters["voice.rx.5.packets_good"]
+    listener.pop(9.9)  # the stream played out and went idle
+    listener.receive(VoicePacket(6, 0, 0, b"\x08" * 20).encode(), 10.0)  # 5 expires meanwhile
+    assert 5 not in listener.streams
+    assert not [k for k in listener._exporter._last if k.startswith("voice.rx.5.")]
+    talk(11.0, 60)
+    assert telemetry.counters["voice.rx.5.packets_good"] - first >= 50

@@ -243,11 +243,14 @@ class NullAudioSource:
     def read(self, max_samples: int) -> npt.NDArray[np.int16]:
         if self.closed or max_samples <= 0:
             return np.zeros(0, np.int16)
-        out = self._signal[self._pos:self._pos + max_samples]
-        self._pos += len(out)
-        if self.loop and len(out) < max_samples:
-            self._pos = 0
-            out = np.concatenate([out, self.read(max_samples - len(out))])
+        parts = [self._signal[self._pos:self._pos + max_samples]]
+        self._pos += len(parts[0])
+        got = len(parts[0])
+        while self.loop and got < max_samples:  # a loop, not recursion: a short signal is fine
+            self._pos = min(max_samples - got, len(self._signal))
+            parts.append(self._signal[:self._pos])
+            got += self._pos
+        out = parts[0] if len(parts) == 1 else np.concatenate(parts)
         self.samples_read += len(out)
         return out
 

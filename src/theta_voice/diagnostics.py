@@ -78,6 +78,15 @@ class DiagnosticsExporter:
         for name in GAUGES:
             telemetry.gauge(f"{base}.{name}", float(getattr(diagnostics, name)))
 
+    def forget(self, direction: str, stream_id: int) -> None:
+        """Drop what was exported of a stream that is gone or replaced: a new stream under its
+        id counts from zero, and every one of its counts must reach telemetry (they were held
+        back until they passed the old stream's totals), and a long session's churn of streams
+        does not grow this map."""
+        base = f"{self.prefix}.{direction}.{stream_id}."
+        for key in [k for k in self._last if k.startswith(base)]:
+            del self._last[key]
+
 
 class DiagnosticsView(Mapping[str, float]):
     """A live, read-only mapping of one stream's numeric diagnostics: what

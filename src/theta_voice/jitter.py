@@ -13,11 +13,13 @@ be played; after ``max_expand`` of that the talkspurt is taken as over and the b
 
 Loss: a frame missing while a later packet is buffered is lost; it is rebuilt from the next
 packet's FEC when that packet is there, else concealed. Duplicates, late packets and packets
-outside the window are dropped and counted; a forward jump of the sequence is resynchronised
-after two consecutive packets agree (RFC 3550's probation). A backward jump is never followed
-while the stream plays (replayed packets stay dropped); after ``restart_after`` seconds of
-silence any sequence re-anchors the stream (the sender restarted). Memory is bounded by
-``capacity`` packets whatever a sender floods.
+outside the window are dropped and counted; a forward jump of the sequence, or a jump of the
+timestamps (a packet due more than ``max_delay`` ahead of the fastest seen, or behind the
+timeline), is resynchronised after two consecutive packets agree (RFC 3550's probation). A
+backward jump of the sequence is never followed while the stream plays (replayed packets stay
+dropped); after ``restart_after`` seconds without
+a packet it could play, any sequence re-anchors the stream (the sender restarted). Memory is
+bounded by ``capacity`` packets whatever a sender floods.
 """
 
 from __future__ import annotations
@@ -179,11 +181,21 @@ class JitterBuffer:
         self._talking = False
         self._expand_run = 0
         self._conceal_run = 0
+        self._rewindable = False
+        self._cut_short: int | None = None
         self._last_arrival = -math.inf
 
     # -- input ----------------------------------------------------------------------------------
     def push(self, packet: VoicePacket, arrival: float) -> PushResult:
         """Take one packet that arrived at ``arrival`` (seconds, the clock ``pop`` uses)."""
+        result = self._push(packet, arrival)
+        if result is PushResult.ACCEPTED or result is PushResult.RESYNC:
+            # Only packets the stream can play end its silence: a restarted sender's packets,
+            # dropped as late, kept the restart rule from ever firing while it talked.
+            self._last_arrival = max(self._last_arrival, arrival)
+        return result
+
+    def _push(self, packet: VoicePacket, arrival: float) -> PushResult:
         self.stats.received += 1
         if packet.frame_ms != self.frame_ms:
             self.stats.mismatched += 1
@@ -196,7 +208,11 @@ class JitterBuffer:
         ts = _unwrap(packet.timestamp, self._next_ts)
         transit = arrival - ts / self.sample_rate
         quiet_for = arrival - self._last_arrival
-        self._last_arrival = max(self._last_arrival, arrival)
+        if self._state is _State.IDLE and not self._packets and self._resumes(seq, ts):
+            self._count_outage(seq)
+            self.policy.observe(transit)
+            self._anchor(packet, seq, ts, arrival)
+            return PushResult.ACCEPTED
         if (self._state is _State.IDLE and not self._packets and quiet_for >= self.restart_after
                 and abs(seq - self._next_seq) >= self.capacity):
             # Long silent, then numbers from elsewhere: the sender restarted its stream.
@@ -204,13 +220,17 @@ class JitterBuffer:
             self._anchor(packet, seq, ts, arrival)
             return PushResult.RESYNC
         if seq < self._next_seq:
-            self.policy.observe(transit)
-            if seq in self._played:
+            if seq in self._played:  # a copy of what played: says nothing about the network
                 self.stats.duplicate += 1
                 return PushResult.DUPLICATE
             if seq in self._concealed:  # counted lost when concealed; it was only late
                 self._concealed.discard(seq)
                 self.stats.lost -= 1
+                # Its lateness is jitter the delay should cover; an older replay's is not (a
+                # replayed stream would otherwise drive the delay to max_delay).
+                self.policy.observe(transit)
+                if self._rewind(packet, seq, ts, arrival):
+                    return PushResult.ACCEPTED
             self.stats.late += 1
             return PushResult.LATE
         if seq in self._packets:
@@ -220,15 +240,26 @@ class JitterBuffer:
             jumped = seq - self._next_seq >= self.capacity
             if not jumped:  # sequence numbers skipped while idle were lost (DTX sends none)
                 self.stats.lost += seq - self._next_seq
+                for missing in range(self._next_seq, seq):  # unless they turn up: see _rewind
+                    self._concealed.add(missing)
             self.policy.observe(transit)
             self._anchor(packet, seq, ts, arrival)
             if jumped:
                 self.stats.resyncs += 1
                 return PushResult.RESYNC
             return PushResult.ACCEPTED
-        if seq >= self._next_seq + self.capacity:
+        # A packet due more than max_delay before the fastest one seen can't be jitter: the
+        # sender's timestamps jumped ahead (or our clock stepped back). Left alone it would play
+        # silence until its timestamp came round and hold the delay at max_delay for seconds.
+        ahead = self.policy.samples > 0 and transit < self.policy.base - self.max_delay
+        # A timestamp behind the timeline on a sequence number that is not: the sender's clock
+        # went back. Left alone, every packet was dropped at its turn and the stream fell silent.
+        behind = ts < self._next_ts
+        if seq >= self._next_seq + self.capacity or ahead or behind:
             if self._probation is not None and seq == self._probation:
                 self.stats.resyncs += 1
+                if ahead or behind:
+                    self.policy.reset()  # transits of the old timeline mean nothing now
                 self._anchor(packet, seq, ts, arrival)
                 return PushResult.RESYNC
             self._probation = seq + 1
@@ -239,10 +270,54 @@ class JitterBuffer:
         self._packets[seq] = (packet, ts)
         return PushResult.ACCEPTED
 
+    def _resumes(self, seq: int, ts: int) -> bool:
+        """Whether a packet after an idle spell continues the stream where it stopped: its
+        sequence number skipped as many packets as its timestamp skipped frames. Then no DTX
+        silence was between, nor a restart: every packet in the gap was sent and lost (a network
+        outage), however long."""
+        gap = seq - self._next_seq
+        return gap > 0 and ts - self._next_ts == gap * self.frame_samples
+
+    def _count_outage(self, seq: int) -> None:
+        """Count a resumed stream's gap as lost (counting stopped at the window before, and a
+        gap over it was called a resync) and, when the stream had stopped mid-word, its whole
+        length as interruption (the buffer goes idle after ``max_expand`` of concealment, and
+        only that much was counted: 200 ms for an outage of seconds)."""
+        gap = seq - self._next_seq
+        self.stats.lost += gap
+        for missing in range(max(self._next_seq, seq - 4 * self.capacity), seq):
+            self._concealed.add(missing)  # a late one is re-counted late, not lost
+        concealed, self._cut_short = self._cut_short, None
+        if concealed is None or gap <= concealed:
+            return
+        threshold = INTERRUPTION_S - 1e-9
+        if concealed * self.frame_s >= threshold:  # counted already, for its concealed part
+            self.stats.interruption_s += (gap - concealed) * self.frame_s
+        elif gap * self.frame_s >= threshold:
+            self.stats.interruptions += 1
+            self.stats.interruption_s += gap * self.frame_s
+
+    def _rewind(self, packet: VoicePacket, seq: int, ts: int, arrival: float) -> bool:
+        """A talkspurt's first packets reordered behind a later one, which anchored the
+        timeline: play them first when nothing has played since and their time is still to come
+        (else they were dropped as late, clipping the start of a word, and counted lost too)."""
+        if not (self._rewindable and self._state is _State.PLAYING and ts < self._next_ts
+                and ts / self.sample_rate + self._offset >= arrival):
+            return False
+        for skipped in range(seq + 1, self._next_seq):  # recounted when their turn comes
+            if skipped in self._concealed:
+                self._concealed.discard(skipped)
+                self.stats.lost -= 1
+        self._packets[seq] = (packet, ts)
+        self._next_seq = seq
+        self._next_ts = ts
+        return True
+
     def _anchor(self, packet: VoicePacket, seq: int, ts: int, arrival: float) -> None:
         """Start a timeline at this packet: play it ``target`` behind the fastest transit."""
         transit = arrival - ts / self.sample_rate
-        if self.policy.samples and abs(transit - self.policy.base) > CLOCK_JUMP_S:
+        if self.policy.samples and (abs(transit - self.policy.base) > CLOCK_JUMP_S
+                                    or transit < self.policy.base - self.max_delay):
             self.policy.reset()  # the sender's timestamps jumped: old transits mean nothing
         if self.policy.samples == 0:
             self.policy.observe(transit)
@@ -254,6 +329,8 @@ class JitterBuffer:
         self._packets[seq] = (packet, ts)
         self._state = _State.PLAYING
         self._expand_run = 0
+        self._rewindable = True  # until a frame plays
+        self._cut_short = None
 
     # -- delay ----------------------------------------------------------------------------------
     @property
@@ -377,6 +454,8 @@ class JitterBuffer:
         self._next_ts += self.frame_samples
 
     def _go_idle(self) -> None:
+        # Frames concealed when the stream stopped mid-word (None: the talkspurt ended).
+        self._cut_short = self._conceal_run if self._talking else None
         self._end_concealment()
         self._state = _State.IDLE
         self._talking = False
@@ -393,6 +472,7 @@ class JitterBuffer:
     def _account(self, frame: PlayoutFrame) -> None:
         s = self.stats
         s.played_frames += 1
+        self._rewindable = False
         kind = frame.kind
         if kind in CONCEALMENT_KINDS:
             s.concealed_frames += 1

@@ -83,6 +83,7 @@ class VoiceMixer:
         self._heads: dict[int, int] = {}  # samples already taken from each queue's first chunk
         self.dropped_samples = 0  # a speaker ahead of the mix by more than the queue holds
         self.clipped_samples = 0
+        self.unplaced_gains = 0  # gains asked for a speaker whose position was not finite
         self.frames_mixed = 0
 
     # -- settings -------------------------------------------------------------------------------
@@ -135,6 +136,11 @@ class VoiceMixer:
         offset = tuple(p - q for p, q in zip(mix.position, self.listener_position))
         local = _rotate_into_listener(offset, self.listener_rotation)  # type: ignore[arg-type]
         distance = math.sqrt(sum(c * c for c in local))
+        if not math.isfinite(distance):
+            # A NaN or infinite position or rotation (replicated from a peer): heard unplaced,
+            # since a NaN gain would turn the whole mix, every speaker, into NaN.
+            self.unplaced_gains += 1
+            return mix.volume * math.sqrt(0.5), mix.volume * math.sqrt(0.5)
         gain = mix.volume * spatial_gain(distance, ref_distance=self.ref_distance,
                                          rolloff=self.rolloff, max_distance=self.max_distance)
         # Listener looks down -z, +x is to the right (OpenXR/OpenGL convention).

@@ -16,7 +16,7 @@ import ctypes
 import time
 import weakref
 from collections.abc import Callable
-from ctypes import POINTER, c_char_p, c_int, c_int32, c_void_p
+from ctypes import POINTER, c_char_p, c_int, c_int16, c_int32, c_ubyte, c_void_p
 from typing import Any
 
 import numpy as np
@@ -43,6 +43,7 @@ __all__ = [
     "OpusCodec",
     "OpusDecoder",
     "OpusEncoder",
+    "has_fec",
     "is_dtx",
     "opus_version",
 ]
@@ -85,6 +86,8 @@ _decoder_destroy = _proto("opus_decoder_destroy", None, c_void_p)
 _decode = _proto("opus_decode", c_int, c_void_p, c_char_p, c_int32, c_void_p, c_int, c_int)
 _strerror = _proto("opus_strerror", c_char_p, c_int)
 _get_version = _proto("opus_get_version_string", c_char_p)
+_packet_parse = _proto("opus_packet_parse", c_int, c_void_p, c_int32, POINTER(c_ubyte),
+                       POINTER(c_void_p * 48), POINTER(c_int16 * 48), POINTER(c_int))
 
 # One prototype per ctl request: SET requests take an opus_int32 by value, GET requests a pointer
 # to one, OPUS_RESET_STATE nothing.
@@ -101,6 +104,26 @@ _ENCODER_GET = frozenset({OPUS_GET_BITRATE, OPUS_GET_INBAND_FEC, OPUS_GET_PACKET
 def is_dtx(packet: bytes) -> bool:
     """A packet the encoder made for DTX silence (libopus: 2 bytes or fewer need not be sent)."""
     return len(packet) <= DTX_PACKET_BYTES
+
+
+def has_fec(packet: bytes) -> bool:
+    """Whether ``packet`` carries FEC (SILK's LBRR) for the frame before it, which libopus
+    writes only when FEC is on, the expected loss is above 0 and that frame had speech; without
+    it ``decode_fec`` is plain concealment. The flag follows the first frame's SILK VAD flags
+    (libopus 1.5's ``opus_packet_has_lbrr``, which the 1.3 here lacks)."""
+    if len(packet) < 2 or packet[0] >> 3 >= 16:  # CELT-only configurations have no LBRR
+        return False
+    buf = ctypes.create_string_buffer(bytes(packet), len(packet))
+    toc, frames, sizes, offset = c_ubyte(), (c_void_p * 48)(), (c_int16 * 48)(), c_int()
+    n = _packet_parse(ctypes.addressof(buf), len(packet), ctypes.byref(toc), ctypes.byref(frames),
+                      ctypes.byref(sizes), ctypes.byref(offset))
+    if n <= 0 or sizes[0] <= 0 or frames[0] is None:
+        return False
+    config = packet[0] >> 3
+    frame_ms = (10, 20, 40, 60)[config % 4] if config < 12 else (10, 20)[config % 2]
+    silk_frames = max(1, frame_ms // 20)  # each with a VAD flag ahead of the LBRR flag
+    first = packet[frames[0] - ctypes.addressof(buf)]
+    return bool((first >> (7 - silk_frames)) & 1)
 
 
 def opus_version() -> str:
@@ -312,6 +335,10 @@ class OpusCodec:
 
     def set_expected_loss(self, fraction: float) -> None:
         self.encoder.set_expected_loss(fraction)
+
+    @staticmethod
+    def has_fec(packet: bytes) -> bool:
+        return has_fec(packet)
 
     def close(self) -> None:
         self.encoder.close()

@@ -129,7 +129,10 @@ REPORT = struct.Struct(">BxHIH")
 
 
 def is_report(data: bytes | bytearray | memoryview) -> bool:
-    return len(data) > 0 and data[0] == REPORT_FIRST_BYTE
+    """Whether a datagram is a listener report (anything but bytes is neither: the packet
+    decoder then refuses it with its ``type`` reason, where ``len(None)`` raised TypeError)."""
+    return (isinstance(data, (bytes, bytearray, memoryview)) and len(data) > 0
+            and data[0] == REPORT_FIRST_BYTE)
 
 
 @dataclass(frozen=True, slots=True)

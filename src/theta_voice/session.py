@@ -10,7 +10,7 @@ counted in :attr:`VoiceSession.dropped`, never raised.
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, deque
 from typing import Any
 
 import numpy as np
@@ -22,7 +22,10 @@ from .mixer import VoiceMixer
 from .packet import VoicePacket, VoiceReport, is_report
 from .stream import VoiceSender, VoiceStream
 
-__all__ = ["VoiceSession", "pump"]
+__all__ = ["FORMAT_PROBATION", "VoiceSession", "pump"]
+
+#: Packets in a row, all in one other codec or frame length, that replace a speaker's stream.
+FORMAT_PROBATION = 3
 
 
 class VoiceSession:
@@ -47,6 +50,7 @@ class VoiceSession:
         self.mixer = mixer or VoiceMixer(frame_samples=self.sender.frame_samples)
         self.dropped: Counter[str] = Counter()
         self.reports_received = 0
+        self._loss_reports: deque[tuple[float, float]] = deque(maxlen=256)  # (arrival, loss)
         self._outbox: list[bytes] = []
         self._mic = np.zeros(0, np.int16)  # captured samples short of a whole frame
         self._next_report = 0.0
@@ -54,6 +58,8 @@ class VoiceSession:
         self._dropped_exported: dict[str, int] = {}
         self._metrics: Any = None  # a MetricsExporter, once watch_metrics() is called
         self._views: dict[int, DiagnosticsView] = {}
+        #: stream id -> (codec, frame_ms) of packets that do not fit the stream, and how many
+        self._format_probation: dict[int, tuple[tuple[str, int], int]] = {}
 
     # -- sending --------------------------------------------------------------------------------
     def capture(self, pcm: npt.NDArray[np.int16], now: float) -> None:
@@ -87,8 +93,11 @@ class VoiceSession:
         if now >= self._next_report and self.streams:
             self._next_report = now + self.report_interval
             for stream in self.streams.values():
+                s = stream.buffer.stats
+                if s.good + s.lost + s.late == 0:
+                    continue  # nothing played yet: a 0 % report would switch the sender's FEC off
                 self._outbox.append(VoiceReport(
-                    stream.stream_id, stream.loss_rate,
+                    stream.stream_id, stream.report_loss(),
                     round(1e3 * stream.buffer.current_delay)).encode())
         out, self._outbox = self._outbox, []
         return out
@@ -103,7 +112,7 @@ class VoiceSession:
                 report = VoiceReport.decode(data)
                 if report.stream_id == self.sender.stream_id:
                     self.reports_received += 1
-                    self.sender.set_expected_loss(report.loss)
+                    self._feed_back_loss(report.loss, now)
                 return
             packet = VoicePacket.decode(data)
         except VoicePacketError as exc:
@@ -121,20 +130,62 @@ class VoiceSession:
             if len(self.streams) >= self.max_streams:
                 self.dropped["too_many_streams"] += 1
                 return
-            stream = self.streams[packet.stream_id] = VoiceStream(
-                packet.stream_id, codec=packet.codec, frame_ms=packet.frame_ms,
-                **self.stream_options)
-            self._watch(stream)
+            stream = self._new_stream(packet)
+        else:
+            stream = self._check_format(stream, packet)
         stream.push(packet, now)
+
+    def _new_stream(self, packet: VoicePacket) -> VoiceStream:
+        stream = self.streams[packet.stream_id] = VoiceStream(
+            packet.stream_id, codec=packet.codec, frame_ms=packet.frame_ms,
+            **self.stream_options)
+        self._watch(stream)
+        return stream
+
+    def _check_format(self, stream: VoiceStream, packet: VoicePacket) -> VoiceStream:
+        """The stream for ``packet``: ``stream`` while the packet fits its codec and frame
+        length (or while a different one is on probation; the stream counts it mismatched), a new
+        stream once ``FORMAT_PROBATION`` packets in a row agree on another format: the speaker
+        restarted with other settings, or a forged first packet had set the wrong ones. The
+        listener's mute and volume for the speaker stay."""
+        sid = packet.stream_id
+        fmt = (packet.codec, packet.frame_ms)
+        if fmt == (stream.codec_name, stream.buffer.frame_ms):
+            self._format_probation.pop(sid, None)
+            return stream
+        pending, count = self._format_probation.get(sid, (fmt, 0))
+        count = count + 1 if pending == fmt else 1
+        if count < FORMAT_PROBATION:
+            self._format_probation[sid] = (fmt, count)
+            return stream
+        del self._format_probation[sid]
+        self.dropped["format_change"] += 1
+        self._unwatch(sid)
+        return self._new_stream(packet)
+
+    def _feed_back_loss(self, loss: float, now: float) -> None:
+        """Tune our FEC to the worst loss any listener reported in the last two intervals:
+        in a mesh every listener reports on our stream, and taking the latest report let a
+        clean listener's switch FEC off for one that loses 10 %."""
+        reports = self._loss_reports
+        reports.append((now, loss))
+        while reports and reports[0][0] < now - 2 * self.report_interval:
+            reports.popleft()
+        self.sender.set_expected_loss(max(value for _, value in reports))
 
     def _expire(self, now: float) -> None:
         for sid in [sid for sid, s in self.streams.items()
                     if s.buffer.idle and now - s.last_arrival > self.stream_timeout]:
             del self.streams[sid]
+            self._format_probation.pop(sid, None)
             self.mixer.forget(sid)
-            view = self._views.pop(sid, None)
-            if view is not None and self._metrics is not None:
-                self._metrics.unwatch(view)
+            self._unwatch(sid)
+
+    def _unwatch(self, sid: int) -> None:
+        self._exporter.forget("rx", sid)
+        view = self._views.pop(sid, None)
+        if view is not None and self._metrics is not None:
+            self._metrics.unwatch(view)
 
     def pop(self, now: float) -> npt.NDArray[np.int16]:
         """One mixed stereo frame for the listener: every stream's frames due by ``now``."""

@@ -17,7 +17,7 @@ from .delay import DelayPolicy
 from .diagnostics import VoiceDiagnostics
 from .errors import VoiceConfigError, VoiceDecodeError
 from .jitter import JitterBuffer, PlayoutFrame, PlayoutKind, PushResult
-from .packet import CODEC_IDS, VoicePacket
+from .packet import CODEC_IDS, MAX_PAYLOAD, VoicePacket
 from .vad import VoiceActivityDetector, make_vad
 
 __all__ = ["TRANSMIT_MODES", "VoiceSender", "VoiceStream", "make_codec"]
@@ -59,7 +59,15 @@ class VoiceSender:
                                    actual=self.codec_name)
         self.frame_ms = frame_ms
         self.frame_samples = self.codec.frame_samples
+        if self.codec_name == "pcm" and 2 * self.frame_samples > MAX_PAYLOAD:
+            # Refused here, once, rather than by every push (a PCM frame does not fit a packet).
+            raise VoiceConfigError(
+                f"a {frame_ms} ms PCM frame is {2 * self.frame_samples} bytes, over the "
+                f"{MAX_PAYLOAD}-byte packet payload", setting="frame_ms",
+                expected=f"<= {MAX_PAYLOAD // 2 * 1000 // sample_rate} ms for pcm",
+                actual=frame_ms)
         self.fec = fec and self.codec_name == "opus"
+        self._has_fec = getattr(self.codec, "has_fec", None)
         self.vad = make_vad(vad, frame_ms=frame_ms) if isinstance(vad, str) else vad
         self.mode = mode
         self.seq = secrets.randbits(32) if initial_seq is None else initial_seq % 2**32
@@ -69,6 +77,7 @@ class VoiceSender:
         self.packets_sent = 0
         self.bytes_sent = 0
         self.frames_captured = 0
+        self.frames_encoded = 0
         self.encode_seconds = 0.0
         self._first_capture: float | None = None
         self._last_capture = 0.0
@@ -93,6 +102,7 @@ class VoiceSender:
         t0 = time.perf_counter()
         payload = self.codec.encode(pcm)
         self.encode_seconds += time.perf_counter() - t0
+        self.frames_encoded += 1
         # DTX silence (a packet of at most 2 bytes) and, in ``vad`` mode, silence are not sent;
         # but the first frame of it is, flagged non-speech, so the listener can tell the end of a
         # talkspurt from a loss and goes quiet instead of concealing.
@@ -102,7 +112,10 @@ class VoiceSender:
             return None
         packet = VoicePacket(self.stream_id, self.seq, ts, payload, self.codec_name,
                              self.frame_ms, speech=speech and not quiet,
-                             start=not self._sending, fec=self.fec)
+                             start=not self._sending,
+                             # Flagged only when the FEC data is really there: the listener
+                             # counts a frame rebuilt from it, and conceals otherwise.
+                             fec=self.fec and (self._has_fec is None or self._has_fec(payload)))
         self.seq = (self.seq + 1) % 2**32
         self._sending = not quiet
         data = packet.encode()
@@ -111,12 +124,11 @@ class VoiceSender:
         return data
 
     def diagnostics(self) -> VoiceDiagnostics:
-        frames = max(self.frames_captured, 1)
         span = self.frames_captured * self.frame_ms / 1000
         return VoiceDiagnostics(
             self.stream_id, "tx", packets_sent=self.packets_sent, bytes_sent=self.bytes_sent,
             vad_active=self.vad.active, speech_ratio=self.vad.speech_ratio,
-            encode_ms=1e3 * self.encode_seconds / frames,
+            encode_ms=1e3 * self.encode_seconds / max(self.frames_encoded, 1),
             bitrate_bps=8 * self.bytes_sent / span if span else 0.0,
         )
 
@@ -138,6 +150,8 @@ class VoiceStream:
         self.decode_seconds = 0.0
         self.frames_decoded = 0
         self.last_arrival = -float("inf")
+        self._reported = (0, 0)  # (lost, expected) at the last report
+        self._report_loss = 0.0
 
     def push(self, packet: VoicePacket, arrival: float) -> PushResult:
         self.last_arrival = max(self.last_arrival, arrival)
@@ -174,6 +188,19 @@ class VoiceStream:
         s = self.buffer.stats
         expected = s.good + s.lost + s.late
         return s.lost / expected if expected else 0.0
+
+    def report_loss(self) -> float:
+        """The loss since the previous call (RTCP's fraction lost, for the listener's report):
+        the sender tunes FEC to the network as it is now, which :attr:`loss_rate` (the whole
+        call's average) hides after a long clean stretch. An interval with no packets expected
+        (a pause in speech) repeats the previous figure."""
+        s = self.buffer.stats
+        expected = s.good + s.lost + s.late
+        lost0, expected0 = self._reported
+        self._reported = (s.lost, expected)
+        if expected > expected0:
+            self._report_loss = min(max((s.lost - lost0) / (expected - expected0), 0.0), 1.0)
+        return self._report_loss
 
     def diagnostics(self) -> VoiceDiagnostics:
         s = self.buffer.stats
