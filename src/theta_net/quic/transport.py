@@ -13,9 +13,14 @@
   client verifies it by its pinned SHA-256 fingerprint before any session byte is sent.
   ALPN ``theta/3`` names the protocol.
 
-aioquic exposes no public API for the congestion window, the queued datagrams or a stream's
-send buffer: this module reads ``_loss``, ``_datagrams_pending`` and ``_streams`` (aioquic 1.x),
-in one place each.
+* A peer may open the one reliable stream and nothing else (aioquic grants 128 of each kind by
+  default, and buffers up to ``max_stream_data`` of out-of-order data on each: a few tiny
+  packets, one byte at the end of each stream's window, made a server hold ~1 MiB apiece). A
+  second stream is a QUIC STREAM_LIMIT_ERROR: the connection closes and ``bad_streams`` counts it.
+
+aioquic exposes no public API for the congestion window, the queued datagrams, a stream's send
+buffer or the stream limits it grants: this module reads ``_loss``, ``_datagrams_pending`` and
+``_streams`` and sets ``_local_max_streams_*`` (aioquic 1.x), in one place each.
 """
 
 from __future__ import annotations
@@ -36,7 +41,7 @@ from aioquic.buffer import Buffer
 from aioquic.quic import events
 from aioquic.quic.configuration import QuicConfiguration
 from aioquic.quic.connection import QuicConnection
-from aioquic.quic.packet import pull_quic_header
+from aioquic.quic.packet import QuicErrorCode, pull_quic_header
 
 from ..carrier import Carrier, CarrierHandler, Channel
 from ..errors import ConnectError, FingerprintMismatchError
@@ -87,6 +92,14 @@ def _is_ip(host: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+def _limit_streams(quic: QuicConnection) -> None:
+    """Grant the peer the streams theta uses and no more (before the handshake announces them):
+    a client opens the one bidirectional reliable stream; a server opens none."""
+    for limit, value in ((quic._local_max_streams_bidi, 0 if quic.configuration.is_client else 1),
+                         (quic._local_max_streams_uni, 0)):
+        limit.value = limit.sent = value
 
 
 def _retrieve(future: asyncio.Future[None]) -> None:
@@ -211,6 +224,7 @@ class QuicCarrier:
         max_datagram_age: float = 0.05,
         on_close: Callable[[QuicCarrier], None] | None = None,
     ) -> None:
+        _limit_streams(quic)
         self.protocol = _QuicProtocol(quic)
         self.protocol.carrier = self
         self._quic = quic
@@ -333,6 +347,8 @@ class QuicCarrier:
         elif isinstance(event, events.HandshakeCompleted):
             self._on_handshake()
         elif isinstance(event, events.ConnectionTerminated):
+            if event.error_code == QuicErrorCode.STREAM_LIMIT_ERROR:
+                self.stats.bad_streams += 1  # the peer opened a stream it was not granted
             self.closed = True
             reason = event.reason_phrase or f"connection closed (code {event.error_code})"
             self.close_reason = self.close_reason or reason
