@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import asyncio
 
+from theta_ecs.commandlog.entry import encode_batches_packet
+from theta_net.client import Client
 from theta_net.quic import QuicTransport
 
-from .test_net_faults import Recorder, healthy_setup, run, still_healthy, teardown, until
+from .test_net_faults import SCHEMA, Recorder, healthy_setup, run, still_healthy, teardown, until
 
 
 def test_a_peer_opening_streams_it_was_not_granted_is_closed_and_counted() -> None:
@@ -39,5 +41,45 @@ def test_a_peer_opening_streams_it_was_not_granted_is_closed_and_counted() -> No
             await still_healthy(server, good)
         finally:
             teardown(server, [good], futures)
+
+    run(main)
+
+
+def test_garbage_and_another_authors_batches_are_not_relayed_to_other_clients() -> None:
+    """The server relays a client's batches to every other client before its log checks them:
+    only batches that decode and are the sender's own are relayed (no amplification)."""
+
+    async def main() -> None:
+        server, good, futures = await healthy_setup()
+        mallory = Client(SCHEMA, "127.0.0.1", server.port, server.issue_token("viewer"), rate=30)
+        futures.append(asyncio.ensure_future(mallory.run()))
+        try:
+            await until(lambda: mallory.editor is not None and len(server.clients) == 2,
+                        what="the second client's join")
+            sent: list[bytes] = []
+            session = good.session
+            assert session is not None
+            original = session.send_commands
+            session.send_commands = lambda p, now: sent.append(p) or original(p, now)  # type: ignore[method-assign]
+            relayed, got = server.stats.commands_relayed, mallory.stats.commands_received
+            await still_healthy(server, good)  # the good client sends a batch of its own
+            assert sent
+            await until(lambda: mallory.stats.commands_received > got, what="the honest relay")
+            assert server.stats.commands_relayed > relayed
+            relayed, got = server.stats.commands_relayed, good.stats.commands_received
+            m_session = mallory.session
+            assert m_session is not None
+            for packet in [encode_batches_packet([bytes(60_000)])] * 20 + sent:
+                m_session.send_commands(packet, mallory.now())
+            mallory._flush()
+            await until(lambda: server.stats.relay_refused == 20 + len(sent),
+                        what="the refused relays counted")
+            assert server.world.telemetry.counters["net.relay_refused"] == 20 + len(sent)
+            assert server.stats.commands_relayed == relayed
+            assert good.stats.commands_received == got
+            assert mallory.connected
+            await still_healthy(server, good)
+        finally:
+            teardown(server, [good, mallory], futures)
 
     run(main)

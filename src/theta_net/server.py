@@ -30,7 +30,7 @@ from theta_ecs.commandlog import (
     Roster,
     Signer,
 )
-from theta_ecs.commandlog.entry import PacketType
+from theta_ecs.commandlog.entry import PacketType, decode_batch
 from theta_ecs.commandlog.entry import decode_packet as decode_command_packet
 from theta_ecs.commandlog.errors import DecodeError as CommandDecodeError
 from theta_ecs.interfaces import CommandStore
@@ -87,6 +87,8 @@ class ServerStats:
     state_skipped: int = 0  # client ticks skipped because the path had no room
     state_dropped: int = 0  # datagrams the carrier refused (window, size)
     commands_relayed: int = 0
+    #: command packets not relayed: a batch that does not decode or names another author
+    relay_refused: int = 0
     sync_rate_drops: int = 0
     resyncs: int = 0  # clients restarted from a full state after falling too far behind
     tick_seconds: float = 0.0  # total time inside tick()
@@ -397,22 +399,37 @@ class Server:
 
     def _on_commands(self, info: ClientInfo, packet: bytes, now: float) -> None:
         try:
-            kind = decode_command_packet(packet).type
+            decoded = decode_command_packet(packet)
         except CommandDecodeError:
             self.world.telemetry.count("malformed_packets")
             return
+        kind = decoded.type
         if kind is PacketType.SYNC:
             if now - info.last_sync < SYNC_INTERVAL_S:
                 self.stats.sync_rate_drops += 1
                 return
             info.last_sync = now
         self.pipeline.deliver(packet, source=info.session.session_id)
-        if kind is PacketType.BATCHES:
+        if kind is PacketType.BATCHES and not self._own_batches(info, decoded.batches):
+            # A client sends only its own entries: garbage or another author's batches (forged,
+            # or replayed) are left to the log here and never amplified to every other client.
+            self.stats.relay_refused += 1
+            self.world.telemetry.count("net.relay_refused")
+        elif kind is PacketType.BATCHES:
             # Every peer verifies every batch itself: relaying costs no trust.
             for other in self.clients.values():
                 if other is not info and other.session.connected:
                     other.session.send_commands(packet, now)
                     self.stats.commands_relayed += 1
+
+    @staticmethod
+    def _own_batches(info: ClientInfo, batches: tuple[bytes, ...]) -> bool:
+        """Every batch decodes and is authored by the client that sent it (signatures are left
+        to each log)."""
+        try:
+            return all(decode_batch(raw).author == info.author for raw in batches)
+        except CommandDecodeError:
+            return False
 
     # -- the tick -------------------------------------------------------------------------------
     def tick(self) -> None:
@@ -535,6 +552,7 @@ class Server:
             "admitted": st.admitted, "refused": dict(st.refused), "disconnected": st.disconnected,
             "state_bytes": st.state_bytes, "state_skipped": st.state_skipped,
             "state_dropped": st.state_dropped, "commands_relayed": st.commands_relayed,
+            "relay_refused": st.relay_refused,
             "resyncs": st.resyncs, "interest_updates": st.interest_updates,
             "interest_refused": dict(st.interest_refused),
             "shared_encodes": self.encode_cache.shared, "encodes": self.encode_cache.encodes,
