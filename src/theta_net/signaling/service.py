@@ -30,6 +30,7 @@ import contextlib
 import hmac
 import itertools
 import json
+import math
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
@@ -207,6 +208,8 @@ class SignalingService:
                                 f"body over {self.limits.max_body_bytes} bytes")
         except (json.JSONDecodeError, UnicodeDecodeError):
             return self._refuse(400, "bad_json", "the body is not JSON")
+        except RecursionError:  # "[[[[..." within the body limit: deeper than json can nest
+            return self._refuse(400, "bad_json", "the body's JSON nests too deeply")
         if not isinstance(doc, dict):
             return self._refuse(400, "bad_json", "the body must be a JSON object")
         return doc
@@ -328,6 +331,8 @@ class SignalingService:
                        self.limits.host_poll_s)
         except ValueError:
             return self._refuse(400, "bad_query", "wait must be a number of seconds")
+        if math.isnan(wait):  # min() keeps a NaN, and a NaN timeout waited forever
+            return self._refuse(400, "bad_query", "wait must be a number of seconds, not NaN")
         while True:
             getter = asyncio.ensure_future(room.queue.get())
             stopping = asyncio.ensure_future(self._stopping.wait())
