@@ -4,10 +4,16 @@
 from __future__ import annotations
 
 import asyncio
+import socket
+import time
+
+from aioquic.quic.configuration import QuicConfiguration
+from aioquic.quic.connection import QuicConnection
 
 from theta_ecs.commandlog.entry import encode_batches_packet
 from theta_net.client import Client
 from theta_net.quic import QuicTransport
+from theta_net.quic.transport import ALPN
 
 from .test_net_faults import SCHEMA, Recorder, healthy_setup, run, still_healthy, teardown, until
 
@@ -81,5 +87,35 @@ def test_garbage_and_another_authors_batches_are_not_relayed_to_other_clients() 
             await still_healthy(server, good)
         finally:
             teardown(server, [good, mallory], futures)
+
+    run(main)
+
+
+def test_a_burst_of_initial_packets_cannot_lock_clients_out() -> None:
+    """Each QUIC Initial with a fresh connection id opens a connection: 40 datagrams from one
+    socket filled a 12-connection server for the whole idle timeout (15 s). The oldest
+    half-open connection now makes room for a newcomer."""
+
+    async def main() -> None:
+        server, good, futures = await healthy_setup(max_connections=12)
+        raw = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            for _ in range(40):
+                quic = QuicConnection(configuration=QuicConfiguration(
+                    is_client=True, alpn_protocols=[ALPN]))
+                quic.connect(("127.0.0.1", server.port), now=time.time())
+                for data, _addr in quic.datagrams_to_send(now=time.time()):
+                    raw.sendto(data, ("127.0.0.1", server.port))
+            await until(lambda: server.faults()["half_open_evicted"] >= 40 - 11,
+                        what="half-open connections evicted")
+            assert len(server.listener.carriers) <= 12  # type: ignore[union-attr]
+            carrier = await QuicTransport(connect_timeout=2.0).connect(
+                "127.0.0.1", server.port, Recorder(), fingerprint=server.fingerprint)  # type: ignore[arg-type]
+            assert not carrier.closed
+            carrier.close()
+            await still_healthy(server, good)
+        finally:
+            raw.close()
+            teardown(server, [good], futures)
 
     run(main)

@@ -17,6 +17,10 @@
   default, and buffers up to ``max_stream_data`` of out-of-order data on each: a few tiny
   packets, one byte at the end of each stream's window, made a server hold ~1 MiB apiece). A
   second stream is a QUIC STREAM_LIMIT_ERROR: the connection closes and ``bad_streams`` counts it.
+* A full server (``max_connections``) makes room for a newcomer by closing its oldest connection
+  whose TLS handshake has not completed (``half_open_evicted``): Initial packets with fresh
+  connection ids, a few hundred datagrams from one socket, otherwise held every slot for the
+  idle timeout. Only when every connection is established is a newcomer refused.
 
 aioquic exposes no public API for the congestion window, the queued datagrams, a stream's send
 buffer or the stream limits it grants: this module reads ``_loss``, ``_datagrams_pending`` and
@@ -242,6 +246,7 @@ class QuicCarrier:
         self._deframer = Deframer(max_message)
         self._stream_id: int | None = None
         self._loop = asyncio.get_running_loop()
+        self.opened_at = self._loop.time()
         self._verified: asyncio.Future[None] = self._loop.create_future()
         self._verified.add_done_callback(_retrieve)  # a failure nobody awaits is not an error
         self._flush_scheduled = False
@@ -397,6 +402,11 @@ class QuicCarrier:
         if handler is not None:
             handler.carrier_closed(reason)
 
+    @property
+    def handshake_done(self) -> bool:
+        """The TLS handshake completed (and, on a client, the certificate was verified)."""
+        return self._verified.done() and not self._verified.exception()
+
     async def wait_verified(self) -> None:
         await asyncio.shield(self._verified)
 
@@ -421,6 +431,7 @@ class QuicListener:
         self.identity = identity
         self.carriers: set[QuicCarrier] = set()
         self.refused_connections = 0
+        self.half_open_evicted = 0
         self._retired: dict[str, int] = {}
         self.closed = False
 
@@ -440,7 +451,20 @@ class QuicListener:
                 total[name] = total.get(name, 0) + n
         total["not_quic"] = self.not_quic
         total["connections_refused"] = self.refused_connections
+        total["half_open_evicted"] = self.half_open_evicted
         return total
+
+    def evict_half_open(self) -> bool:
+        """Close the oldest connection whose TLS handshake has not completed (True if one was):
+        a full server makes room for a newcomer that way, so a burst of Initial packets, each
+        with a fresh connection id, cannot lock clients out for the whole idle timeout."""
+        half_open = [c for c in self.carriers if not c.closed and not c.handshake_done]
+        if not half_open:
+            return False
+        victim = min(half_open, key=lambda c: c.opened_at)
+        self.half_open_evicted += 1
+        victim.close("evicted: the server was full and the TLS handshake had not completed")
+        return True
 
     @property
     def not_quic(self) -> int:
@@ -511,6 +535,8 @@ class QuicTransport:
             assert listener is not None
             carrier = QuicCarrier(quic, accept=accept, max_message=self.max_message,
                                   max_send_buffer=self.max_send_buffer, on_close=forget)
+            if len(listener.carriers) >= self.max_connections and not listener.closed:
+                listener.evict_half_open()
             if len(listener.carriers) >= self.max_connections or listener.closed:
                 listener.refused_connections += 1
                 carrier._accept = None
