@@ -11,6 +11,7 @@ from aioquic.quic.configuration import QuicConfiguration
 from aioquic.quic.connection import QuicConnection
 
 from theta_ecs.commandlog.entry import encode_batches_packet
+from theta_ecs.serialization.packet import AckPacket, encode_packet
 from theta_net.client import Client
 from theta_net.quic import QuicTransport
 from theta_net.quic.transport import ALPN
@@ -117,5 +118,35 @@ def test_a_burst_of_initial_packets_cannot_lock_clients_out() -> None:
         finally:
             raw.close()
             teardown(server, [good], futures)
+
+    run(main)
+
+
+def test_garbage_state_packets_and_forged_acks_are_counted_in_server_faults() -> None:
+    """Compact state packets pass the session unchecked (the replicator checks them): their
+    drops were counted only inside each client's replicator, invisible in Server.faults() and
+    lost when the client left."""
+
+    async def main() -> None:
+        server, good, futures = await healthy_setup()
+        mallory = Client(SCHEMA, "127.0.0.1", server.port, server.issue_token("viewer"), rate=30)
+        futures.append(asyncio.ensure_future(mallory.run()))
+        try:
+            await until(lambda: len(server.clients) == 2, what="the second client's join")
+            session = mallory.session
+            assert session is not None
+            for i in range(30):
+                session.send_state(b"\xb7" + bytes([i]) * (3 + i), mallory.now())
+            session.send_state(encode_packet(AckPacket(10**9, 0)), mallory.now())
+            mallory._flush()
+            await until(lambda: server.faults()["state_malformed"] >= 25
+                        and server.faults()["forged_acks"] >= 1, what="state faults counted")
+            counted = server.faults()["state_malformed"]
+            mallory.close()
+            await until(lambda: len(server.clients) == 1, what="the rogue's departure")
+            assert server.faults()["state_malformed"] >= counted  # kept after it left
+            await still_healthy(server, good)
+        finally:
+            teardown(server, [good, mallory], futures)
 
     run(main)

@@ -98,10 +98,19 @@ class ServerStats:
     retired_faults: dict[str, int] = field(default_factory=dict)
 
 
-def _faults(session: Session) -> dict[str, int]:
+def _replicator_faults(replicator: Replicator | None) -> dict[str, int]:
+    """What the session passes on unchecked (compact state packets), the replicator checks."""
+    if replicator is None:
+        return {"state_malformed": 0, "forged_acks": 0, "refused_resyncs": 0}
+    rs = replicator.stats
+    return {"state_malformed": rs.malformed, "forged_acks": rs.forged_acks,
+            "refused_resyncs": rs.refused_resyncs}
+
+
+def _faults(session: Session, replicator: Replicator | None = None) -> dict[str, int]:
     st = session.stats
     return {"malformed": st.malformed, "unexpected": st.unexpected, "oversize": st.oversize,
-            "after_close": st.after_close}
+            "after_close": st.after_close, **_replicator_faults(replicator)}
 
 
 class ClientInfo(CarrierHandler):
@@ -331,8 +340,7 @@ class Server:
                 self.stats.refused[name] = self.stats.refused.get(name, 0) + 1
                 self.world.telemetry.count(f"net.refused.{name}")
             elif isinstance(event, Disconnected):
-                for name, n in _faults(session).items():
-                    self.stats.retired_faults[name] = self.stats.retired_faults.get(name, 0) + n
+                self._retire_faults(_faults(session, info.replicator))
                 self._pending.discard(info)
                 self.voice.forget(session.session_id)
                 if self.clients.get(session.session_id) is info:
@@ -486,6 +494,7 @@ class Server:
         if acked is not None and state.tick - acked > rep.config.max_history:
             # The client's acks stopped naming states we still hold (it fell too far behind):
             # start it over from a full state rather than send deltas it cannot decode.
+            self._retire_faults(_replicator_faults(rep))
             rep = info.replicator = self._new_replicator(session.max_datagram)
             acked = None
             self.stats.resyncs += 1
@@ -515,12 +524,17 @@ class Server:
             if not info.carrier.send(channel, data):
                 self.stats.state_dropped += 1
 
+    def _retire_faults(self, faults: dict[str, int]) -> None:
+        retired = self.stats.retired_faults
+        for name, n in faults.items():
+            retired[name] = retired.get(name, 0) + n
+
     def faults(self) -> dict[str, int]:
         """Every peer fault dropped so far (malformed, unexpected, oversize, after close), over
         live and ended sessions, plus the carrier's own counters where it has them."""
         total = dict(self.stats.retired_faults)
         for info in list(self.clients.values()) + list(self._pending):
-            for name, n in _faults(info.session).items():
+            for name, n in _faults(info.session, info.replicator).items():
                 total[name] = total.get(name, 0) + n
         carrier_counts = getattr(self.listener, "fault_counts", None)
         if carrier_counts is not None:
