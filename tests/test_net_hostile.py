@@ -150,3 +150,27 @@ def test_garbage_state_packets_and_forged_acks_are_counted_in_server_faults() ->
             teardown(server, [good, mallory], futures)
 
     run(main)
+
+
+def test_tls_handshakes_never_followed_by_a_hello_cannot_lock_clients_out() -> None:
+    """Connections that finish TLS and send no hello held their slots for the handshake
+    timeout: a few hundred handshakes a second kept a full server refusing every client."""
+
+    async def main() -> None:
+        server, good, futures = await healthy_setup(max_connections=4)
+        transport = QuicTransport(connect_timeout=2.0)
+        try:
+            silent = [await transport.connect("127.0.0.1", server.port, Recorder(),  # type: ignore[arg-type]
+                                              fingerprint=server.fingerprint) for _ in range(3)]
+            assert len(server._pending) == 3
+            newcomer = Client(SCHEMA, "127.0.0.1", server.port, server.issue_token(), rate=30)
+            await newcomer.connect(timeout=2.0)  # refused as "server full" before
+            assert newcomer.connected and server.faults()["half_open_evicted"] == 1
+            await until(lambda: silent[0].closed, what="the oldest silent one closed")
+            assert not silent[1].closed and not silent[2].closed
+            newcomer.close()
+            await still_healthy(server, good)
+        finally:
+            teardown(server, [good], futures)
+
+    run(main)

@@ -272,6 +272,9 @@ class Server:
             self.transport.identity = ServerIdentity.load_or_create(  # type: ignore[attr-defined]
                 self.state_dir / "tls", self.host)
         self.listener = await self.transport.listen(self.host, self.port, self._accept)
+        if hasattr(self.listener, "unadmitted"):  # a full listener may evict these for newcomers
+            pending = self._pending
+            self.listener.unadmitted = lambda carrier: carrier.handler in pending
         self.port = self.listener.address[1]
         fp = getattr(self.listener, "fingerprint_hex", "")
         if fp:

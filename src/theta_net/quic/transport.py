@@ -20,7 +20,8 @@
 * A full server (``max_connections``) makes room for a newcomer by closing its oldest connection
   whose TLS handshake has not completed (``half_open_evicted``): Initial packets with fresh
   connection ids, a few hundred datagrams from one socket, otherwise held every slot for the
-  idle timeout. Only when every connection is established is a newcomer refused.
+  idle timeout; then its oldest connection with no admitted session (TLS done, no hello
+  answered). Only when every connection holds an admitted session is a newcomer refused.
 
 aioquic exposes no public API for the congestion window, the queued datagrams, a stream's send
 buffer or the stream limits it grants: this module reads ``_loss``, ``_datagrams_pending`` and
@@ -432,6 +433,9 @@ class QuicListener:
         self.carriers: set[QuicCarrier] = set()
         self.refused_connections = 0
         self.half_open_evicted = 0
+        #: Set by the server: whether a carrier's session has yet to be admitted (no hello
+        #: answered); such a carrier may make room for a newcomer too, after TLS half-opens.
+        self.unadmitted: Callable[[QuicCarrier], bool] | None = None
         self._retired: dict[str, int] = {}
         self.closed = False
 
@@ -455,10 +459,15 @@ class QuicListener:
         return total
 
     def evict_half_open(self) -> bool:
-        """Close the oldest connection whose TLS handshake has not completed (True if one was):
-        a full server makes room for a newcomer that way, so a burst of Initial packets, each
-        with a fresh connection id, cannot lock clients out for the whole idle timeout."""
+        """Close the oldest connection whose TLS handshake has not completed, else the oldest
+        whose session is not admitted yet (True if one was): a full server makes room for a
+        newcomer that way, so a burst of Initial packets, each with a fresh connection id, or of
+        TLS handshakes never followed by a hello, cannot lock clients out for the whole idle
+        (or handshake) timeout."""
         half_open = [c for c in self.carriers if not c.closed and not c.handshake_done]
+        if not half_open and self.unadmitted is not None:
+            unadmitted = self.unadmitted
+            half_open = [c for c in self.carriers if not c.closed and unadmitted(c)]
         if not half_open:
             return False
         victim = min(half_open, key=lambda c: c.opened_at)
