@@ -211,6 +211,7 @@ def _peek_body(buf: bytes) -> int:
     return buf[root + off] if off and root + off < n else 0
 
 
+_ROLE_VALUES = frozenset(int(r) for r in Role)
 _COMPACT_HEAD = bytes((COMPACT_MAGIC,))
 _REPLICATION_KINDS = frozenset({3, 4, 5})  # ComponentDelta, SnapshotChunk, Ack in network.fbs
 
@@ -573,6 +574,9 @@ class Session:
     def _on_roster(self, env: wire.Envelope, now: float) -> None:
         body = env.body
         assert isinstance(body, wire.RosterUpdate)
+        if not all(role in _ROLE_VALUES for _, role in body.members):
+            self.stats.malformed += 1  # a role no command log knows (it raised in the client)
+            return
         self._events.append(RosterReceived(body.members))
 
     def _on_interest(self, env: wire.Envelope, now: float) -> None:
