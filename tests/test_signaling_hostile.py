@@ -7,7 +7,7 @@ import asyncio
 
 import aiohttp
 
-from theta_net.signaling.service import PendingOffer, SignalingService
+from theta_net.signaling.service import PendingOffer, SignalingLimits, SignalingService
 
 SDP = ("v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n"
        "m=application 9 UDP/DTLS/SCTP webrtc-datachannel\r\na=ice-ufrag:abcd\r\n"
@@ -64,6 +64,27 @@ def test_a_nan_long_poll_is_refused_not_held_forever() -> None:
                 assert resp.status == 400
                 assert (await resp.json())["reason"] == "bad_query"
             assert service.counters["bad_query"] == 1
+        finally:
+            await service.stop()
+
+    asyncio.run(asyncio.wait_for(main(), 20))
+
+
+def test_a_body_that_never_arrives_is_a_408_not_a_request_held_forever() -> None:
+    async def main() -> None:
+        service = SignalingService(lambda room, token: {}, host_token="host",
+                                   limits=SignalingLimits(body_timeout_s=0.3))
+        service.host_room("r", _answer)
+        port = await service.start()
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(b"POST /rooms/r/offer HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer t\r\n"
+                         b"Content-Type: application/json\r\nContent-Length: 60000\r\n\r\n{")
+            await writer.drain()
+            status = await asyncio.wait_for(reader.readline(), 3)
+            assert status.split()[1] == b"408"
+            assert service.counters["body_timeout"] == 1
+            writer.close()
         finally:
             await service.stop()
 
