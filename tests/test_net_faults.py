@@ -140,12 +140,18 @@ def test_handshake_flood_and_silent_connections_are_refused_and_bounded() -> Non
                                            return_exceptions=True)
             silent = [r for r in results if not isinstance(r, BaseException)]
             faults = server.faults()
-            # At most 12 connections at once (the healthy one among them): the rest refused.
-            assert faults["connections_refused"] > 0
-            assert faults["connections_refused"] + len(silent) >= 40
+            # At most 12 connections at once (the healthy one among them): the rest refused, or
+            # evicted by a newcomer while their TLS handshake was still under way.
+            turned_away = faults["connections_refused"] + faults["half_open_evicted"]
+            assert turned_away > 0
+            assert turned_away + len(silent) >= 40
             # The ones admitted to TLS never send a hello: refused after handshake_timeout.
-            await until(lambda: server.stats.refused.get("handshake_timeout", 0) >= len(silent),
-                        what="handshake timeouts")
+            # (A client may see its handshake complete a moment before the server does, and be
+            # evicted by a newcomer in that moment: the server closes those at once.)
+            await until(lambda: all(c.closed for c in silent),  # type: ignore[attr-defined]
+                        what="silent connections closed")
+            evicted = server.faults()["half_open_evicted"]
+            assert server.stats.refused.get("handshake_timeout", 0) >= len(silent) - evicted
             await until(lambda: not server._pending, what="pending handshakes released")
             assert len(server.listener.carriers) <= 12  # type: ignore[union-attr]
             await still_healthy(server, good)

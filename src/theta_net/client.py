@@ -310,7 +310,10 @@ class Client(CarrierHandler):
 
     def _on_roster(self, event: RosterReceived) -> None:
         for key, role in event.members:
-            self.roster.add(key, Role(role))
+            try:
+                self.roster.add(key, Role(role))
+            except ValueError:  # a key whose net-id namespace collides with a member's
+                self.world.telemetry.count("net.roster_refused")
         if self.log is None and self.signer.author in self.roster:
             self.log = CommandLog(self.roster, self.signer, store=self.store,
                                   telemetry=self.world.telemetry)

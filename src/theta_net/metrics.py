@@ -20,6 +20,13 @@ R.counter("theta_net_state_refused_total", "packets",
 R.counter("theta_net_sync_answer_too_large_total", "answers",
           "Server: command-log sync answers larger than the reliable channel's message limit, "
           "dropped (the client asks again).", source=_COUNTERS, key="net.sync_answer_too_large")
+R.counter("theta_net_roster_refused_total", "members",
+          "Client: roster members from the server it could not add (a key whose net-id "
+          "namespace collides with another member's), skipped.", source=_COUNTERS,
+          key="net.roster_refused")
+R.counter("theta_net_relay_refused_total", "packets",
+          "Server: command packets from a client not relayed to the others (a batch that does "
+          "not decode or is another author's).", source=_COUNTERS, key="net.relay_refused")
 for _code in RefusalCode:
     _name = _code.name.lower()
     R.counter(f"theta_net_refused_{_name}_total", "handshakes",

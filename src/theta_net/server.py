@@ -30,7 +30,7 @@ from theta_ecs.commandlog import (
     Roster,
     Signer,
 )
-from theta_ecs.commandlog.entry import PacketType
+from theta_ecs.commandlog.entry import PacketType, decode_batch
 from theta_ecs.commandlog.entry import decode_packet as decode_command_packet
 from theta_ecs.commandlog.errors import DecodeError as CommandDecodeError
 from theta_ecs.interfaces import CommandStore
@@ -87,6 +87,8 @@ class ServerStats:
     state_skipped: int = 0  # client ticks skipped because the path had no room
     state_dropped: int = 0  # datagrams the carrier refused (window, size)
     commands_relayed: int = 0
+    #: command packets not relayed: a batch that does not decode or names another author
+    relay_refused: int = 0
     sync_rate_drops: int = 0
     resyncs: int = 0  # clients restarted from a full state after falling too far behind
     tick_seconds: float = 0.0  # total time inside tick()
@@ -96,10 +98,19 @@ class ServerStats:
     retired_faults: dict[str, int] = field(default_factory=dict)
 
 
-def _faults(session: Session) -> dict[str, int]:
+def _replicator_faults(replicator: Replicator | None) -> dict[str, int]:
+    """What the session passes on unchecked (compact state packets), the replicator checks."""
+    if replicator is None:
+        return {"state_malformed": 0, "forged_acks": 0, "refused_resyncs": 0}
+    rs = replicator.stats
+    return {"state_malformed": rs.malformed, "forged_acks": rs.forged_acks,
+            "refused_resyncs": rs.refused_resyncs}
+
+
+def _faults(session: Session, replicator: Replicator | None = None) -> dict[str, int]:
     st = session.stats
     return {"malformed": st.malformed, "unexpected": st.unexpected, "oversize": st.oversize,
-            "after_close": st.after_close}
+            "after_close": st.after_close, **_replicator_faults(replicator)}
 
 
 class ClientInfo(CarrierHandler):
@@ -261,6 +272,9 @@ class Server:
             self.transport.identity = ServerIdentity.load_or_create(  # type: ignore[attr-defined]
                 self.state_dir / "tls", self.host)
         self.listener = await self.transport.listen(self.host, self.port, self._accept)
+        if hasattr(self.listener, "unadmitted"):  # a full listener may evict these for newcomers
+            pending = self._pending
+            self.listener.unadmitted = lambda carrier: carrier.handler in pending
         self.port = self.listener.address[1]
         fp = getattr(self.listener, "fingerprint_hex", "")
         if fp:
@@ -329,8 +343,7 @@ class Server:
                 self.stats.refused[name] = self.stats.refused.get(name, 0) + 1
                 self.world.telemetry.count(f"net.refused.{name}")
             elif isinstance(event, Disconnected):
-                for name, n in _faults(session).items():
-                    self.stats.retired_faults[name] = self.stats.retired_faults.get(name, 0) + n
+                self._retire_faults(_faults(session, info.replicator))
                 self._pending.discard(info)
                 self.voice.forget(session.session_id)
                 if self.clients.get(session.session_id) is info:
@@ -397,22 +410,37 @@ class Server:
 
     def _on_commands(self, info: ClientInfo, packet: bytes, now: float) -> None:
         try:
-            kind = decode_command_packet(packet).type
+            decoded = decode_command_packet(packet)
         except CommandDecodeError:
             self.world.telemetry.count("malformed_packets")
             return
+        kind = decoded.type
         if kind is PacketType.SYNC:
             if now - info.last_sync < SYNC_INTERVAL_S:
                 self.stats.sync_rate_drops += 1
                 return
             info.last_sync = now
         self.pipeline.deliver(packet, source=info.session.session_id)
-        if kind is PacketType.BATCHES:
+        if kind is PacketType.BATCHES and not self._own_batches(info, decoded.batches):
+            # A client sends only its own entries: garbage or another author's batches (forged,
+            # or replayed) are left to the log here and never amplified to every other client.
+            self.stats.relay_refused += 1
+            self.world.telemetry.count("net.relay_refused")
+        elif kind is PacketType.BATCHES:
             # Every peer verifies every batch itself: relaying costs no trust.
             for other in self.clients.values():
                 if other is not info and other.session.connected:
                     other.session.send_commands(packet, now)
                     self.stats.commands_relayed += 1
+
+    @staticmethod
+    def _own_batches(info: ClientInfo, batches: tuple[bytes, ...]) -> bool:
+        """Every batch decodes and is authored by the client that sent it (signatures are left
+        to each log)."""
+        try:
+            return all(decode_batch(raw).author == info.author for raw in batches)
+        except CommandDecodeError:
+            return False
 
     # -- the tick -------------------------------------------------------------------------------
     def tick(self) -> None:
@@ -469,6 +497,7 @@ class Server:
         if acked is not None and state.tick - acked > rep.config.max_history:
             # The client's acks stopped naming states we still hold (it fell too far behind):
             # start it over from a full state rather than send deltas it cannot decode.
+            self._retire_faults(_replicator_faults(rep))
             rep = info.replicator = self._new_replicator(session.max_datagram)
             acked = None
             self.stats.resyncs += 1
@@ -498,12 +527,17 @@ class Server:
             if not info.carrier.send(channel, data):
                 self.stats.state_dropped += 1
 
+    def _retire_faults(self, faults: dict[str, int]) -> None:
+        retired = self.stats.retired_faults
+        for name, n in faults.items():
+            retired[name] = retired.get(name, 0) + n
+
     def faults(self) -> dict[str, int]:
         """Every peer fault dropped so far (malformed, unexpected, oversize, after close), over
         live and ended sessions, plus the carrier's own counters where it has them."""
         total = dict(self.stats.retired_faults)
         for info in list(self.clients.values()) + list(self._pending):
-            for name, n in _faults(info.session).items():
+            for name, n in _faults(info.session, info.replicator).items():
                 total[name] = total.get(name, 0) + n
         carrier_counts = getattr(self.listener, "fault_counts", None)
         if carrier_counts is not None:
@@ -535,6 +569,7 @@ class Server:
             "admitted": st.admitted, "refused": dict(st.refused), "disconnected": st.disconnected,
             "state_bytes": st.state_bytes, "state_skipped": st.state_skipped,
             "state_dropped": st.state_dropped, "commands_relayed": st.commands_relayed,
+            "relay_refused": st.relay_refused,
             "resyncs": st.resyncs, "interest_updates": st.interest_updates,
             "interest_refused": dict(st.interest_refused),
             "shared_encodes": self.encode_cache.shared, "encodes": self.encode_cache.encodes,

@@ -13,9 +13,19 @@
   client verifies it by its pinned SHA-256 fingerprint before any session byte is sent.
   ALPN ``theta/3`` names the protocol.
 
-aioquic exposes no public API for the congestion window, the queued datagrams or a stream's
-send buffer: this module reads ``_loss``, ``_datagrams_pending`` and ``_streams`` (aioquic 1.x),
-in one place each.
+* A peer may open the one reliable stream and nothing else (aioquic grants 128 of each kind by
+  default, and buffers up to ``max_stream_data`` of out-of-order data on each: a few tiny
+  packets, one byte at the end of each stream's window, made a server hold ~1 MiB apiece). A
+  second stream is a QUIC STREAM_LIMIT_ERROR: the connection closes and ``bad_streams`` counts it.
+* A full server (``max_connections``) makes room for a newcomer by closing its oldest connection
+  whose TLS handshake has not completed (``half_open_evicted``): Initial packets with fresh
+  connection ids, a few hundred datagrams from one socket, otherwise held every slot for the
+  idle timeout; then its oldest connection with no admitted session (TLS done, no hello
+  answered). Only when every connection holds an admitted session is a newcomer refused.
+
+aioquic exposes no public API for the congestion window, the queued datagrams, a stream's send
+buffer or the stream limits it grants: this module reads ``_loss``, ``_datagrams_pending`` and
+``_streams`` and sets ``_local_max_streams_*`` (aioquic 1.x), in one place each.
 """
 
 from __future__ import annotations
@@ -36,7 +46,7 @@ from aioquic.buffer import Buffer
 from aioquic.quic import events
 from aioquic.quic.configuration import QuicConfiguration
 from aioquic.quic.connection import QuicConnection
-from aioquic.quic.packet import pull_quic_header
+from aioquic.quic.packet import QuicErrorCode, pull_quic_header
 
 from ..carrier import Carrier, CarrierHandler, Channel
 from ..errors import ConnectError, FingerprintMismatchError
@@ -87,6 +97,14 @@ def _is_ip(host: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+def _limit_streams(quic: QuicConnection) -> None:
+    """Grant the peer the streams theta uses and no more (before the handshake announces them):
+    a client opens the one bidirectional reliable stream; a server opens none."""
+    for limit, value in ((quic._local_max_streams_bidi, 0 if quic.configuration.is_client else 1),
+                         (quic._local_max_streams_uni, 0)):
+        limit.value = limit.sent = value
 
 
 def _retrieve(future: asyncio.Future[None]) -> None:
@@ -211,6 +229,7 @@ class QuicCarrier:
         max_datagram_age: float = 0.05,
         on_close: Callable[[QuicCarrier], None] | None = None,
     ) -> None:
+        _limit_streams(quic)
         self.protocol = _QuicProtocol(quic)
         self.protocol.carrier = self
         self._quic = quic
@@ -228,6 +247,7 @@ class QuicCarrier:
         self._deframer = Deframer(max_message)
         self._stream_id: int | None = None
         self._loop = asyncio.get_running_loop()
+        self.opened_at = self._loop.time()
         self._verified: asyncio.Future[None] = self._loop.create_future()
         self._verified.add_done_callback(_retrieve)  # a failure nobody awaits is not an error
         self._flush_scheduled = False
@@ -333,6 +353,8 @@ class QuicCarrier:
         elif isinstance(event, events.HandshakeCompleted):
             self._on_handshake()
         elif isinstance(event, events.ConnectionTerminated):
+            if event.error_code == QuicErrorCode.STREAM_LIMIT_ERROR:
+                self.stats.bad_streams += 1  # the peer opened a stream it was not granted
             self.closed = True
             reason = event.reason_phrase or f"connection closed (code {event.error_code})"
             self.close_reason = self.close_reason or reason
@@ -381,6 +403,11 @@ class QuicCarrier:
         if handler is not None:
             handler.carrier_closed(reason)
 
+    @property
+    def handshake_done(self) -> bool:
+        """The TLS handshake completed (and, on a client, the certificate was verified)."""
+        return self._verified.done() and not self._verified.exception()
+
     async def wait_verified(self) -> None:
         await asyncio.shield(self._verified)
 
@@ -405,6 +432,10 @@ class QuicListener:
         self.identity = identity
         self.carriers: set[QuicCarrier] = set()
         self.refused_connections = 0
+        self.half_open_evicted = 0
+        #: Set by the server: whether a carrier's session has yet to be admitted (no hello
+        #: answered); such a carrier may make room for a newcomer too, after TLS half-opens.
+        self.unadmitted: Callable[[QuicCarrier], bool] | None = None
         self._retired: dict[str, int] = {}
         self.closed = False
 
@@ -424,7 +455,25 @@ class QuicListener:
                 total[name] = total.get(name, 0) + n
         total["not_quic"] = self.not_quic
         total["connections_refused"] = self.refused_connections
+        total["half_open_evicted"] = self.half_open_evicted
         return total
+
+    def evict_half_open(self) -> bool:
+        """Close the oldest connection whose TLS handshake has not completed, else the oldest
+        whose session is not admitted yet (True if one was): a full server makes room for a
+        newcomer that way, so a burst of Initial packets, each with a fresh connection id, or of
+        TLS handshakes never followed by a hello, cannot lock clients out for the whole idle
+        (or handshake) timeout."""
+        half_open = [c for c in self.carriers if not c.closed and not c.handshake_done]
+        if not half_open and self.unadmitted is not None:
+            unadmitted = self.unadmitted
+            half_open = [c for c in self.carriers if not c.closed and unadmitted(c)]
+        if not half_open:
+            return False
+        victim = min(half_open, key=lambda c: c.opened_at)
+        self.half_open_evicted += 1
+        victim.close("evicted: the server was full and the TLS handshake had not completed")
+        return True
 
     @property
     def not_quic(self) -> int:
@@ -495,6 +544,8 @@ class QuicTransport:
             assert listener is not None
             carrier = QuicCarrier(quic, accept=accept, max_message=self.max_message,
                                   max_send_buffer=self.max_send_buffer, on_close=forget)
+            if len(listener.carriers) >= self.max_connections and not listener.closed:
+                listener.evict_half_open()
             if len(listener.carriers) >= self.max_connections or listener.closed:
                 listener.refused_connections += 1
                 carrier._accept = None

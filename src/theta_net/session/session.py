@@ -211,6 +211,7 @@ def _peek_body(buf: bytes) -> int:
     return buf[root + off] if off and root + off < n else 0
 
 
+_ROLE_VALUES = frozenset(int(r) for r in Role)
 _COMPACT_HEAD = bytes((COMPACT_MAGIC,))
 _REPLICATION_KINDS = frozenset({3, 4, 5})  # ComponentDelta, SnapshotChunk, Ack in network.fbs
 
@@ -573,6 +574,9 @@ class Session:
     def _on_roster(self, env: wire.Envelope, now: float) -> None:
         body = env.body
         assert isinstance(body, wire.RosterUpdate)
+        if not all(role in _ROLE_VALUES for _, role in body.members):
+            self.stats.malformed += 1  # a role no command log knows (it raised in the client)
+            return
         self._events.append(RosterReceived(body.members))
 
     def _on_interest(self, env: wire.Envelope, now: float) -> None:
@@ -586,12 +590,23 @@ class Session:
     def _on_welcome(self, env: wire.Envelope, now: float) -> None:
         w = env.body
         assert isinstance(w, wire.Welcome)
-        channels = tuple(Channel(c) for c in w.channels if c in Channel._value2member_map_)
+        cfg = self.config
+        if not cfg.min_datagram <= w.max_datagram <= cfg.max_datagram:
+            # A server picks min(ours, its own) and refuses below min_datagram: anything else
+            # is not a welcome to this hello (0 made every later send_state raise).
+            self.stats.malformed += 1
+            return self.close(now, f"the welcome's max datagram {w.max_datagram} is outside "
+                                   f"{cfg.min_datagram}..{cfg.max_datagram}")
+        # Only what this side offered can be negotiated, whatever the welcome lists.
+        ours_c = {int(c) for c in cfg.channels}
+        channels = tuple(Channel(c) for c in w.channels if c in ours_c)
         self.negotiated = Negotiated(
-            w.features, w.dictionary_ids, w.voice_codecs, channels, w.max_datagram,
+            tuple(f for f in w.features if f in cfg.features),
+            tuple(d for d in w.dictionary_ids if d in cfg.dictionary_ids),
+            tuple(v for v in w.voice_codecs if v in cfg.voice_codecs), channels, w.max_datagram,
             w.heartbeat_ms / 1e3, w.timeout_ms / 1e3,
         )
-        self._compact_state = COMPACT_STATE in w.features
+        self._compact_state = COMPACT_STATE in self.negotiated.features
         self._heartbeat_interval = max(w.heartbeat_ms / 1e3, 0.01)
         self._timeout = max(w.timeout_ms / 1e3, 0.1)
         self.session_id, self.author, self.role = w.session_id, w.author, w.role

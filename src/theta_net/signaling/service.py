@@ -18,9 +18,10 @@ route                                         who     what
 ============================================  ======  ===========================================
 
 Every refusal has an HTTP status and a counter: 400 malformed JSON or SDP, 401 no token,
-403 a token the verifier refuses (or a wrong host token), 404 no host in that room, 413 a body
-over the limit, 429 the room's pending offers are at their bound, 504 no answer in time. A room's
-bound only limits that room: other sessions are unaffected by one being flooded.
+403 a token the verifier refuses (or a wrong host token), 404 no host in that room, 408 a body
+that does not arrive whole in time, 413 a body over the limit, 429 the room's pending offers are
+at their bound, 504 no answer in time. A room's bound only limits that room: other sessions are
+unaffected by one being flooded.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ import contextlib
 import hmac
 import itertools
 import json
+import math
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
@@ -96,6 +98,7 @@ class SignalingLimits:
     host_poll_s: float = 20.0  # a remote host's long poll returns 204 after this
     host_idle_s: float = 60.0  # a remote host's room closes when it stops polling this long
     max_body_bytes: int = 64 * 1024
+    body_timeout_s: float = 10.0  # a body must arrive whole within this (else 408)
 
 
 class _Room:
@@ -201,12 +204,17 @@ class SignalingService:
 
     async def _json(self, request: web.Request) -> dict[str, Any] | web.Response:
         try:
-            doc = await request.json()
+            doc = await asyncio.wait_for(request.json(), self.limits.body_timeout_s)
+        except asyncio.TimeoutError:  # a length announced, then the bytes trickle or never come
+            return self._refuse(408, "body_timeout",
+                                f"no whole body within {self.limits.body_timeout_s:g} s")
         except web.HTTPRequestEntityTooLarge:
             return self._refuse(413, "body_too_large",
                                 f"body over {self.limits.max_body_bytes} bytes")
         except (json.JSONDecodeError, UnicodeDecodeError):
             return self._refuse(400, "bad_json", "the body is not JSON")
+        except RecursionError:  # "[[[[..." within the body limit: deeper than json can nest
+            return self._refuse(400, "bad_json", "the body's JSON nests too deeply")
         if not isinstance(doc, dict):
             return self._refuse(400, "bad_json", "the body must be a JSON object")
         return doc
@@ -328,6 +336,8 @@ class SignalingService:
                        self.limits.host_poll_s)
         except ValueError:
             return self._refuse(400, "bad_query", "wait must be a number of seconds")
+        if math.isnan(wait):  # min() keeps a NaN, and a NaN timeout waited forever
+            return self._refuse(400, "bad_query", "wait must be a number of seconds, not NaN")
         while True:
             getter = asyncio.ensure_future(room.queue.get())
             stopping = asyncio.ensure_future(self._stopping.wait())
