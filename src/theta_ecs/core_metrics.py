@@ -187,6 +187,9 @@ _RECEIVER: tuple[tuple[str, str, str, str], ...] = (
     ("out_of_window", "theta_receiver_out_of_window_states_total", "packets",
      "Guard: states implausibly far ahead of the applied one (junk or a corrupted sequence), "
      "dropped."),
+    ("oversize", "theta_receiver_oversize_states_total", "packets",
+     "Guard: compressed states inflating beyond what the receiver's max_entities can need "
+     "(a decompression bomb), refused at that bound."),
 )
 for _key, _name, _unit, _help in _RECEIVER:
     R.counter(_name, _unit, _help, source="receiver", key=_key, labels=("peer",))
