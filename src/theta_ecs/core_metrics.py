@@ -62,6 +62,9 @@ _COUNTERS: tuple[tuple[str, str, str, str], ...] = (
     ("replay_rejections", "theta_commandlog_replay_rejections_total", "commands",
      "Guard: entries that reuse an integrated entry's identity with other content (a replay "
      "or forgery attempt; before duplicates were counted apart, every re-delivery)."),
+    ("equivocations", "theta_commandlog_equivocations_total", "commands",
+     "Guard: (author, seq) pairs its author signed in two valid versions: the held version "
+     "is withdrawn on every peer the two signed batches (the proof, forwarded) reach."),
     ("duplicates_dropped", "theta_commandlog_duplicates_dropped_total", "commands",
      "Exact re-deliveries of already integrated entries (ordinary network duplication), "
      "dropped without counting as replays."),

@@ -22,6 +22,16 @@ Entries already seen are sorted out before any signature check:
   content: a forgery, an equivocating author, or an author that lost its store and reuses
   sequence numbers. Never benign: this counter means an attack or a broken peer.
 
+An author that signs two valid versions of one (author, seq) (an equivocation) would split peers
+that integrated different ones. Once a log holds one version and receives another that passes
+the same deterministic checks, it counts ``equivocations``, withdraws the version it held (the
+id then counts as present, so entries based on it still integrate) and keeps both signed
+batches as the proof: they go out with its next :meth:`CommandLog.flush` and in every sync
+answer, so every peer they reach withdraws it too, whatever order the versions arrived in. A
+version the checks refused never counted: another version of that seq is judged as new.
+(Two peers that each hold one version and only sync with each other do not find out; a peer
+that saw both, such as the server relaying them, tells them.)
+
 Checkpoints (:mod:`.checkpoint`, :meth:`CommandLog.checkpoint`) compact the history: an admin
 signs the folded state of every entry up to per-author floors; every log that applies it drops
 the covered entries in memory and in its store, and answers a sync from below the checkpoint
@@ -198,6 +208,10 @@ class CommandLog:
         # entries themselves are not kept, so refused junk costs no payload memory)
         self._refused: dict[EntryId, bytes] = {}
         self._pending_ids: dict[EntryId, Entry] = {}
+        # equivocated ids: the digests of their versions, and the signed batches proving it
+        self._equivocated: dict[EntryId, set[bytes]] = {}
+        self._proofs: dict[EntryId, tuple[bytes, ...]] = {}
+        self._proof_out: list[bytes] = []
         self._author_groups: dict[int, set[tuple[int, int]]] = {}
         self._reported_denials: set[EntryId] = set()
         self._checkpoint: Checkpoint | None = None
@@ -330,10 +344,13 @@ class CommandLog:
     def flush(self) -> list[bytes]:
         """Sign this frame's local entries, persist them, and return the packets to send.
 
-        Entries are acknowledged (durable in the store) once this returns.
+        Entries are acknowledged (durable in the store) once this returns. Proofs of
+        equivocations found since the last call go out too (see the module doc).
         """
+        proofs, self._proof_out = self._proof_out, []
+        tail = _pack(list(dict.fromkeys(proofs))) if proofs else []
         if not self._outgoing:
-            return []
+            return tail
         signer = self.signer
         assert signer is not None
         out = self._outgoing
@@ -352,7 +369,7 @@ class CommandLog:
         self._outgoing = []
         self._batches.setdefault(signer.author, []).extend(sealed)
         self.telemetry.count("commands_sent", len(out))
-        return _pack(raws)
+        return _pack(raws) + tail
 
     # -- remote packets -------------------------------------------------------------------------
     def receive(self, packet: bytes, source: Hashable | None = None) -> list[bytes]:
@@ -431,7 +448,9 @@ class CommandLog:
             for max_seq, raw in batches
             if max_seq > floors.get(author, 0)
         ]
-        return out + _pack(raws, answer=True)
+        # proofs of equivocation go to every asker: its floors cannot tell which version it holds
+        raws.extend(r for proof in self._proofs.values() for r in proof)
+        return out + _pack(list(dict.fromkeys(raws)), answer=True)
 
     def _ingest(
         self, raw: bytes, now: float, *, restoring: bool, dup_counter: str = "duplicates_dropped"
@@ -461,7 +480,9 @@ class CommandLog:
                 tel.count("unknown_author_drops", n)
                 return False
         window = self._window(batch.author)
-        if all(window.check(e.seq) is SeqVerdict.REPLAY for e in batch.entries):
+        if all(window.check(e.seq) is SeqVerdict.REPLAY for e in batch.entries) and not any(
+            self._unjudged_version(e) for e in batch.entries
+        ):
             # nothing new: skip the signature check, so a replay flood costs no Ed25519 time
             if not restoring:
                 for entry in batch.entries:
@@ -490,9 +511,20 @@ class CommandLog:
         author = batch.author
         window = self._window(author)
         fresh: list[Entry] = []
+        proved = False
         for entry in batch.entries:
             verdict = window.check(entry.seq)
             if verdict is SeqVerdict.REPLAY:
+                if self._unjudged_version(entry):
+                    held = self._entries.get(entry.id) or self._pending_ids.get(entry.id)
+                    if held is None:  # the version seen here was refused: judge this one
+                        fresh.append(entry)
+                    elif self._acceptable(entry):
+                        self._equivocation(held, entry, batch.raw)
+                        proved = True
+                    elif not restoring:  # an invalid second version: the held one stands
+                        tel.count("replay_rejections")
+                    continue
                 if not restoring:
                     tel.count(self._seen_verdict(entry, dup_counter))
                 continue
@@ -500,6 +532,9 @@ class CommandLog:
                 tel.count("sequence_window_drops")
                 continue
             fresh.append(entry)
+        if proved and not fresh:
+            self._batches.setdefault(author, []).append((batch.entries[-1].seq, batch.raw))
+            return True
         if not fresh:
             return False
         if not restoring:
@@ -517,16 +552,69 @@ class CommandLog:
                 self._refused[entry.id] = _digest(entry)
                 continue
             stored = True
+            self._refused.pop(entry.id, None)
             if author == self._own_author():
                 self._seq = max(self._seq, entry.seq)
             self._integrate(entry)
             tel.count("commands_received")
-        if stored:
+        if stored or proved:
             self._batches.setdefault(author, []).append((batch.entries[-1].seq, batch.raw))
-        return stored
+        return stored or proved
+
+    def _unjudged_version(self, entry: Entry) -> bool:
+        """Whether ``entry``, of a seq already seen, is a version this log has not judged: other
+        content than the entry it holds (an equivocation, if it is valid), or than the version
+        it refused (which never counted). Only then is its signature worth checking."""
+        if entry.id in self._equivocated or entry.seq <= self._cp_floors.get(entry.author, 0):
+            return False
+        held = self._entries.get(entry.id) or self._pending_ids.get(entry.id)
+        if held is not None:
+            return held != entry
+        refused = self._refused.get(entry.id)
+        return refused is not None and refused != _digest(entry)
+
+    def _equivocation(self, held: Entry, other: Entry, raw: bytes) -> None:
+        """Two valid signed versions of one id: withdraw the held one, keep and send the proof."""
+        eid = held.id
+        self._equivocated[eid] = {_digest(held), _digest(other)}
+        encoded = held.encode()
+        held_raw = next(
+            (r for m, r in self._batches.get(held.author, ()) if m >= held.seq and encoded in r),
+            None,
+        )
+        proof = (raw,) if held_raw is None else (held_raw, raw)
+        self._proofs[eid] = proof
+        self._proof_out.extend(proof)
+        self.telemetry.count("equivocations")
+        if self._pending_ids.pop(eid, None) is not None:
+            mine = self._pending_of[held.author]
+            del mine[eid]
+            if not mine:
+                del self._pending_of[held.author]
+            siblings = self._pending[held.base]
+            del siblings[eid]
+            if not siblings:
+                del self._pending[held.base]
+            self._pending_count -= 1
+        else:
+            del self._entries[eid]
+            self._order.remove(held)
+            group = held.scope.group
+            self._scopes[group].discard(held)
+            self._changes.groups.add(group)
+            if self._role_entries.pop(eid, None) is not None:
+                self._refold_roles()
+        waiting = self._pending.pop(eid, None)  # the id now counts as present
+        if waiting:
+            self._pending_count -= len(waiting)
+            for e in sorted(waiting.values(), key=lambda e: e.key):
+                self._integrate(e)
 
     def _seen_verdict(self, entry: Entry, dup_counter: str) -> str:
         """The counter for an entry whose (author, seq) was seen before (see the module doc)."""
+        versions = self._equivocated.get(entry.id)
+        if versions is not None:
+            return dup_counter if _digest(entry) in versions else "replay_rejections"
         known = self._entries.get(entry.id) or self._pending_ids.get(entry.id)
         if known is not None:
             return dup_counter if known == entry else "replay_rejections"
@@ -561,7 +649,11 @@ class CommandLog:
     # -- integration ----------------------------------------------------------------------------
     def _present(self, entry_id: EntryId) -> bool:
         """Whether a base is here: held, or folded into the checkpoint."""
-        return entry_id in self._entries or entry_id.seq <= self._cp_floors.get(entry_id.author, 0)
+        return (
+            entry_id in self._entries
+            or entry_id.seq <= self._cp_floors.get(entry_id.author, 0)
+            or entry_id in self._equivocated
+        )
 
     def _permit(self, entry: Entry) -> bool:
         role = self._timeline.role_at(entry.author, entry.key)
@@ -849,6 +941,8 @@ class CommandLog:
             self._start_roles, self._start_keys(), self._role_entries.values()
         )
         self._refused = {i: e for i, e in self._refused.items() if not covered(*i)}
+        self._equivocated = {i: v for i, v in self._equivocated.items() if not covered(*i)}
+        self._proofs = {i: p for i, p in self._proofs.items() if not covered(*i)}
         self._reported_rejections = {i for i in self._reported_rejections if not covered(*i)}
         self._reported_conflicts = {i for i in self._reported_conflicts if not covered(*i)}
         self._reported_denials = {i for i in self._reported_denials if not covered(*i)}
