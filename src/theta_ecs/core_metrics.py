@@ -47,6 +47,10 @@ _COUNTERS: tuple[tuple[str, str, str, str], ...] = (
      "Guard: entries or packets dropped for an oversized payload."),
     ("rate_limit_drops", "theta_commandlog_rate_limit_drops_total", "commands",
      "Guard: entries over an author's rate limit (left unseen, so a resend can land)."),
+    ("source_rate_drops", "theta_commandlog_source_rate_drops_total", "commands",
+     "Guard: entries of batches dropped before their signature check because their source "
+     "(peer) had wasted its budget of signature checks (forged, over-rate or refused "
+     "batches); left unseen, so a sync can bring them."),
     ("sync_rate_drops", "theta_commandlog_sync_rate_drops_total", "requests",
      "Guard: sync requests over the per-peer sync rate."),
     ("malformed_packets", "theta_commandlog_malformed_packets_total", "packets",

@@ -204,6 +204,7 @@ class CommandLog:
         # per source given to receive(): when its next sync request may be answered
         self._next_sync_answer: dict[Hashable | None, float] = {}
         self._sync_requested_at = float("-inf")
+        self._waste: dict[Hashable, TokenBucket] = {}  # per named source: wasted signature checks
         # digests of entries the admission refused (to tell a duplicate from a replay; the
         # entries themselves are not kept, so refused junk costs no payload memory)
         self._refused: dict[EntryId, bytes] = {}
@@ -377,7 +378,10 @@ class CommandLog:
 
         ``source`` names the peer it came from (e.g. a session id): sync requests are answered
         at most once per ``sync_answer_interval_s`` per source, so one peer asking in a loop
-        cannot use up the answers other peers need to catch up.
+        cannot use up the answers other peers need to catch up, and a named source may waste
+        only so much signature work (``GuardConfig.source_waste_rate``) before its batches are
+        dropped ahead of the check. Batches from an author already over its rate are dropped
+        before the check too, whatever their source.
         """
         limit_ok = (
             len(packet) <= self.config.max_checkpoint
@@ -416,7 +420,7 @@ class CommandLog:
         dup_counter = "sync_duplicates" if solicited else "duplicates_dropped"
         kept: list[bytes] = []
         for raw in decoded.batches:
-            if self._ingest(raw, now, restoring=False, dup_counter=dup_counter):
+            if self._ingest(raw, now, restoring=False, dup_counter=dup_counter, source=source):
                 kept.append(raw)
         if kept and self.store is not None:
             self.store.append(kept)
@@ -453,7 +457,13 @@ class CommandLog:
         return out + _pack(list(dict.fromkeys(raws)), answer=True)
 
     def _ingest(
-        self, raw: bytes, now: float, *, restoring: bool, dup_counter: str = "duplicates_dropped"
+        self,
+        raw: bytes,
+        now: float,
+        *,
+        restoring: bool,
+        dup_counter: str = "duplicates_dropped",
+        source: Hashable | None = None,
     ) -> bool:
         """Guards and integration of one batch; True when it held a new entry worth storing."""
         tel = self.telemetry
@@ -488,6 +498,18 @@ class CommandLog:
                 for entry in batch.entries:
                     tel.count(self._seen_verdict(entry, dup_counter))
             return False
+        waste = None
+        if not restoring:
+            if source is not None:
+                waste = self._waste_bucket(source, now)
+                if waste.available(now) < 1:
+                    tel.count("source_rate_drops", n)  # not marked seen: resendable
+                    return False
+            if self._bucket(batch.author, local=False).available(now) < 1 and any(
+                window.check(e.seq) is SeqVerdict.NEW for e in batch.entries
+            ):
+                tel.count("rate_limit_drops", n)  # over its author's rate: no signature work
+                return False
         t0 = time.perf_counter()
         try:
             verifier.verify(batch)
@@ -497,12 +519,30 @@ class CommandLog:
                     f"a stored batch from {batch.author:016x} fails its signature check"
                 ) from None
             tel.count("signature_rejections", n)
+            if waste is not None:
+                waste.take(now)
             return False
         finally:
             elapsed = time.perf_counter() - t0
             tel.gauge("command_verify_us_per_entry", elapsed * 1e6 / n)
         tel.count("commands_verified", n)  # only entries whose signature checked out
-        return self._admit(batch, now, restoring=restoring, dup_counter=dup_counter)
+        kept = self._admit(batch, now, restoring=restoring, dup_counter=dup_counter)
+        if not kept and waste is not None:
+            waste.take(now)
+        return kept
+
+    def _waste_bucket(self, source: Hashable, now: float) -> TokenBucket:
+        """The signature work ``source`` may still waste (see GuardConfig.source_waste_rate)."""
+        bucket = self._waste.get(source)
+        if bucket is None:
+            if len(self._waste) >= _MAX_SYNC_SOURCES:  # forget the sources back at full budget
+                self._waste = {
+                    s: b for s, b in self._waste.items() if b.available(now) < b.burst
+                }
+            bucket = self._waste[source] = TokenBucket(
+                self.config.source_waste_rate, self.config.source_waste_burst, now
+            )
+        return bucket
 
     def _admit(
         self, batch: SignedBatch, now: float, *, restoring: bool, dup_counter: str
