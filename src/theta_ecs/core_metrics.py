@@ -69,6 +69,13 @@ _COUNTERS: tuple[tuple[str, str, str, str], ...] = (
     ("equivocations", "theta_commandlog_equivocations_total", "commands",
      "Guard: (author, seq) pairs its author signed in two valid versions: the held version "
      "is withdrawn on every peer the two signed batches (the proof, forwarded) reach."),
+    ("revoked_drops", "theta_commandlog_revoked_drops_total", "commands",
+     "Guard: entries whose author had no role at their place in the order as this peer knew "
+     "it (revoked before them): not stored, quarantined (bounded) in case a grant before "
+     "them arrives."),
+    ("quarantine_evictions", "theta_commandlog_quarantine_evictions_total", "commands",
+     "Guard: entries of authors without a role at their place evicted from the bounded "
+     "quarantine (a flood); a resend after a grant before them brings them back."),
     ("duplicates_dropped", "theta_commandlog_duplicates_dropped_total", "commands",
      "Exact re-deliveries of already integrated entries (ordinary network duplication), "
      "dropped without counting as replays."),

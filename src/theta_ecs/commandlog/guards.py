@@ -46,6 +46,14 @@ class SequenceWindow:
             self.floor += 1
             self._above.discard(self.floor)
 
+    def unmark(self, seq: int) -> None:
+        """Forget that ``seq`` was seen (an entry withdrawn while a resend may still count)."""
+        if seq <= self.floor:
+            self._above.update(range(seq + 1, self.floor + 1))
+            self.floor = seq - 1
+        else:
+            self._above.discard(seq)
+
     def raise_floor(self, floor: int) -> None:
         """Mark every seq up to ``floor`` seen (a checkpoint covers them)."""
         if floor <= self.floor:
@@ -118,6 +126,9 @@ class GuardConfig:
     #: none: copies are sorted out before the check.
     source_waste_rate: float = 20.0
     source_waste_burst: float = 100.0
+    #: entries whose author had no role at their place (revoked before them) wait, in case a
+    #: grant before them arrives, in a quarantine of at most this many bytes (oldest evicted)
+    max_quarantine_bytes: int = 1 << 20
 
 
 class PayloadGuard:

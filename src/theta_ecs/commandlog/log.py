@@ -32,6 +32,14 @@ version the checks refused never counted: another version of that seq is judged 
 (Two peers that each hold one version and only sync with each other do not find out; a peer
 that saw both, such as the server relaying them, tells them.)
 
+An entry whose author has no role at its place in the order as this log knows it (revoked before
+it, or never granted) is not stored, nor marked seen: counted ``revoked_drops``, it waits in a
+quarantine bounded in bytes (``GuardConfig.max_quarantine_bytes``, oldest evicted and counted
+``quarantine_evictions``) in case a grant ordered before it arrives, and its digest is kept so
+resends cost no signature check. A log that held such entries when the revoke arrived moves
+them there too, so every peer holds the same entries. Only an entry evicted under a flood needs
+a resend (or a sync) to come back after such a grant.
+
 Checkpoints (:mod:`.checkpoint`, :meth:`CommandLog.checkpoint`) compact the history: an admin
 signs the folded state of every entry up to per-author floors; every log that applies it drops
 the covered entries in memory and in its store, and answers a sync from below the checkpoint
@@ -154,6 +162,9 @@ _CHECKPOINT_ITEM = 0
 #: Sources whose sync-answer throttle is remembered before the expired ones are forgotten.
 _MAX_SYNC_SOURCES = 4096
 
+#: Entries refused for their author's lack of a role whose digests are kept (oldest forgotten).
+_MAX_REVOKED_HELD = 1 << 16
+
 #: Largest encoded packet :meth:`CommandLog.flush` produces (a reliable stream splits it further).
 PACKET_BUDGET = 256 * 1024
 
@@ -213,6 +224,10 @@ class CommandLog:
         self._equivocated: dict[EntryId, set[bytes]] = {}
         self._proofs: dict[EntryId, tuple[bytes, ...]] = {}
         self._proof_out: list[bytes] = []
+        # entries refused because their author had no role there: digests only, bounded
+        self._revoked_held: dict[EntryId, bytes] = {}
+        self._quarantine: dict[EntryId, tuple[Entry, bytes]] = {}  # ... and the entries, bounded
+        self._quarantine_bytes = 0
         self._author_groups: dict[int, set[tuple[int, int]]] = {}
         self._reported_denials: set[EntryId] = set()
         self._checkpoint: Checkpoint | None = None
@@ -490,9 +505,7 @@ class CommandLog:
                 tel.count("unknown_author_drops", n)
                 return False
         window = self._window(batch.author)
-        if all(window.check(e.seq) is SeqVerdict.REPLAY for e in batch.entries) and not any(
-            self._unjudged_version(e) for e in batch.entries
-        ):
+        if all(self._settled(window, e) for e in batch.entries):
             # nothing new: skip the signature check, so a replay flood costs no Ed25519 time
             if not restoring:
                 for entry in batch.entries:
@@ -587,6 +600,10 @@ class CommandLog:
                 fresh = fresh[:allowed]
         stored = False
         for entry in fresh:
+            if self._timeline.role_at(author, entry.key) is None:
+                # revoked before it (as far as this log knows): not stored, not marked seen
+                self._refuse_revoked(entry, batch.raw)
+                continue
             window.mark(entry.seq)
             if not self._acceptable(entry):
                 self._refused[entry.id] = _digest(entry)
@@ -600,6 +617,15 @@ class CommandLog:
         if stored or proved:
             self._batches.setdefault(author, []).append((batch.entries[-1].seq, batch.raw))
         return stored or proved
+
+    def _settled(self, window: SequenceWindow, entry: Entry) -> bool:
+        """Whether ``entry`` was judged before, so its batch needs no signature check for it:
+        a seen seq (unless another version of it), or a copy of one refused for its author's
+        lack of a role."""
+        revoked = self._revoked_held.get(entry.id)
+        if revoked is not None and revoked == _digest(entry):
+            return True
+        return window.check(entry.seq) is SeqVerdict.REPLAY and not self._unjudged_version(entry)
 
     def _unjudged_version(self, entry: Entry) -> bool:
         """Whether ``entry``, of a seq already seen, is a version this log has not judged: other
@@ -626,6 +652,14 @@ class CommandLog:
         self._proofs[eid] = proof
         self._proof_out.extend(proof)
         self.telemetry.count("equivocations")
+        if self._withdraw(held):
+            self._refold_roles()
+        self._release(eid)  # the id now counts as present
+
+    def _withdraw(self, held: Entry) -> bool:
+        """Take a held or pending entry out of the log; True when it was a role change (the
+        caller refolds the roles)."""
+        eid = held.id
         if self._pending_ids.pop(eid, None) is not None:
             mine = self._pending_of[held.author]
             del mine[eid]
@@ -636,22 +670,69 @@ class CommandLog:
             if not siblings:
                 del self._pending[held.base]
             self._pending_count -= 1
-        else:
-            del self._entries[eid]
-            self._order.remove(held)
-            group = held.scope.group
-            self._scopes[group].discard(held)
-            self._changes.groups.add(group)
-            if self._role_entries.pop(eid, None) is not None:
-                self._refold_roles()
-        waiting = self._pending.pop(eid, None)  # the id now counts as present
+            return False
+        del self._entries[eid]
+        self._order.remove(held)
+        group = held.scope.group
+        self._scopes[group].discard(held)
+        self._changes.groups.add(group)
+        return self._role_entries.pop(eid, None) is not None
+
+    def _release(self, entry_id: EntryId) -> None:
+        """Integrate the entries waiting on ``entry_id`` (it counts as present now)."""
+        waiting = self._pending.pop(entry_id, None)
         if waiting:
             self._pending_count -= len(waiting)
             for e in sorted(waiting.values(), key=lambda e: e.key):
                 self._integrate(e)
 
+    def _refuse_revoked(self, entry: Entry, raw: bytes) -> None:
+        """Set aside an entry whose author had no role there (see the module doc): its digest,
+        and the entry with its signed batch in the bounded quarantine; entries based on it are
+        not held back for it."""
+        self.telemetry.count("revoked_drops")
+        if len(self._revoked_held) >= _MAX_REVOKED_HELD:
+            del self._revoked_held[next(iter(self._revoked_held))]
+        self._revoked_held[entry.id] = _digest(entry)
+        if entry.id not in self._quarantine:
+            self._quarantine[entry.id] = (entry, raw)
+            self._quarantine_bytes += len(raw)
+            while self._quarantine_bytes > self.config.max_quarantine_bytes:
+                _, old = self._quarantine.pop(next(iter(self._quarantine)))  # the oldest
+                self._quarantine_bytes -= len(old)
+                self.telemetry.count("quarantine_evictions")
+        self._release(entry.id)
+
+    def _rejudge(self, authors: set[int]) -> None:
+        """Quarantined entries of ``authors`` that have a role at their place now (a grant
+        before them arrived) join the log."""
+        back = [
+            (e, raw)
+            for e, raw in self._quarantine.values()
+            if e.author in authors and self._timeline.role_at(e.author, e.key) is not None
+        ]
+        for e, raw in sorted(back, key=lambda item: item[0].key):
+            del self._quarantine[e.id]
+            self._quarantine_bytes -= len(raw)
+            self._revoked_held.pop(e.id, None)
+            window = self._window(e.author)
+            if window.check(e.seq) is not SeqVerdict.NEW:
+                continue  # a checkpoint covered it meanwhile
+            window.mark(e.seq)
+            if not self._acceptable(e):
+                self._refused[e.id] = _digest(e)
+                continue
+            batches = self._batches.setdefault(e.author, [])
+            if raw and all(r != raw for _, r in batches):
+                batches.append((max(x.seq for x in decode_batch(raw).entries), raw))
+                if self.store is not None:
+                    self.store.append([raw])
+            self._integrate(e)
+
     def _seen_verdict(self, entry: Entry, dup_counter: str) -> str:
         """The counter for an entry whose (author, seq) was seen before (see the module doc)."""
+        if entry.id in self._revoked_held:
+            return "revoked_drops"
         versions = self._equivocated.get(entry.id)
         if versions is not None:
             return dup_counter if _digest(entry) in versions else "replay_rejections"
@@ -693,6 +774,7 @@ class CommandLog:
             entry_id in self._entries
             or entry_id.seq <= self._cp_floors.get(entry_id.author, 0)
             or entry_id in self._equivocated
+            or entry_id in self._revoked_held
         )
 
     def _permit(self, entry: Entry) -> bool:
@@ -795,11 +877,50 @@ class CommandLog:
         for author, key in new.granted.items():
             if not self.roster.verifier.knows(author) and not self._admitted.knows(author):
                 self._admitted.add(key)
-        for author in old.changed() | new.changed():
-            if old.history(author) != new.history(author):
-                for group in self._author_groups.get(author, ()):
-                    self._scopes[group].invalidate()
-                    self._changes.groups.add(group)
+        changed = {a for a in old.changed() | new.changed() if old.history(a) != new.history(a)}
+        for author in changed:
+            # its set-aside entries may be in order now: the quarantined join, resends of the
+            # ones it forgot are judged again
+            self._revoked_held = {
+                i: d
+                for i, d in self._revoked_held.items()
+                if i.author != author or i in self._quarantine
+            }
+            for group in self._author_groups.get(author, ()):
+                self._scopes[group].invalidate()
+                self._changes.groups.add(group)
+        self._withdraw_revoked(changed)
+        self._rejudge(changed)
+
+    def _withdraw_revoked(self, authors: set[int]) -> None:
+        """Entries held of ``authors`` that have no role at their place now (a revoke before
+        them arrived late) leave the log as if refused on arrival, so every peer ends up holding
+        the same entries; their seqs are unmarked, so a grant before them can still bring them
+        back."""
+        floors = self._cp_floors
+        gone = [
+            e
+            for e in [*self._entries.values(), *self._pending_ids.values()]
+            if e.author in authors
+            and e.seq > floors.get(e.author, 0)
+            and self._timeline.role_at(e.author, e.key) is None
+        ]
+        if not gone:
+            return
+        roles_changed = False
+        for e in gone:
+            roles_changed |= self._withdraw(e)
+            self._window(e.author).unmark(e.seq)
+        for e in gone:
+            encoded = e.encode()
+            raw = next(
+                (r for m, r in self._batches.get(e.author, ()) if m >= e.seq and encoded in r), b""
+            )
+            self._refuse_revoked(e, raw)
+        if roles_changed:  # a role change of an author without a role changed nothing
+            self._timeline = RoleTimeline(
+                self._start_roles, self._start_keys(), self._role_entries.values()
+            )
 
     # -- checkpoints ----------------------------------------------------------------------------
     def checkpoint(self) -> list[bytes]:
@@ -983,6 +1104,9 @@ class CommandLog:
         self._refused = {i: e for i, e in self._refused.items() if not covered(*i)}
         self._equivocated = {i: v for i, v in self._equivocated.items() if not covered(*i)}
         self._proofs = {i: p for i, p in self._proofs.items() if not covered(*i)}
+        self._quarantine = {i: q for i, q in self._quarantine.items() if not covered(*i)}
+        self._quarantine_bytes = sum(len(raw) for _, raw in self._quarantine.values())
+        self._revoked_held = {i: d for i, d in self._revoked_held.items() if not covered(*i)}
         self._reported_rejections = {i for i in self._reported_rejections if not covered(*i)}
         self._reported_conflicts = {i for i in self._reported_conflicts if not covered(*i)}
         self._reported_denials = {i for i in self._reported_denials if not covered(*i)}
@@ -1011,6 +1135,8 @@ class CommandLog:
         }
         for e in sorted(tail + waiting, key=lambda e: e.key):
             self._integrate(e)
+        self._withdraw_revoked({e.author for e in tail + waiting})  # roles from the table
+        self._rejudge({e.author for e, _ in self._quarantine.values()})
         self._changes.groups |= old_groups | set(self._scopes)
         if not restoring and self.store is not None:
             compact = getattr(self.store, "compact", None)
