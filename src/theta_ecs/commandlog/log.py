@@ -228,6 +228,9 @@ class CommandLog:
         self._revoked_held: dict[EntryId, bytes] = {}
         self._quarantine: dict[EntryId, tuple[Entry, bytes]] = {}  # ... and the entries, bounded
         self._quarantine_bytes = 0
+        # checkpoints refused for a signer not (yet) known as an admin: tried again on role changes
+        self._deferred_cps: list[bytes] = []
+        self._retrying = False
         self._author_groups: dict[int, set[tuple[int, int]]] = {}
         self._reported_denials: set[EntryId] = set()
         self._checkpoint: Checkpoint | None = None
@@ -800,6 +803,8 @@ class CommandLog:
         return self.policy.strategy_for(scope)
 
     def _integrate(self, entry: Entry) -> None:
+        if entry.seq <= self._cp_floors.get(entry.author, 0):
+            return  # a checkpoint applied meanwhile (a deferred one, see _retry_checkpoints)
         if entry.base != NO_BASE and not self._present(entry.base):
             if self._pending_count >= self.config.max_pending and not self._make_room(entry):
                 self.telemetry.count("pending_overflow_drops")
@@ -891,6 +896,20 @@ class CommandLog:
                 self._changes.groups.add(group)
         self._withdraw_revoked(changed)
         self._rejudge(changed)
+        self._retry_checkpoints()
+
+    def _retry_checkpoints(self) -> None:
+        """Checkpoints refused because their signer was no admin in the covered history as this
+        log knew it: the roles changed, so judge them again (a grant arrived after one)."""
+        if self._retrying or not self._deferred_cps:
+            return
+        self._retrying = True
+        try:
+            pending, self._deferred_cps = self._deferred_cps, []
+            for raw in pending:
+                self._receive_checkpoint(raw, restoring=False, retry=True)
+        finally:
+            self._retrying = False
 
     def _withdraw_revoked(self, authors: set[int]) -> None:
         """Entries held of ``authors`` that have no role at their place now (a revoke before
@@ -1006,8 +1025,9 @@ class CommandLog:
                     lowered = True
         return {a: f for a, f in floors.items() if f}
 
-    def _receive_checkpoint(self, raw: bytes, *, restoring: bool) -> None:
-        """Decode, authenticate and apply a checkpoint that arrived or was stored."""
+    def _receive_checkpoint(self, raw: bytes, *, restoring: bool, retry: bool = False) -> None:
+        """Decode, authenticate and apply a checkpoint that arrived or was stored (``retry``: a
+        deferred one tried again, see :meth:`_retry_checkpoints`)."""
         tel = self.telemetry
         try:
             cp = decode_checkpoint(raw)
@@ -1040,7 +1060,12 @@ class CommandLog:
         if not self._checkpoint_signer_ok(cp, new_floors, restoring=restoring):
             if restoring:
                 raise StoreCorruptError("a stored checkpoint is signed by a non-admin")
-            tel.count("checkpoint_permission_rejections")
+            if not retry:
+                tel.count("checkpoint_permission_rejections")
+            if cp.roles()[0].get(cp.author) is Role.ADMIN:
+                # its own table says admin: the grant may not have arrived yet. Kept (the
+                # newest few) and tried again when the roles change.
+                self._deferred_cps = [*[r for r in self._deferred_cps if r != raw][-3:], raw]
             return
         if rival:
             tel.count("rival_checkpoint_drops")
@@ -1057,8 +1082,11 @@ class CommandLog:
         table must say admin, and so must this log's roles folded over the covered role changes
         only (a change the signer had not seen, e.g. a late revoke, cannot make peers disagree).
         A peer without the history (a joiner) knows the roster's admins only, so it refuses a
-        checkpoint of an admin granted in the log. A log restoring its own store accepted the
-        checkpoint before: the signed table alone vouches for it there.
+        checkpoint of an admin granted in the log; a refused one whose own table says admin is
+        kept and tried again when the roles change (the grant arriving after it). A joiner
+        whose sync starts from such a checkpoint never receives the covered grant: it stays
+        refused there until a roster admin's checkpoint (known limitation). A log restoring
+        its own store accepted the checkpoint before: the signed table alone vouches for it.
         """
         if cp.roles()[0].get(cp.author) is not Role.ADMIN:
             return False
