@@ -338,9 +338,10 @@ def test_a_duplicating_link_counts_duplicates_not_replays() -> None:
         assert "replay_rejections" not in counters(p)
 
 
-def test_reusing_a_sequence_number_with_other_content_is_a_replay() -> None:
-    """An author that signs two different entries under one (author, seq) (equivocation, or a
-    forgery that reuses a seen seq): refused and counted as an attack, never as a duplicate."""
+def test_reusing_a_sequence_number_with_other_content_is_never_a_duplicate() -> None:
+    """Other content under a held (author, seq): a forgery is refused by its signature and the
+    held entry stands; a validly signed second version is an equivocation (the held one is
+    withdrawn, see test_commandlog_equivocation). Neither counts as a duplicate."""
     r = roster(2)
     a, b = make_peer(0, r), make_peer(1, r)
     nid = a.editor.create_entity({"px": 1.0})
@@ -353,11 +354,12 @@ def test_reusing_a_sequence_number_with_other_content_is_a_replay() -> None:
     )
     s = signer(0)
     body = encode_batch_body(s.author, (rewritten,))
-    b.receive([encode_batches_packet([body + s.sign(body)])])  # validly signed: equivocation
     b.receive([encode_batches_packet([body + bytes(64)])])  # a forgery reusing the seq
-    assert counters(b)["replay_rejections"] == 2
-    assert "duplicates_dropped" not in counters(b)
+    assert counters(b)["signature_rejections"] == 1
     assert b.log.get(original.id) == original and b.editor.alive(nid)
+    b.receive([encode_batches_packet([body + s.sign(body)])])  # validly signed: equivocation
+    assert counters(b)["equivocations"] == 1 and original.id not in b.log
+    assert "duplicates_dropped" not in counters(b) and not b.editor.alive(nid)
 
 
 def test_signatures_interoperate_between_pynacl_and_cryptography() -> None:

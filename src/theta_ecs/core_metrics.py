@@ -47,6 +47,10 @@ _COUNTERS: tuple[tuple[str, str, str, str], ...] = (
      "Guard: entries or packets dropped for an oversized payload."),
     ("rate_limit_drops", "theta_commandlog_rate_limit_drops_total", "commands",
      "Guard: entries over an author's rate limit (left unseen, so a resend can land)."),
+    ("source_rate_drops", "theta_commandlog_source_rate_drops_total", "commands",
+     "Guard: entries of batches dropped before their signature check because their source "
+     "(peer) had wasted its budget of signature checks (forged, over-rate or refused "
+     "batches); left unseen, so a sync can bring them."),
     ("sync_rate_drops", "theta_commandlog_sync_rate_drops_total", "requests",
      "Guard: sync requests over the per-peer sync rate."),
     ("malformed_packets", "theta_commandlog_malformed_packets_total", "packets",
@@ -62,6 +66,16 @@ _COUNTERS: tuple[tuple[str, str, str, str], ...] = (
     ("replay_rejections", "theta_commandlog_replay_rejections_total", "commands",
      "Guard: entries that reuse an integrated entry's identity with other content (a replay "
      "or forgery attempt; before duplicates were counted apart, every re-delivery)."),
+    ("equivocations", "theta_commandlog_equivocations_total", "commands",
+     "Guard: (author, seq) pairs its author signed in two valid versions: the held version "
+     "is withdrawn on every peer the two signed batches (the proof, forwarded) reach."),
+    ("revoked_drops", "theta_commandlog_revoked_drops_total", "commands",
+     "Guard: entries whose author had no role at their place in the order as this peer knew "
+     "it (revoked before them): not stored, quarantined (bounded) in case a grant before "
+     "them arrives."),
+    ("quarantine_evictions", "theta_commandlog_quarantine_evictions_total", "commands",
+     "Guard: entries of authors without a role at their place evicted from the bounded "
+     "quarantine (a flood); a resend after a grant before them brings them back."),
     ("duplicates_dropped", "theta_commandlog_duplicates_dropped_total", "commands",
      "Exact re-deliveries of already integrated entries (ordinary network duplication), "
      "dropped without counting as replays."),
@@ -187,6 +201,9 @@ _RECEIVER: tuple[tuple[str, str, str, str], ...] = (
     ("out_of_window", "theta_receiver_out_of_window_states_total", "packets",
      "Guard: states implausibly far ahead of the applied one (junk or a corrupted sequence), "
      "dropped."),
+    ("oversize", "theta_receiver_oversize_states_total", "packets",
+     "Guard: compressed states inflating beyond what the receiver's max_entities can need "
+     "(a decompression bomb), refused at that bound."),
 )
 for _key, _name, _unit, _help in _RECEIVER:
     R.counter(_name, _unit, _help, source="receiver", key=_key, labels=("peer",))

@@ -122,6 +122,14 @@ class ScopeLog:
         self._entries.insert(at, entry)
         self._stale = True
 
+    def discard(self, entry: Entry) -> None:
+        """Take an entry out again (an equivocated one, see :mod:`.log`); refold at next read."""
+        at = bisect.bisect_left(self._keys, entry.key)
+        if at < len(self._keys) and self._entries[at].id == entry.id:
+            del self._keys[at]
+            del self._entries[at]
+            self._stale = True
+
     def invalidate(self) -> None:
         """Refold at the next read (the roles behind the permission check changed)."""
         self._stale = True

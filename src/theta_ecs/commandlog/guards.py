@@ -46,6 +46,14 @@ class SequenceWindow:
             self.floor += 1
             self._above.discard(self.floor)
 
+    def unmark(self, seq: int) -> None:
+        """Forget that ``seq`` was seen (an entry withdrawn while a resend may still count)."""
+        if seq <= self.floor:
+            self._above.update(range(seq + 1, self.floor + 1))
+            self.floor = seq - 1
+        else:
+            self._above.discard(seq)
+
     def raise_floor(self, floor: int) -> None:
         """Mark every seq up to ``floor`` seen (a checkpoint covers them)."""
         if floor <= self.floor:
@@ -72,11 +80,15 @@ class TokenBucket:
         self.tokens = burst
         self._last = now
 
-    def take(self, now: float, n: int = 1) -> bool:
+    def available(self, now: float) -> float:
+        """Tokens at ``now`` (refilled; nothing taken)."""
         if now > self._last:
             self.tokens = min(self.burst, self.tokens + (now - self._last) * self.rate)
             self._last = now
-        if self.tokens >= n:
+        return self.tokens
+
+    def take(self, now: float, n: int = 1) -> bool:
+        if self.available(now) >= n:
             self.tokens -= n
             return True
         return False
@@ -107,6 +119,16 @@ class GuardConfig:
     sync_answer_window_s: float = 30.0
     #: a checkpoint travels alone in its packet and may exceed ``max_packet`` up to this size
     max_checkpoint: int = 64 * 1024 * 1024
+    #: signature checks per second a named source (the ``source`` given to CommandLog.receive)
+    #: may waste: batches that fail their signature or bring nothing (every entry over its
+    #: author's rate, or refused). Beyond, its batches are dropped before the check (counted
+    #: ``source_rate_drops``, left unseen so a sync can bring them). Honest traffic wastes
+    #: none: copies are sorted out before the check.
+    source_waste_rate: float = 20.0
+    source_waste_burst: float = 100.0
+    #: entries whose author had no role at their place (revoked before them) wait, in case a
+    #: grant before them arrives, in a quarantine of at most this many bytes (oldest evicted)
+    max_quarantine_bytes: int = 1 << 20
 
 
 class PayloadGuard:

@@ -22,6 +22,24 @@ Entries already seen are sorted out before any signature check:
   content: a forgery, an equivocating author, or an author that lost its store and reuses
   sequence numbers. Never benign: this counter means an attack or a broken peer.
 
+An author that signs two valid versions of one (author, seq) (an equivocation) would split peers
+that integrated different ones. Once a log holds one version and receives another that passes
+the same deterministic checks, it counts ``equivocations``, withdraws the version it held (the
+id then counts as present, so entries based on it still integrate) and keeps both signed
+batches as the proof: they go out with its next :meth:`CommandLog.flush` and in every sync
+answer, so every peer they reach withdraws it too, whatever order the versions arrived in. A
+version the checks refused never counted: another version of that seq is judged as new.
+(Two peers that each hold one version and only sync with each other do not find out; a peer
+that saw both, such as the server relaying them, tells them.)
+
+An entry whose author has no role at its place in the order as this log knows it (revoked before
+it, or never granted) is not stored, nor marked seen: counted ``revoked_drops``, it waits in a
+quarantine bounded in bytes (``GuardConfig.max_quarantine_bytes``, oldest evicted and counted
+``quarantine_evictions``) in case a grant ordered before it arrives, and its digest is kept so
+resends cost no signature check. A log that held such entries when the revoke arrived moves
+them there too, so every peer holds the same entries. Only an entry evicted under a flood needs
+a resend (or a sync) to come back after such a grant.
+
 Checkpoints (:mod:`.checkpoint`, :meth:`CommandLog.checkpoint`) compact the history: an admin
 signs the folded state of every entry up to per-author floors; every log that applies it drops
 the covered entries in memory and in its store, and answers a sync from below the checkpoint
@@ -144,6 +162,9 @@ _CHECKPOINT_ITEM = 0
 #: Sources whose sync-answer throttle is remembered before the expired ones are forgotten.
 _MAX_SYNC_SOURCES = 4096
 
+#: Entries refused for their author's lack of a role whose digests are kept (oldest forgotten).
+_MAX_REVOKED_HELD = 1 << 16
+
 #: Largest encoded packet :meth:`CommandLog.flush` produces (a reliable stream splits it further).
 PACKET_BUDGET = 256 * 1024
 
@@ -194,10 +215,22 @@ class CommandLog:
         # per source given to receive(): when its next sync request may be answered
         self._next_sync_answer: dict[Hashable | None, float] = {}
         self._sync_requested_at = float("-inf")
+        self._waste: dict[Hashable, TokenBucket] = {}  # per named source: wasted signature checks
         # digests of entries the admission refused (to tell a duplicate from a replay; the
         # entries themselves are not kept, so refused junk costs no payload memory)
         self._refused: dict[EntryId, bytes] = {}
         self._pending_ids: dict[EntryId, Entry] = {}
+        # equivocated ids: the digests of their versions, and the signed batches proving it
+        self._equivocated: dict[EntryId, set[bytes]] = {}
+        self._proofs: dict[EntryId, tuple[bytes, ...]] = {}
+        self._proof_out: list[bytes] = []
+        # entries refused because their author had no role there: digests only, bounded
+        self._revoked_held: dict[EntryId, bytes] = {}
+        self._quarantine: dict[EntryId, tuple[Entry, bytes]] = {}  # ... and the entries, bounded
+        self._quarantine_bytes = 0
+        # checkpoints refused for a signer not (yet) known as an admin: tried again on role changes
+        self._deferred_cps: list[bytes] = []
+        self._retrying = False
         self._author_groups: dict[int, set[tuple[int, int]]] = {}
         self._reported_denials: set[EntryId] = set()
         self._checkpoint: Checkpoint | None = None
@@ -330,10 +363,13 @@ class CommandLog:
     def flush(self) -> list[bytes]:
         """Sign this frame's local entries, persist them, and return the packets to send.
 
-        Entries are acknowledged (durable in the store) once this returns.
+        Entries are acknowledged (durable in the store) once this returns. Proofs of
+        equivocations found since the last call go out too (see the module doc).
         """
+        proofs, self._proof_out = self._proof_out, []
+        tail = _pack(list(dict.fromkeys(proofs))) if proofs else []
         if not self._outgoing:
-            return []
+            return tail
         signer = self.signer
         assert signer is not None
         out = self._outgoing
@@ -352,7 +388,7 @@ class CommandLog:
         self._outgoing = []
         self._batches.setdefault(signer.author, []).extend(sealed)
         self.telemetry.count("commands_sent", len(out))
-        return _pack(raws)
+        return _pack(raws) + tail
 
     # -- remote packets -------------------------------------------------------------------------
     def receive(self, packet: bytes, source: Hashable | None = None) -> list[bytes]:
@@ -360,7 +396,10 @@ class CommandLog:
 
         ``source`` names the peer it came from (e.g. a session id): sync requests are answered
         at most once per ``sync_answer_interval_s`` per source, so one peer asking in a loop
-        cannot use up the answers other peers need to catch up.
+        cannot use up the answers other peers need to catch up, and a named source may waste
+        only so much signature work (``GuardConfig.source_waste_rate``) before its batches are
+        dropped ahead of the check. Batches from an author already over its rate are dropped
+        before the check too, whatever their source.
         """
         limit_ok = (
             len(packet) <= self.config.max_checkpoint
@@ -399,7 +438,7 @@ class CommandLog:
         dup_counter = "sync_duplicates" if solicited else "duplicates_dropped"
         kept: list[bytes] = []
         for raw in decoded.batches:
-            if self._ingest(raw, now, restoring=False, dup_counter=dup_counter):
+            if self._ingest(raw, now, restoring=False, dup_counter=dup_counter, source=source):
                 kept.append(raw)
         if kept and self.store is not None:
             self.store.append(kept)
@@ -431,10 +470,18 @@ class CommandLog:
             for max_seq, raw in batches
             if max_seq > floors.get(author, 0)
         ]
-        return out + _pack(raws, answer=True)
+        # proofs of equivocation go to every asker: its floors cannot tell which version it holds
+        raws.extend(r for proof in self._proofs.values() for r in proof)
+        return out + _pack(list(dict.fromkeys(raws)), answer=True)
 
     def _ingest(
-        self, raw: bytes, now: float, *, restoring: bool, dup_counter: str = "duplicates_dropped"
+        self,
+        raw: bytes,
+        now: float,
+        *,
+        restoring: bool,
+        dup_counter: str = "duplicates_dropped",
+        source: Hashable | None = None,
     ) -> bool:
         """Guards and integration of one batch; True when it held a new entry worth storing."""
         tel = self.telemetry
@@ -461,12 +508,24 @@ class CommandLog:
                 tel.count("unknown_author_drops", n)
                 return False
         window = self._window(batch.author)
-        if all(window.check(e.seq) is SeqVerdict.REPLAY for e in batch.entries):
+        if all(self._settled(window, e) for e in batch.entries):
             # nothing new: skip the signature check, so a replay flood costs no Ed25519 time
             if not restoring:
                 for entry in batch.entries:
                     tel.count(self._seen_verdict(entry, dup_counter))
             return False
+        waste = None
+        if not restoring:
+            if source is not None:
+                waste = self._waste_bucket(source, now)
+                if waste.available(now) < 1:
+                    tel.count("source_rate_drops", n)  # not marked seen: resendable
+                    return False
+            if self._bucket(batch.author, local=False).available(now) < 1 and any(
+                window.check(e.seq) is SeqVerdict.NEW for e in batch.entries
+            ):
+                tel.count("rate_limit_drops", n)  # over its author's rate: no signature work
+                return False
         t0 = time.perf_counter()
         try:
             verifier.verify(batch)
@@ -476,12 +535,30 @@ class CommandLog:
                     f"a stored batch from {batch.author:016x} fails its signature check"
                 ) from None
             tel.count("signature_rejections", n)
+            if waste is not None:
+                waste.take(now)
             return False
         finally:
             elapsed = time.perf_counter() - t0
             tel.gauge("command_verify_us_per_entry", elapsed * 1e6 / n)
         tel.count("commands_verified", n)  # only entries whose signature checked out
-        return self._admit(batch, now, restoring=restoring, dup_counter=dup_counter)
+        kept = self._admit(batch, now, restoring=restoring, dup_counter=dup_counter)
+        if not kept and waste is not None:
+            waste.take(now)
+        return kept
+
+    def _waste_bucket(self, source: Hashable, now: float) -> TokenBucket:
+        """The signature work ``source`` may still waste (see GuardConfig.source_waste_rate)."""
+        bucket = self._waste.get(source)
+        if bucket is None:
+            if len(self._waste) >= _MAX_SYNC_SOURCES:  # forget the sources back at full budget
+                self._waste = {
+                    s: b for s, b in self._waste.items() if b.available(now) < b.burst
+                }
+            bucket = self._waste[source] = TokenBucket(
+                self.config.source_waste_rate, self.config.source_waste_burst, now
+            )
+        return bucket
 
     def _admit(
         self, batch: SignedBatch, now: float, *, restoring: bool, dup_counter: str
@@ -490,9 +567,20 @@ class CommandLog:
         author = batch.author
         window = self._window(author)
         fresh: list[Entry] = []
+        proved = False
         for entry in batch.entries:
             verdict = window.check(entry.seq)
             if verdict is SeqVerdict.REPLAY:
+                if self._unjudged_version(entry):
+                    held = self._entries.get(entry.id) or self._pending_ids.get(entry.id)
+                    if held is None:  # the version seen here was refused: judge this one
+                        fresh.append(entry)
+                    elif self._acceptable(entry):
+                        self._equivocation(held, entry, batch.raw)
+                        proved = True
+                    elif not restoring:  # an invalid second version: the held one stands
+                        tel.count("replay_rejections")
+                    continue
                 if not restoring:
                     tel.count(self._seen_verdict(entry, dup_counter))
                 continue
@@ -500,6 +588,9 @@ class CommandLog:
                 tel.count("sequence_window_drops")
                 continue
             fresh.append(entry)
+        if proved and not fresh:
+            self._batches.setdefault(author, []).append((batch.entries[-1].seq, batch.raw))
+            return True
         if not fresh:
             return False
         if not restoring:
@@ -512,21 +603,142 @@ class CommandLog:
                 fresh = fresh[:allowed]
         stored = False
         for entry in fresh:
+            if self._timeline.role_at(author, entry.key) is None:
+                # revoked before it (as far as this log knows): not stored, not marked seen
+                self._refuse_revoked(entry, batch.raw)
+                continue
             window.mark(entry.seq)
             if not self._acceptable(entry):
                 self._refused[entry.id] = _digest(entry)
                 continue
             stored = True
+            self._refused.pop(entry.id, None)
             if author == self._own_author():
                 self._seq = max(self._seq, entry.seq)
             self._integrate(entry)
             tel.count("commands_received")
-        if stored:
+        if stored or proved:
             self._batches.setdefault(author, []).append((batch.entries[-1].seq, batch.raw))
-        return stored
+        return stored or proved
+
+    def _settled(self, window: SequenceWindow, entry: Entry) -> bool:
+        """Whether ``entry`` was judged before, so its batch needs no signature check for it:
+        a seen seq (unless another version of it), or a copy of one refused for its author's
+        lack of a role."""
+        revoked = self._revoked_held.get(entry.id)
+        if revoked is not None and revoked == _digest(entry):
+            return True
+        return window.check(entry.seq) is SeqVerdict.REPLAY and not self._unjudged_version(entry)
+
+    def _unjudged_version(self, entry: Entry) -> bool:
+        """Whether ``entry``, of a seq already seen, is a version this log has not judged: other
+        content than the entry it holds (an equivocation, if it is valid), or than the version
+        it refused (which never counted). Only then is its signature worth checking."""
+        if entry.id in self._equivocated or entry.seq <= self._cp_floors.get(entry.author, 0):
+            return False
+        held = self._entries.get(entry.id) or self._pending_ids.get(entry.id)
+        if held is not None:
+            return held != entry
+        refused = self._refused.get(entry.id)
+        return refused is not None and refused != _digest(entry)
+
+    def _equivocation(self, held: Entry, other: Entry, raw: bytes) -> None:
+        """Two valid signed versions of one id: withdraw the held one, keep and send the proof."""
+        eid = held.id
+        self._equivocated[eid] = {_digest(held), _digest(other)}
+        encoded = held.encode()
+        held_raw = next(
+            (r for m, r in self._batches.get(held.author, ()) if m >= held.seq and encoded in r),
+            None,
+        )
+        proof = (raw,) if held_raw is None else (held_raw, raw)
+        self._proofs[eid] = proof
+        self._proof_out.extend(proof)
+        self.telemetry.count("equivocations")
+        if self._withdraw(held):
+            self._refold_roles()
+        self._release(eid)  # the id now counts as present
+
+    def _withdraw(self, held: Entry) -> bool:
+        """Take a held or pending entry out of the log; True when it was a role change (the
+        caller refolds the roles)."""
+        eid = held.id
+        if self._pending_ids.pop(eid, None) is not None:
+            mine = self._pending_of[held.author]
+            del mine[eid]
+            if not mine:
+                del self._pending_of[held.author]
+            siblings = self._pending[held.base]
+            del siblings[eid]
+            if not siblings:
+                del self._pending[held.base]
+            self._pending_count -= 1
+            return False
+        del self._entries[eid]
+        self._order.remove(held)
+        group = held.scope.group
+        self._scopes[group].discard(held)
+        self._changes.groups.add(group)
+        return self._role_entries.pop(eid, None) is not None
+
+    def _release(self, entry_id: EntryId) -> None:
+        """Integrate the entries waiting on ``entry_id`` (it counts as present now)."""
+        waiting = self._pending.pop(entry_id, None)
+        if waiting:
+            self._pending_count -= len(waiting)
+            for e in sorted(waiting.values(), key=lambda e: e.key):
+                self._integrate(e)
+
+    def _refuse_revoked(self, entry: Entry, raw: bytes) -> None:
+        """Set aside an entry whose author had no role there (see the module doc): its digest,
+        and the entry with its signed batch in the bounded quarantine; entries based on it are
+        not held back for it."""
+        self.telemetry.count("revoked_drops")
+        if len(self._revoked_held) >= _MAX_REVOKED_HELD:
+            del self._revoked_held[next(iter(self._revoked_held))]
+        self._revoked_held[entry.id] = _digest(entry)
+        if entry.id not in self._quarantine:
+            self._quarantine[entry.id] = (entry, raw)
+            self._quarantine_bytes += len(raw)
+            while self._quarantine_bytes > self.config.max_quarantine_bytes:
+                _, old = self._quarantine.pop(next(iter(self._quarantine)))  # the oldest
+                self._quarantine_bytes -= len(old)
+                self.telemetry.count("quarantine_evictions")
+        self._release(entry.id)
+
+    def _rejudge(self, authors: set[int]) -> None:
+        """Quarantined entries of ``authors`` that have a role at their place now (a grant
+        before them arrived) join the log."""
+        back = [
+            (e, raw)
+            for e, raw in self._quarantine.values()
+            if e.author in authors and self._timeline.role_at(e.author, e.key) is not None
+        ]
+        for e, raw in sorted(back, key=lambda item: item[0].key):
+            del self._quarantine[e.id]
+            self._quarantine_bytes -= len(raw)
+            self._revoked_held.pop(e.id, None)
+            window = self._window(e.author)
+            if window.check(e.seq) is not SeqVerdict.NEW:
+                continue  # a checkpoint covered it meanwhile
+            window.mark(e.seq)
+            if not self._acceptable(e):
+                self._refused[e.id] = _digest(e)
+                continue
+            batches = self._batches.setdefault(e.author, [])
+            if raw and all(r != raw for _, r in batches):
+                batches.append((max(x.seq for x in decode_batch(raw).entries), raw))
+                if self.store is not None:
+                    self.store.append([raw])
+            self._integrate(e)
 
     def _seen_verdict(self, entry: Entry, dup_counter: str) -> str:
         """The counter for an entry whose (author, seq) was seen before (see the module doc)."""
+        if entry.id in self._revoked_held:
+            return "revoked_drops"
+        versions = self._equivocated.get(entry.id)
+        if versions is not None:
+            return dup_counter if _digest(entry) in versions else "replay_rejections"
         known = self._entries.get(entry.id) or self._pending_ids.get(entry.id)
         if known is not None:
             return dup_counter if known == entry else "replay_rejections"
@@ -561,7 +773,12 @@ class CommandLog:
     # -- integration ----------------------------------------------------------------------------
     def _present(self, entry_id: EntryId) -> bool:
         """Whether a base is here: held, or folded into the checkpoint."""
-        return entry_id in self._entries or entry_id.seq <= self._cp_floors.get(entry_id.author, 0)
+        return (
+            entry_id in self._entries
+            or entry_id.seq <= self._cp_floors.get(entry_id.author, 0)
+            or entry_id in self._equivocated
+            or entry_id in self._revoked_held
+        )
 
     def _permit(self, entry: Entry) -> bool:
         role = self._timeline.role_at(entry.author, entry.key)
@@ -586,6 +803,8 @@ class CommandLog:
         return self.policy.strategy_for(scope)
 
     def _integrate(self, entry: Entry) -> None:
+        if entry.seq <= self._cp_floors.get(entry.author, 0):
+            return  # a checkpoint applied meanwhile (a deferred one, see _retry_checkpoints)
         if entry.base != NO_BASE and not self._present(entry.base):
             if self._pending_count >= self.config.max_pending and not self._make_room(entry):
                 self.telemetry.count("pending_overflow_drops")
@@ -663,11 +882,64 @@ class CommandLog:
         for author, key in new.granted.items():
             if not self.roster.verifier.knows(author) and not self._admitted.knows(author):
                 self._admitted.add(key)
-        for author in old.changed() | new.changed():
-            if old.history(author) != new.history(author):
-                for group in self._author_groups.get(author, ()):
-                    self._scopes[group].invalidate()
-                    self._changes.groups.add(group)
+        changed = {a for a in old.changed() | new.changed() if old.history(a) != new.history(a)}
+        for author in changed:
+            # its set-aside entries may be in order now: the quarantined join, resends of the
+            # ones it forgot are judged again
+            self._revoked_held = {
+                i: d
+                for i, d in self._revoked_held.items()
+                if i.author != author or i in self._quarantine
+            }
+            for group in self._author_groups.get(author, ()):
+                self._scopes[group].invalidate()
+                self._changes.groups.add(group)
+        self._withdraw_revoked(changed)
+        self._rejudge(changed)
+        self._retry_checkpoints()
+
+    def _retry_checkpoints(self) -> None:
+        """Checkpoints refused because their signer was no admin in the covered history as this
+        log knew it: the roles changed, so judge them again (a grant arrived after one)."""
+        if self._retrying or not self._deferred_cps:
+            return
+        self._retrying = True
+        try:
+            pending, self._deferred_cps = self._deferred_cps, []
+            for raw in pending:
+                self._receive_checkpoint(raw, restoring=False, retry=True)
+        finally:
+            self._retrying = False
+
+    def _withdraw_revoked(self, authors: set[int]) -> None:
+        """Entries held of ``authors`` that have no role at their place now (a revoke before
+        them arrived late) leave the log as if refused on arrival, so every peer ends up holding
+        the same entries; their seqs are unmarked, so a grant before them can still bring them
+        back."""
+        floors = self._cp_floors
+        gone = [
+            e
+            for e in [*self._entries.values(), *self._pending_ids.values()]
+            if e.author in authors
+            and e.seq > floors.get(e.author, 0)
+            and self._timeline.role_at(e.author, e.key) is None
+        ]
+        if not gone:
+            return
+        roles_changed = False
+        for e in gone:
+            roles_changed |= self._withdraw(e)
+            self._window(e.author).unmark(e.seq)
+        for e in gone:
+            encoded = e.encode()
+            raw = next(
+                (r for m, r in self._batches.get(e.author, ()) if m >= e.seq and encoded in r), b""
+            )
+            self._refuse_revoked(e, raw)
+        if roles_changed:  # a role change of an author without a role changed nothing
+            self._timeline = RoleTimeline(
+                self._start_roles, self._start_keys(), self._role_entries.values()
+            )
 
     # -- checkpoints ----------------------------------------------------------------------------
     def checkpoint(self) -> list[bytes]:
@@ -753,8 +1025,9 @@ class CommandLog:
                     lowered = True
         return {a: f for a, f in floors.items() if f}
 
-    def _receive_checkpoint(self, raw: bytes, *, restoring: bool) -> None:
-        """Decode, authenticate and apply a checkpoint that arrived or was stored."""
+    def _receive_checkpoint(self, raw: bytes, *, restoring: bool, retry: bool = False) -> None:
+        """Decode, authenticate and apply a checkpoint that arrived or was stored (``retry``: a
+        deferred one tried again, see :meth:`_retry_checkpoints`)."""
         tel = self.telemetry
         try:
             cp = decode_checkpoint(raw)
@@ -787,7 +1060,12 @@ class CommandLog:
         if not self._checkpoint_signer_ok(cp, new_floors, restoring=restoring):
             if restoring:
                 raise StoreCorruptError("a stored checkpoint is signed by a non-admin")
-            tel.count("checkpoint_permission_rejections")
+            if not retry:
+                tel.count("checkpoint_permission_rejections")
+            if cp.roles()[0].get(cp.author) is Role.ADMIN:
+                # its own table says admin: the grant may not have arrived yet. Kept (the
+                # newest few) and tried again when the roles change.
+                self._deferred_cps = [*[r for r in self._deferred_cps if r != raw][-3:], raw]
             return
         if rival:
             tel.count("rival_checkpoint_drops")
@@ -804,8 +1082,11 @@ class CommandLog:
         table must say admin, and so must this log's roles folded over the covered role changes
         only (a change the signer had not seen, e.g. a late revoke, cannot make peers disagree).
         A peer without the history (a joiner) knows the roster's admins only, so it refuses a
-        checkpoint of an admin granted in the log. A log restoring its own store accepted the
-        checkpoint before: the signed table alone vouches for it there.
+        checkpoint of an admin granted in the log; a refused one whose own table says admin is
+        kept and tried again when the roles change (the grant arriving after it). A joiner
+        whose sync starts from such a checkpoint never receives the covered grant: it stays
+        refused there until a roster admin's checkpoint (known limitation). A log restoring
+        its own store accepted the checkpoint before: the signed table alone vouches for it.
         """
         if cp.roles()[0].get(cp.author) is not Role.ADMIN:
             return False
@@ -849,6 +1130,11 @@ class CommandLog:
             self._start_roles, self._start_keys(), self._role_entries.values()
         )
         self._refused = {i: e for i, e in self._refused.items() if not covered(*i)}
+        self._equivocated = {i: v for i, v in self._equivocated.items() if not covered(*i)}
+        self._proofs = {i: p for i, p in self._proofs.items() if not covered(*i)}
+        self._quarantine = {i: q for i, q in self._quarantine.items() if not covered(*i)}
+        self._quarantine_bytes = sum(len(raw) for _, raw in self._quarantine.values())
+        self._revoked_held = {i: d for i, d in self._revoked_held.items() if not covered(*i)}
         self._reported_rejections = {i for i in self._reported_rejections if not covered(*i)}
         self._reported_conflicts = {i for i in self._reported_conflicts if not covered(*i)}
         self._reported_denials = {i for i in self._reported_denials if not covered(*i)}
@@ -877,6 +1163,8 @@ class CommandLog:
         }
         for e in sorted(tail + waiting, key=lambda e: e.key):
             self._integrate(e)
+        self._withdraw_revoked({e.author for e in tail + waiting})  # roles from the table
+        self._rejudge({e.author for e, _ in self._quarantine.values()})
         self._changes.groups |= old_groups | set(self._scopes)
         if not restoring and self.store is not None:
             compact = getattr(self.store, "compact", None)

@@ -13,7 +13,9 @@ a :class:`~theta_ecs.serialization.packet.ResyncRequest` (every ``resync_interva
 lasts) and the replicator falls back to a full state. Chunk reassembly is bounded by count, age
 and a sequence window after the applied state, so junk chunks cannot keep genuine state out; a
 whole state packet outside that window is dropped and counted too (``out_of_window``), so one
-forged datagram with a far-future sequence cannot make every genuine state stale.
+forged datagram with a far-future sequence cannot make every genuine state stale. A compressed
+state inflating beyond what ``max_entities`` entities can need (a decompression bomb) is refused
+while inflating, at that bound, and counted (``oversize``).
 """
 
 from __future__ import annotations
@@ -24,9 +26,10 @@ import numpy as np
 import numpy.typing as npt
 
 from ..serialization.chunking import ChunkDrops, Reassembler
-from ..serialization.codec import StateCodec
+from ..serialization.codec import DEFAULT_MAX_ENTITIES, StateCodec
 from ..serialization.compression import DictionaryRegistry
 from ..serialization.errors import (
+    BodyTooLargeError,
     DecodeError,
     SchemaMismatchError,
     UnknownDictionaryError,
@@ -58,6 +61,7 @@ class ReceiverStats:
     chunk_requests: int = 0
     resync_requests: int = 0  # "I lack your baseline, send a full state" messages sent
     out_of_window: int = 0  # states implausibly far ahead of the applied one, dropped
+    oversize: int = 0  # compressed states inflating beyond what max_entities can need, dropped
     chunk_drops: ChunkDrops = field(default_factory=ChunkDrops)  # by reason: see ChunkDrops
 
 
@@ -74,10 +78,12 @@ class Receiver:
         ack_interval: float = 0.0,
         reack_interval: float = 0.1,
         resync_interval: float = 0.2,
+        max_entities: int = DEFAULT_MAX_ENTITIES,
     ) -> None:
         self.schema = schema
         self.world = world if world is not None else World()
-        self.codec = StateCodec(schema, dictionaries)
+        # the most entities a state may hold: bounds decompression (a bomb is a counted drop)
+        self.codec = StateCodec(schema, dictionaries, max_entities=max_entities)
         self.stats = ReceiverStats()
         self.max_history = max_history
         self.ack_interval = ack_interval
@@ -118,6 +124,9 @@ class Receiver:
             return self._on_state(pkt, now)
         except (SchemaMismatchError, UnknownDictionaryError):
             raise
+        except BodyTooLargeError:
+            self.stats.oversize += 1
+            return False
         except DecodeError:
             self.stats.malformed += 1
             return False

@@ -5,9 +5,10 @@ layout and :mod:`.packet` for the framing.
 """
 
 from .chunking import DEFAULT_BUDGET, ChunkDrops, Reassembler, split
-from .codec import StateCodec
+from .codec import DEFAULT_MAX_ENTITIES, StateCodec
 from .compression import DictionaryRegistry, train_dictionary
 from .errors import (
+    BodyTooLargeError,
     ChunkError,
     DecodeError,
     EncodeError,
@@ -16,10 +17,12 @@ from .errors import (
     UnknownDictionaryError,
 )
 from .schema import ComponentCodec, Prediction, ReplicationSchema, schema_hash
-from .snapshot import Snapshot, capture, decode_body, diff, encode_body
+from .snapshot import Snapshot, capture, decode_body, diff, encode_body, max_body_bytes
 
 __all__ = [
     "DEFAULT_BUDGET",
+    "DEFAULT_MAX_ENTITIES",
+    "BodyTooLargeError",
     "ChunkDrops",
     "ChunkError",
     "ComponentCodec",
@@ -38,6 +41,7 @@ __all__ = [
     "decode_body",
     "diff",
     "encode_body",
+    "max_body_bytes",
     "schema_hash",
     "split",
     "train_dictionary",

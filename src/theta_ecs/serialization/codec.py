@@ -6,17 +6,30 @@ from .compression import NO_DICTIONARY, DictionaryRegistry
 from .errors import DecodeError, SchemaMismatchError
 from .packet import StatePacket, decode_packet, encode_packet
 from .schema import ReplicationSchema
-from .snapshot import Snapshot, decode_body, encode_body
+from .snapshot import Snapshot, decode_body, encode_body, max_body_bytes
+
+#: Entities a decoded state may hold unless the codec is told otherwise: it bounds how far a
+#: compressed body may inflate (see :func:`~.snapshot.max_body_bytes`).
+DEFAULT_MAX_ENTITIES = 1 << 16
 
 
 class StateCodec:
-    """Encodes snapshots into state packets and back, for one schema."""
+    """Encodes snapshots into state packets and back, for one schema.
+
+    ``max_entities`` is the most entities a decoded state may hold: a compressed body inflating
+    beyond what such a state can need is refused (:class:`BodyTooLargeError`) before decoding.
+    """
 
     def __init__(
-        self, schema: ReplicationSchema, dictionaries: DictionaryRegistry | None = None
+        self,
+        schema: ReplicationSchema,
+        dictionaries: DictionaryRegistry | None = None,
+        *,
+        max_entities: int = DEFAULT_MAX_ENTITIES,
     ) -> None:
         self.schema = schema
         self.dictionaries = dictionaries if dictionaries is not None else DictionaryRegistry()
+        self.max_entities = max_entities
 
     def encode(
         self,
@@ -49,18 +62,22 @@ class StateCodec:
         if pkt.schema_hash != self.schema.wire_hash:
             raise SchemaMismatchError(self.schema.wire_hash, pkt.schema_hash, bits=32)
 
-    def body(self, pkt: StatePacket) -> bytes:
-        """The packet's body, decompressed (raises UnknownDictionaryError / DecodeError)."""
+    def body(self, pkt: StatePacket, base: Snapshot | None = None) -> bytes:
+        """The packet's body, decompressed (raises UnknownDictionaryError / DecodeError, and
+        BodyTooLargeError beyond what a state of ``max_entities`` on ``base`` can need)."""
         if not pkt.compressed:
             return pkt.body
-        return self.dictionaries.decompress(pkt.body, pkt.dictionary_id)
+        limit = max_body_bytes(self.schema, len(base) if base is not None else 0, self.max_entities)
+        return self.dictionaries.decompress(pkt.body, pkt.dictionary_id, limit)
 
     def decode(self, pkt: StatePacket, base: Snapshot | None = None) -> Snapshot:
         self.check(pkt)
         if (pkt.baseline is None) != (base is None):
             raise DecodeError("baseline presence disagrees with the packet")
         age = None if pkt.baseline is None else pkt.sequence - pkt.baseline
-        return decode_body(self.schema, self.body(pkt), base, tick=pkt.sequence, age=age)
+        return decode_body(
+            self.schema, self.body(pkt, base), base, tick=pkt.sequence, age=age
+        )
 
     def decode_bytes(self, data: bytes, base: Snapshot | None = None) -> Snapshot:
         pkt = decode_packet(data)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import zstandard
 
-from .errors import DecodeError, UnknownDictionaryError
+from .errors import BodyTooLargeError, DecodeError, UnknownDictionaryError
 
 #: Dictionary id 0 means "compressed without a dictionary".
 NO_DICTIONARY = 0
@@ -123,14 +123,28 @@ class DictionaryRegistry:
     def decompress(
         self, data: bytes, did: int = NO_DICTIONARY, limit: int = MAX_BODY_BYTES
     ) -> bytes:
-        """Inverse of :meth:`compress`; unknown dictionaries and corrupt frames raise ours."""
+        """Inverse of :meth:`compress`; unknown dictionaries and corrupt frames raise ours.
+
+        Inflates at most ``limit`` bytes: a body that would grow beyond raises
+        :class:`BodyTooLargeError` (a decompression bomb), so pass the least the caller can
+        need (zstd allocates the whole limit up front, and a bomb costs work up to it).
+        """
         dec = self.decompressor(did)
         try:
-            out = dec.decompress(data, max_output_size=limit)
+            return bytes(dec.decompress(data, max_output_size=limit))
         except (zstandard.ZstdError, MemoryError) as exc:
             # A forged frame header can ask for a huge window: that is hostile input too.
-            raise DecodeError(f"corrupt zstd body: {exc!r}") from None
-        return bytes(out)
+            error = exc
+        # Failed: a corrupt frame, or one inflating beyond the limit (zstd says the same for
+        # both). A capped streaming read tells them apart, stopping at the limit.
+        try:
+            with dec.stream_reader(data) as reader:
+                inflated = len(reader.read(limit + 1))
+        except (zstandard.ZstdError, MemoryError):
+            inflated = 0
+        if inflated > limit:
+            raise BodyTooLargeError(limit)
+        raise DecodeError(f"corrupt zstd body: {error!r}") from None
 
 
 # -- packet recordings (the input of `theta dict train`) ---------------------------------------

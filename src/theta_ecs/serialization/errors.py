@@ -7,6 +7,7 @@ from ..errors import DecodeError, SchemaMismatchError, ThetaError
 # DecodeError and SchemaMismatchError are the core's (theta_ecs.errors): one class per failure
 # across serialization, the wire envelope and the command log. Re-exported here for old imports.
 __all__ = [
+    "BodyTooLargeError",
     "ChunkError",
     "DecodeError",
     "EncodeError",
@@ -33,3 +34,11 @@ class ChunkError(SerializationError, DecodeError):
 
 class EncodeError(SerializationError, ValueError):
     """State that cannot be encoded (e.g. a value that does not fit its declared encoding)."""
+
+
+class BodyTooLargeError(SerializationError, DecodeError):
+    """A compressed body inflating beyond what the schema can need (a decompression bomb)."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"compressed body inflates beyond the {limit}-byte limit")
+        self.limit = limit

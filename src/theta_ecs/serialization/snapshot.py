@@ -312,6 +312,27 @@ def encode_body(
     return w.getvalue()
 
 
+#: Bits of the longest exp-Golomb code of a 32-bit value (any order): 2 * 32 + 1.
+_EG_MAX_BITS = 65
+#: Bits of the longest count code (a count is up to 64 bits).
+_COUNT_MAX_BITS = 129
+
+
+def max_body_bytes(schema: ReplicationSchema, base_entities: int, max_added: int) -> int:
+    """The most bytes :func:`encode_body` can write against a baseline of ``base_entities``
+    adding at most ``max_added`` entities: what a receiver needs to inflate a compressed body
+    at most (anything larger is a decompression bomb, however well it compresses).
+
+    Every entity of the baseline is removed or changed (its position, presence and change
+    flags, one worst-case delta per lane) and every added one costs its id and raw values.
+    """
+    nc, nl = schema.n_components, schema.n_lanes
+    fixed = 3 * _COUNT_MAX_BITS + (nl + 4) * _ORDER_BITS + 1 + nc
+    per_base = max(_EG_MAX_BITS, _EG_MAX_BITS + 2 + 2 * nc + nl * _EG_MAX_BITS)
+    per_added = 2 * _EG_MAX_BITS + nc + schema.bits_per_entity
+    return (fixed + base_entities * per_base + max_added * per_added + 7) // 8 + 8
+
+
 def decode_body(
     schema: ReplicationSchema,
     body: bytes,
