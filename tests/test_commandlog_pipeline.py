@@ -137,3 +137,23 @@ def test_a_peer_asking_for_syncs_in_a_loop_cannot_starve_another() -> None:
     answered = [source for source, _ in a.replies()]
     assert answered == ["greedy", "honest"]
     assert a.world.telemetry.counters["sync_rate_drops"] == 2
+
+
+def test_a_source_flooding_the_inbox_is_capped_and_the_others_still_get_through() -> None:
+    a, b = pipeline(0), pipeline(1, budget=0.0)  # b integrates one packet per frame
+    b.max_inbox_bytes_per_source = 4096
+    nid = a.editor.create_entity()
+    a.world.step()
+    honest = batches_only(a.outgoing())
+    junk = b"\x00" * 1500
+    accepted = [b.deliver(junk, source="flooder") for _ in range(10)]
+    assert accepted == [True, True, False, False, False, False, False, False, False, False]
+    assert b.world.telemetry.counters["inbox_overflow_drops"] == 8
+    assert all(b.deliver(p, source="honest") for p in honest)  # other sources are unaffected
+    assert b.inbox_depth == 2 + len(honest)
+    for _ in range(2 + len(honest)):
+        b.world.step()
+    assert b.inbox_depth == 0
+    assert b.editor.local_entity(nid) is not None
+    # once integrated, the flooder's bytes no longer count against it
+    assert b.deliver(junk, source="flooder")

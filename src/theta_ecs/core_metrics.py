@@ -99,6 +99,9 @@ _COUNTERS: tuple[tuple[str, str, str, str], ...] = (
      "Entries of a command type this peer has not registered."),
     ("invalid_command_drops", "theta_commandlog_invalid_command_drops_total", "commands",
      "Entries whose payload the command type refused."),
+    ("inbox_overflow_drops", "theta_commandlog_inbox_overflow_drops_total", "packets",
+     "Guard: command-log packets dropped because their sender already had its byte limit "
+     "waiting in the pipeline's inbox (a peer sending faster than the log integrates)."),
     ("pending_overflow_drops", "theta_commandlog_pending_overflow_drops_total", "commands",
      "Entries dropped because the out-of-order pending buffer was full."),
     ("command_rejections", "theta_commandlog_rejections_total", "commands",

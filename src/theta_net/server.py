@@ -420,7 +420,8 @@ class Server:
                 self.stats.sync_rate_drops += 1
                 return
             info.last_sync = now
-        self.pipeline.deliver(packet, source=info.session.session_id)
+        if not self.pipeline.deliver(packet, source=info.session.session_id):
+            return  # over its inbox limit: dropped and counted, and never relayed either
         if kind is PacketType.BATCHES and not self._own_batches(info, decoded.batches):
             # A client sends only its own entries: garbage or another author's batches (forged,
             # or replayed) are left to the log here and never amplified to every other client.

@@ -45,6 +45,7 @@ class CommandPipeline:
         editor: Editor | None = None,
         *,
         inbox_budget_s: float = 0.004,
+        max_inbox_bytes_per_source: int = 4 << 20,
         sync_interval_s: float = 1.0,
         install: bool = True,
         now: Callable[[], float] = time.monotonic,
@@ -53,6 +54,10 @@ class CommandPipeline:
         self.log = log
         self.editor = editor if editor is not None else Editor(world, log)
         self.inbox_budget_s = inbox_budget_s
+        if max_inbox_bytes_per_source <= 0:
+            raise ValueError("max_inbox_bytes_per_source must be positive")
+        self.max_inbox_bytes_per_source = max_inbox_bytes_per_source
+        self._queued_bytes: dict[Hashable, int] = {}
         self.sync_interval_s = sync_interval_s
         self._now = now
         self._inbox: deque[tuple[Hashable | None, bytes]] = deque()
@@ -69,10 +74,23 @@ class CommandPipeline:
             )
 
     # -- transport side -------------------------------------------------------------------
-    def deliver(self, packet: bytes, source: Hashable | None = None) -> None:
+    def deliver(self, packet: bytes, source: Hashable | None = None) -> bool:
         """A packet that arrived from the transport (integrated at the next frame); ``source``
-        names the peer it came from, so an answer can go back to it alone."""
+        names the peer it came from, so an answer can go back to it alone.
+
+        A named source may have at most ``max_inbox_bytes_per_source`` waiting: a peer that
+        sends faster than the log integrates cannot grow the inbox without bound (or delay
+        everyone else's packets behind its own). Past it the packet is dropped and counted
+        (``inbox_overflow_drops``); False says so. Its sender's entries come back by sync.
+        """
+        if source is not None:
+            queued = self._queued_bytes.get(source, 0) + len(packet)
+            if queued > self.max_inbox_bytes_per_source:
+                self.world.telemetry.count("inbox_overflow_drops")
+                return False
+            self._queued_bytes[source] = queued
         self._inbox.append((source, packet))
+        return True
 
     def outgoing(self) -> list[bytes]:
         """Packets for every peer (ordered, reliable delivery is not required)."""
@@ -113,6 +131,10 @@ class CommandPipeline:
         deadline = t0 + self.inbox_budget_s
         while self._inbox:
             source, packet = self._inbox.popleft()
+            if source is not None:
+                left = self._queued_bytes.pop(source, 0) - len(packet)
+                if left > 0:
+                    self._queued_bytes[source] = left
             for reply in self.log.receive(packet, source):
                 self._replies.append((source, reply))
             if time.perf_counter() >= deadline:
