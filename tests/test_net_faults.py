@@ -12,7 +12,7 @@ import struct
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from functools import partial
 from pathlib import Path
 
 from theta_ecs.scenes.cubes import CubesScene
@@ -23,20 +23,13 @@ from theta_net.quic import QuicTransport
 from theta_net.server import Server
 from theta_net.session import SessionConfig
 
+from . import aio_support
+from .aio_support import until
+
 SCHEMA = ReplicationSchema(CubesScene.components)
 
 
-async def until(cond: Callable[[], bool], timeout: float = 8.0, what: str = "") -> None:
-    loop = asyncio.get_running_loop()
-    end = loop.time() + timeout
-    while not cond():
-        if loop.time() > end:
-            raise AssertionError(f"timed out waiting for {what or cond}")
-        await asyncio.sleep(0.02)
-
-
-def run(coro: Callable[[], Awaitable[None]]) -> None:
-    asyncio.run(asyncio.wait_for(coro(), 90))
+run = partial(aio_support.run, timeout=90)
 
 
 class Recorder:

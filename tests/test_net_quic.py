@@ -4,7 +4,6 @@ verified identities and roles, refusals, pinned certificates, reconnection after
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -18,20 +17,9 @@ from theta_net.errors import FingerprintMismatchError, RefusedError
 from theta_net.quic import QuicTransport
 from theta_net.server import Server
 
+from .aio_support import run, until
+
 SCHEMA = ReplicationSchema(CubesScene.components)
-
-
-async def until(cond: Callable[[], bool], timeout: float = 8.0, what: str = "") -> None:
-    loop = asyncio.get_running_loop()
-    end = loop.time() + timeout
-    while not cond():
-        if loop.time() > end:
-            raise AssertionError(f"timed out waiting for {what or cond}")
-        await asyncio.sleep(0.02)
-
-
-def run(coro: Callable[[], Awaitable[None]]) -> None:
-    asyncio.run(asyncio.wait_for(coro(), 60))
 
 
 def cubes_server(**kw: object) -> tuple[Server, CubesScene]:

@@ -10,8 +10,9 @@ import asyncio
 import os
 import subprocess
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +36,9 @@ from theta_voice.packet import VoicePacket
 from theta_voice.quality import pesq_wb
 from theta_voice.session import VoiceSession, pump
 
+from . import aio_support
+from .aio_support import until
+
 pytest.importorskip("pesq", reason="PESQ needs the pesq package (dev extra)")
 
 SCHEMA = ReplicationSchema(CubesScene.components)
@@ -42,17 +46,7 @@ ROOT = Path(__file__).resolve().parents[1]
 FRAME = 960  # 20 ms at 48 kHz
 
 
-async def until(cond: Callable[[], bool], timeout: float = 8.0, what: str = "") -> None:
-    loop = asyncio.get_running_loop()
-    end = loop.time() + timeout
-    while not cond():
-        if loop.time() > end:
-            raise AssertionError(f"timed out waiting for {what or cond}")
-        await asyncio.sleep(0.02)
-
-
-def run(coro: Callable[[], Awaitable[None]]) -> None:
-    asyncio.run(asyncio.wait_for(coro(), 90))
+run = partial(aio_support.run, timeout=90)
 
 
 class Call:

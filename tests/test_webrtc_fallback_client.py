@@ -5,7 +5,7 @@ Client. A server on ``auto`` serves both: QUIC clients and WebRTC clients side b
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -21,6 +21,9 @@ from theta_net.server import Server
 from theta_net.webrtc.auto import AutoTransport
 from theta_net.webrtc.transport import WebRtcTransport
 
+from . import aio_support
+from .aio_support import run
+
 SCHEMA = ReplicationSchema(CubesScene.components)
 
 
@@ -31,17 +34,7 @@ def _loopback_only(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("THETA_SIGNALING_BIND", raising=False)
 
 
-async def until(cond: Callable[[], bool], timeout: float = 10.0, what: str = "") -> None:
-    loop = asyncio.get_running_loop()
-    end = loop.time() + timeout
-    while not cond():
-        if loop.time() > end:
-            raise AssertionError(f"timed out waiting for {what or cond}")
-        await asyncio.sleep(0.02)
-
-
-def run(coro: Callable[[], Awaitable[None]]) -> None:
-    asyncio.run(asyncio.wait_for(coro(), 60))
+until = partial(aio_support.until, timeout=10.0)
 
 
 def test_auto_client_falls_back_to_webrtc_joins_converges_and_edits() -> None:
