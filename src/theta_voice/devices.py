@@ -13,6 +13,7 @@ On a machine with no sound card, ``make`` points ALSA's default device at the nu
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -109,25 +110,53 @@ def _resampler(src: int, dst: int, channels: int) -> Any:
     return soxr.ResampleStream(src, dst, channels, dtype="int16", quality="HQ")
 
 
-class SoundDeviceSink:
+class _PortAudioStream:
+    """What a sounddevice sink and source share: a started PortAudio stream whose callback
+    moves frames through ``ring``, and closing it once."""
+
+    ring: RingBuffer
+    closed: bool
+    _stream: Any
+
+    def _open(self, direction: str, callback: Callable[..., None], *, channels: int,
+              device: Any, device_rate: int | None, buffer_ms: int, blocksize: int) -> int:
+        """Open and start the ``direction`` ("input" or "output") stream; returns the device
+        rate. The ring exists before ``start``, so the first callback finds it."""
+        sd = _sounddevice()
+        try:
+            info = sd.query_devices(device, direction)
+            rate = int(device_rate or info["default_samplerate"])
+            self.ring = RingBuffer(rate * buffer_ms // 1000, channels)
+            stream = sd.InputStream if direction == "input" else sd.OutputStream
+            self._stream = stream(samplerate=rate, channels=channels, dtype="int16",
+                                  device=device, blocksize=blocksize, callback=callback)
+            self._stream.start()
+        except sd.PortAudioError as exc:
+            raise AudioDeviceError(
+                f"cannot open the {direction} device {device!r}: {exc}") from exc
+        return rate
+
+    @property
+    def overruns(self) -> int:
+        return self.ring.overruns
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self._stream.stop()
+            self._stream.close()
+
+
+class SoundDeviceSink(_PortAudioStream):
     """The ``sounddevice`` entry of ``theta.audio_sinks``: plays 48 kHz int16 (mono or stereo)
     through a PortAudio output stream."""
 
     def __init__(self, *, channels: int = 2, device: Any = None, device_rate: int | None = None,
                  buffer_ms: int = 200, blocksize: int = 0, **_: object) -> None:
-        sd = _sounddevice()
-        try:
-            info = sd.query_devices(device, "output")
-            rate = int(device_rate or info["default_samplerate"])
-            self.ring = RingBuffer(rate * buffer_ms // 1000, channels)
-            self.callbacks = 0
-            self.status_underflows = 0
-            self._stream = sd.OutputStream(samplerate=rate, channels=channels, dtype="int16",
-                                           device=device, blocksize=blocksize,
-                                           callback=self._callback)
-            self._stream.start()
-        except sd.PortAudioError as exc:
-            raise AudioDeviceError(f"cannot open the output device {device!r}: {exc}") from exc
+        self.callbacks = 0
+        self.status_underflows = 0
+        rate = self._open("output", self._callback, channels=channels, device=device,
+                          device_rate=device_rate, buffer_ms=buffer_ms, blocksize=blocksize)
         self.device_rate = rate
         self.channels = channels
         self._resample = _resampler(RATE, rate, channels) if rate != RATE else None
@@ -162,36 +191,17 @@ class SoundDeviceSink:
     def underruns(self) -> int:
         return self.ring.underruns
 
-    @property
-    def overruns(self) -> int:
-        return self.ring.overruns
 
-    def close(self) -> None:
-        if not self.closed:
-            self.closed = True
-            self._stream.stop()
-            self._stream.close()
-
-
-class SoundDeviceSource:
+class SoundDeviceSource(_PortAudioStream):
     """The ``sounddevice`` entry of ``theta.audio_sources``: captures mono int16 and hands it
     out at 48 kHz."""
 
     def __init__(self, *, device: Any = None, device_rate: int | None = None,
                  buffer_ms: int = 500, blocksize: int = 0, **_: object) -> None:
-        sd = _sounddevice()
-        try:
-            info = sd.query_devices(device, "input")
-            rate = int(device_rate or info["default_samplerate"])
-            self.ring = RingBuffer(rate * buffer_ms // 1000, 1)
-            self.callbacks = 0
-            self.status_overflows = 0
-            self._stream = sd.InputStream(samplerate=rate, channels=1, dtype="int16",
-                                          device=device, blocksize=blocksize,
-                                          callback=self._callback)
-            self._stream.start()
-        except sd.PortAudioError as exc:
-            raise AudioDeviceError(f"cannot open the input device {device!r}: {exc}") from exc
+        self.callbacks = 0
+        self.status_overflows = 0
+        rate = self._open("input", self._callback, channels=1, device=device,
+                          device_rate=device_rate, buffer_ms=buffer_ms, blocksize=blocksize)
         self.sample_rate = RATE
         self.device_rate = rate
         self._resample = _resampler(rate, RATE, 1) if rate != RATE else None
@@ -214,16 +224,6 @@ class SoundDeviceSource:
             out: npt.NDArray[np.int16] = self._resample.resample_chunk(raw)
             return out
         return raw
-
-    @property
-    def overruns(self) -> int:
-        return self.ring.overruns
-
-    def close(self) -> None:
-        if not self.closed:
-            self.closed = True
-            self._stream.stop()
-            self._stream.close()
 
 
 class NullAudioSource:
