@@ -253,10 +253,11 @@ class ServerWorker:
     """benchmarks/net_bench_server.py in a child process: its ``port`` and ``token``, its
     counters on demand (``stats``), ``pause``/``resume``, ``close``."""
 
-    def __init__(self, rate: float = 60.0) -> None:
+    def __init__(self, rate: float = 60.0, *options: str) -> None:
+        """``options``: more of net_bench_server.py's flags (``--entities``, ``--warmup``...)."""
         self.proc = subprocess.Popen(
             [sys.executable, str(Path(__file__).parent / "net_bench_server.py"), "--rate",
-             str(rate)],
+             str(rate), *options],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1,
         )
         self.port = int(self.expect("port")[1])

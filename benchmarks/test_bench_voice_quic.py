@@ -14,14 +14,12 @@ from __future__ import annotations
 
 import asyncio
 import os
-import subprocess
-import sys
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 
+from net_support import ServerWorker  # benchmarks/ is on sys.path (conftest)
 from theta_ecs.backends.loopback import LinkModel
 from theta_ecs.scenes.cubes import CubesScene
 from theta_net.client import Client
@@ -36,7 +34,6 @@ from theta_voice.stream import VoiceSender
 
 pytest.importorskip("pesq", reason="PESQ needs the pesq package (dev extra)")
 
-HERE = Path(__file__).parent
 SCHEMA = schema_for("cubes")  # the server worker's
 FRAME = 960
 POLL_S = 0.005
@@ -148,40 +145,7 @@ def test_mouth_to_ear_over_quic_beside_the_loopback_link(benchmark: Any) -> None
     print("\n" + SUMMARY["mouth-to-ear"])
 
 
-class ServerProcess:
-    """The network benchmarks' server worker (net_bench_server.py) with a small cubes scene: its
-    own process, so its CPU is its own."""
-
-    def __init__(self) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, str(HERE / "net_bench_server.py"), "--rate", "60", "--entities",
-             "8", "--warmup", "5", "--frames", "10"],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
-        self.port = int(self.expect("port")[1])
-        self.token = self.expect("token")[1]
-
-    def expect(self, key: str) -> list[str]:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            if line.startswith(key + " "):
-                return line.split()
-        raise RuntimeError(f"the server worker exited before {key!r}")
-
-    def stats(self) -> dict[str, float]:
-        assert self.proc.stdin is not None
-        self.proc.stdin.write("stats\n")
-        self.proc.stdin.flush()
-        words = self.expect("stats")[1:]
-        return {words[i]: float(words[i + 1]) for i in range(0, len(words), 2)}
-
-    def close(self) -> None:
-        assert self.proc.stdin is not None
-        self.proc.stdin.write("quit\n")
-        self.proc.stdin.flush()
-        self.proc.wait(20)
-
-
-async def _cpu_per_speaker(worker: ServerProcess, clients_n: int,
+async def _cpu_per_speaker(worker: ServerWorker, clients_n: int,
                            speakers_list: tuple[int, ...]) -> list[dict[str, Any]]:
     loop = asyncio.get_running_loop()
     clients = [Client(SCHEMA, "127.0.0.1", worker.port, worker.token, rate=30)
@@ -227,7 +191,7 @@ async def _cpu_per_speaker(worker: ServerProcess, clients_n: int,
 def test_server_cpu_per_relayed_speaker(benchmark: Any) -> None:
     """Four clients connected to a server process (60 Hz, 8 replicated cubes); a phase with no
     one talking, then one, then two speakers each relayed to the three others."""
-    worker = ServerProcess()
+    worker = ServerWorker(60.0, "--entities", "8", "--warmup", "5", "--frames", "10")
     rows: list[dict[str, Any]] = []
     try:
         def once() -> None:
