@@ -37,6 +37,17 @@ from .math3d import matrix_to_quat, symmetric_fov
 from .meshes import MeshLibrary
 from .overlay import LINE_HEIGHT, PADDING, render_text, world_lines
 
+# GLSL both vertex shaders use: a quaternion rotation, and the scale normals divide by
+_INSTANCE_MATH = """vec3 rotate(vec4 q, vec3 v) {
+    return v + 2.0 * cross(q.xyz, cross(q.xyz, v) + q.w * v);
+}
+
+// the scale kept away from zero with its sign: normals of a mirrored instance turn with it
+vec3 signed_floor(vec3 s) {
+    return mix(vec3(1e-8), s, greaterThanEqual(abs(s), vec3(1e-8)));
+}
+"""
+
 _VERTEX = """
 #version 330 core
 uniform mat4 u_viewproj;
@@ -53,15 +64,7 @@ out vec3 v_norm;
 out vec3 v_color;
 out vec3 v_world;
 
-vec3 rotate(vec4 q, vec3 v) {
-    return v + 2.0 * cross(q.xyz, cross(q.xyz, v) + q.w * v);
-}
-
-// the scale kept away from zero with its sign: normals of a mirrored instance turn with it
-vec3 signed_floor(vec3 s) {
-    return mix(vec3(1e-8), s, greaterThanEqual(abs(s), vec3(1e-8)));
-}
-
+""" + _INSTANCE_MATH + """
 void main() {
     if (i_visible == 0u || i_mesh != u_mesh) {
         gl_Position = vec4(2.0, 2.0, 2.0, 1.0);  // outside the clip volume: nothing drawn
@@ -119,15 +122,7 @@ out vec3 v_color;
 out vec3 v_world;
 out float gl_ClipDistance[2];
 
-vec3 rotate(vec4 q, vec3 v) {
-    return v + 2.0 * cross(q.xyz, cross(q.xyz, v) + q.w * v);
-}
-
-// the scale kept away from zero with its sign: normals of a mirrored instance turn with it
-vec3 signed_floor(vec3 s) {
-    return mix(vec3(1e-8), s, greaterThanEqual(abs(s), vec3(1e-8)));
-}
-
+""" + _INSTANCE_MATH + """
 void main() {
     int eye = gl_InstanceID & 1;
     int i = gl_InstanceID >> 1;
